@@ -1,0 +1,111 @@
+"""``normx plugins``, ``normx normalizers``, ``normx primitives`` and ``normx spec``: what is installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plugins", help="list plugins with their versions and what each contributes")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_plugins)
+    p = sub.add_parser("normalizers", help="list the preset normalizers with their compositions and formulas")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_normalizers)
+    p = sub.add_parser("primitives", help="list the primitives by slot with their parameters")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_primitives)
+    p = sub.add_parser("spec", help="parse a normalizer spec and print its canonical form")
+    p.add_argument("spec", help="a preset or composition, e.g. 'gn(group_size=4) | tlu'")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_spec)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def plugins_data() -> list[dict[str, Any]]:
+    from explorer.plugins import get_registry
+
+    reg = get_registry()
+    rows = []
+    for name, contributed in sorted(reg.contributions().items()):
+        rows.append({"name": name, "version": reg.plugin_versions.get(name, "?"),
+                     "contributes": {k: sorted(v) for k, v in sorted(contributed.items())}})
+    for name, error in sorted(reg.failed.items()):
+        rows.append({"name": name, "version": None, "error": error, "contributes": {}})
+    return rows
+
+
+def normalizers_data() -> list[dict[str, Any]]:
+    from explorer.plugins import get_registry
+    from explorer.spec import parse_spec
+
+    reg = get_registry()
+    return [
+        {"name": p.name, "composition": str(parse_spec(p.name, reg)), "formula": p.formula, "doc": p.doc,
+         "params": {q.name: q.default for q in p.params}, "plugin": p.plugin}
+        for p in sorted(reg.presets.values(), key=lambda p: p.name)
+    ]
+
+
+def primitives_data() -> list[dict[str, Any]]:
+    from explorer.plugins import get_registry
+    from explorer.registry import SLOTS
+
+    reg = get_registry()
+    prims = sorted(reg.primitives.values(), key=lambda p: (SLOTS.index(p.slot), p.name))
+    return [
+        {"name": p.name, "slot": p.slot, "formula": p.formula, "doc": p.doc, "plugin": p.plugin,
+         "params": {q.name: q.default for q in p.params}}
+        for p in prims
+    ]
+
+
+def run_plugins(args: argparse.Namespace) -> int:
+    rows = plugins_data()
+    if args.json:
+        _print_json(rows)
+        return 0
+    from explorer.cli import render
+
+    render.print_plugins(rows)
+    return 0
+
+
+def run_normalizers(args: argparse.Namespace) -> int:
+    rows = normalizers_data()
+    if args.json:
+        _print_json(rows)
+        return 0
+    from explorer.cli import render
+
+    render.print_normalizers(rows)
+    return 0
+
+
+def run_primitives(args: argparse.Namespace) -> int:
+    rows = primitives_data()
+    if args.json:
+        _print_json(rows)
+        return 0
+    from explorer.cli import render
+
+    render.print_primitives(rows)
+    return 0
+
+
+def run_spec(args: argparse.Namespace) -> int:
+    from explorer.spec import parse_spec
+
+    spec = parse_spec(args.spec)
+    data = {"spec": str(spec), "steps": [{"slot": s.slot, "primitive": s.name, "params": s.kwargs} for s in spec.steps],
+            "batch_statistics": spec.uses_batch_statistics()}
+    if args.json:
+        _print_json(data)
+    else:
+        print(data["spec"])
+    return 0

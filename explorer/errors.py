@@ -1,0 +1,40 @@
+"""User-facing errors: each one renders as a single line, never a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class NormxError(Exception):
+    """An error caused by the user's input; the CLI prints ``str(err)`` and exits non-zero."""
+
+    exit_code = 2
+
+
+class SpecError(NormxError, ValueError):
+    """A normalizer spec that cannot be parsed or composed."""
+
+    def __init__(self, message: str, text: str | None = None, position: int | None = None):
+        self.text = text
+        self.position = position
+        self.bare_message = message
+        if text is not None and position is not None:
+            message = f"{message} at position {position}: {text[:position]}⟨here⟩{text[position:]}"
+        super().__init__(message)
+
+
+class PluginError(NormxError):
+    """A plugin that cannot be loaded or that conflicts with another one."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The valid names closest to ``name`` (for 'did you mean' messages)."""
+    candidates = sorted(set(candidates))
+    found = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+    return found or candidates[:n]
+
+
+def unknown_name_message(kind: str, name: str, candidates: Iterable[str]) -> str:
+    """``unknown preset 'bnn'; closest: bn, gn, in``."""
+    return f"unknown {kind} {name!r}; closest: {', '.join(closest(name, candidates))}"

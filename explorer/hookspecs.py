@@ -1,0 +1,46 @@
+"""The plugin API: hook specifications that plugins implement with ``@explorer.hookimpl``.
+
+Each hook receives a ``register`` callback, the way datasette and llm do it: a plugin calls
+``register(...)`` once per thing it contributes, so the registry knows which plugin contributed
+what and can name both plugins when two contribute the same name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from explorer.registry import Preset, Primitive
+
+hookspec = pluggy.HookspecMarker("normx")
+hookimpl = pluggy.HookimplMarker("normx")
+
+
+@hookspec
+def register_primitives(register: Callable[["Primitive"], None]) -> None:
+    """Contribute normalizer primitives.
+
+    Call ``register(primitive)`` with an :class:`explorer.registry.Primitive` for each primitive.
+    A primitive fills one slot of a composition (``center``, ``scale``, ``gate``, ``affine``,
+    ``activation``, ``weight`` or ``regularizer``); its name must be unique across all plugins.
+    """
+
+
+@hookspec
+def register_presets(register: Callable[["Preset"], None]) -> None:
+    """Contribute named presets: normalizers written as compositions of primitives.
+
+    Call ``register(preset)`` with an :class:`explorer.registry.Preset`. A preset expands to a
+    spec string in call form, e.g. ``gn(groups=8)``; presets never construct modules themselves.
+    """
+
+
+@hookspec
+def register_models(register: Callable[..., None]) -> None:
+    """Contribute model architectures: ``register(name, factory, description)``.
+
+    ``factory(spec, **params)`` returns an ``nn.Module`` whose normalization sites are built with
+    :func:`explorer.create_normalized_layer`.
+    """

@@ -1,0 +1,201 @@
+"""The registry of primitives, presets and models, filled by plugins through pluggy hooks.
+
+Plain data: a :class:`Primitive` says which slot it fills, which parameters it takes and how to
+build its module; a :class:`Preset` is a named spec in call form. Nothing here builds modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.errors import PluginError, SpecError, unknown_name_message
+
+#: The slots of a composition, in the order they are applied and written.
+SLOTS: tuple[str, ...] = ("weight", "center", "scale", "gate", "affine", "activation", "regularizer")
+
+SLOT_DOCS: dict[str, str] = {
+    "weight": "weight-space normalization of the layer's conv/linear weight",
+    "center": "subtract a mean (the numerator's shift)",
+    "scale": "divide by a statistic (std, RMS, ...)",
+    "gate": "multiply the numerator by a learned gate",
+    "affine": "per-channel gain and bias",
+    "activation": "the nonlinearity after the normalizer",
+    "regularizer": "a loss term added to the training loss",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a primitive or preset: its type, default and allowed values."""
+
+    name: str
+    type: type | str  # int, float, bool, str, or "axes"
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        """Turn a parsed literal into this parameter's type, or raise a SpecError naming it."""
+        if value is None:
+            return None
+        try:
+            if self.type == "axes":
+                from explorer.axes import parse_axes
+
+                value = parse_axes(value)
+            elif self.type is bool:
+                if isinstance(value, str):
+                    if value.lower() not in ("true", "false"):
+                        raise ValueError(value)
+                    value = value.lower() == "true"
+                value = bool(value)
+            elif self.type is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
+                if isinstance(value, bool):
+                    raise ValueError(value)
+                value = int(value)
+            elif self.type is float:
+                if isinstance(value, bool):
+                    raise ValueError(value)
+                value = float(value)
+            elif self.type is str:
+                value = str(value)
+        except (TypeError, ValueError) as err:
+            if isinstance(err, SpecError):
+                raise
+            tname = self.type if isinstance(self.type, str) else self.type.__name__
+            raise SpecError(f"{owner}: parameter {self.name!r} must be {tname}, got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise SpecError(
+                f"{owner}: parameter {self.name!r} must be one of "
+                f"{', '.join(map(str, self.choices))}; got {value!r}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """A building block of normalizers, contributed by a plugin.
+
+    ``factory(channels, **params)`` returns the step's ``nn.Module``; what the module computes
+    depends on the slot (see ``docs/plugins.md``). ``canonicalize(params)`` may rewrite the
+    parameters into one canonical spelling (GN with one group is LN) and returns
+    ``(name, params)``; ``check(params)`` raises :class:`SpecError` for invalid combinations.
+    """
+
+    name: str
+    slot: str
+    factory: Callable[..., Any]
+    params: tuple[Param, ...] = ()
+    formula: str = ""
+    doc: str = ""
+    canonicalize: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
+    check: Callable[[dict[str, Any]], None] | None = None
+    #: Names of positional parameters, in order (``mean(bx)`` means ``mean(axes=bx)``).
+    positional: tuple[str, ...] = ()
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.slot not in SLOTS:
+            raise PluginError(f"primitive {self.name!r}: unknown slot {self.slot!r} (slots: {', '.join(SLOTS)})")
+        if self.name != self.name.lower() or not self.name.replace("_", "").isalnum():
+            raise PluginError(f"primitive {self.name!r}: names are lower-case letters, digits and '_'")
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named normalizer: ``expand(**params)`` returns a spec string made of primitives."""
+
+    name: str
+    expand: Callable[..., str]
+    params: tuple[Param, ...] = ()
+    formula: str = ""
+    doc: str = ""
+    plugin: str = ""
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model architecture: ``factory(spec, **params) -> nn.Module``."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins contributed, by name."""
+
+    primitives: dict[str, Primitive] = field(default_factory=dict)
+    presets: dict[str, Preset] = field(default_factory=dict)
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+    #: plugin name -> version, for every plugin that loaded
+    plugin_versions: dict[str, str] = field(default_factory=dict)
+    #: plugin name -> load error, for every plugin that failed to load
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def _add(self, table: dict[str, Any], kind: str, item: Any) -> None:
+        existing = table.get(item.name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind} {item.name!r} is registered twice: by plugin {existing.plugin!r} "
+                f"and by plugin {item.plugin!r}"
+            )
+        if kind != "model" and (item.name in self.primitives or item.name in self.presets):
+            other = self.primitives.get(item.name) or self.presets.get(item.name)
+            raise PluginError(
+                f"{kind} {item.name!r} from plugin {item.plugin!r} clashes with the "
+                f"{'primitive' if item.name in self.primitives else 'preset'} of plugin {other.plugin!r}"
+            )
+        table[item.name] = item
+
+    def add_primitive(self, primitive: Primitive) -> None:
+        self._add(self.primitives, "primitive", primitive)
+
+    def add_preset(self, preset: Preset) -> None:
+        self._add(self.presets, "preset", preset)
+
+    def add_model(self, model: ModelEntry) -> None:
+        self._add(self.models, "model", model)
+
+    def primitive(self, name: str) -> Primitive:
+        try:
+            return self.primitives[name]
+        except KeyError:
+            raise SpecError(
+                unknown_name_message("primitive or preset", name, [*self.primitives, *self.presets])
+            ) from None
+
+    def model(self, name: str) -> ModelEntry:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise SpecError(unknown_name_message("model", name, self.models)) from None
+
+    def by_slot(self) -> Mapping[str, list[Primitive]]:
+        out: dict[str, list[Primitive]] = {slot: [] for slot in SLOTS}
+        for prim in self.primitives.values():
+            out[prim.slot].append(prim)
+        return out
+
+    def contributions(self) -> dict[str, dict[str, list[str]]]:
+        """plugin -> {slot or 'presets'/'models' -> names}; what ``normx plugins`` shows."""
+        out: dict[str, dict[str, list[str]]] = {name: {} for name in self.plugin_versions}
+        for prim in self.primitives.values():
+            out.setdefault(prim.plugin, {}).setdefault(prim.slot, []).append(prim.name)
+        for preset in self.presets.values():
+            out.setdefault(preset.plugin, {}).setdefault("presets", []).append(preset.name)
+        for model in self.models.values():
+            out.setdefault(model.plugin, {}).setdefault("models", []).append(model.name)
+        return out
