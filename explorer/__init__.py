@@ -26,6 +26,10 @@ _LAZY = {
     "NormalizedLayer": "explorer.norm",
     "get_registry": "explorer.plugins",
     "register_plugin": "explorer.plugins",
+    "score": "explorer.scoring",
+    "create_model": "explorer.models",
+    "load_dataset": "explorer.data",
+    "iter_batches": "explorer.data",
 }
 
 

@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 from explorer.errors import SpecError
 from explorer.registry import Registry
 from explorer.spec import Spec, Step, parse_spec
-from explorer.statistics import to_x3
+from explorer.statistics import ShapeError, check_input, to_x3
 
 PLACEMENTS = ("pre", "post")
 
@@ -52,22 +52,29 @@ class Normalizer(nn.Module):
     ``y = activation(affine(gate(x - center(x), x) / scale(x)))``; center, scale and gate see the
     (N, C, S) view, affine and activation the channels-second tensor. A sequence (N, L, C) is
     normalized as N·L tokens. When the scale step recognises the composition as one of torch's
-    native ops (BN, GN, LN, IN, RMSNorm), the native kernel runs instead of the generic path.
+    native ops (BN, GN, LN, IN, RMSNorm), the native kernel runs instead of the generic path
+    (``fuse=False`` keeps the generic path, for checking one against the other).
     """
 
     def __init__(self, center: nn.Module | None = None, scale: nn.Module | None = None,
                  gate: nn.Module | None = None, affine: nn.Module | None = None,
-                 activation: nn.Module | None = None, regularizer: nn.Module | None = None):
+                 activation: nn.Module | None = None, regularizer: nn.Module | None = None,
+                 fuse: bool = True, channels: int | None = None):
         super().__init__()
+        #: The channel count inputs must have (checked at each forward when known).
+        self.channels = channels
         self.center, self.scale, self.gate = center, scale, gate
         self.affine, self.activation, self.regularizer = affine, activation, regularizer
         self._fused = None
         self._fused_affine = False
-        if scale is not None and gate is None and hasattr(scale, "fuse"):
+        if fuse and scale is not None and gate is None and hasattr(scale, "fuse"):
             fuse_affine = affine if regularizer is None else None
+            # fuse() returns (method, folds_affine): a method of the scale module called as
+            # method(y, center, affine) that reads the modules at call time, so that .to(),
+            # .double() and copy.deepcopy carry the native path along with the module.
             fused = scale.fuse(center, fuse_affine)
             if fused is not None:
-                self._fused, self._fused_affine = fused
+                self._fused, self._fused_affine = fused[0], bool(fused[1]) and fuse_affine is not None
         #: The regularizer's loss from the latest training forward (a tensor), else None.
         self.regularizer_loss: Tensor | None = None
 
@@ -77,10 +84,12 @@ class Normalizer(nn.Module):
         return self._fused is not None
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 2 or (self.channels is not None and x.shape[-1 if x.dim() == 3 else 1] != self.channels):
+            check_input(x, self.channels)
         seq = x.dim() == 3
         y = x.reshape(-1, x.shape[-1], 1) if seq else x
         if self._fused is not None:
-            y = self._fused(y)
+            y = self._fused(y, self.center, self.affine if self._fused_affine else None)
         elif self.center is not None or self.scale is not None or self.gate is not None:
             x3 = to_x3(y)
             num = x3 - self.center(x3) if self.center is not None else x3
@@ -137,6 +146,7 @@ def _post_normalizer(spec: Spec, post: dict[str, Step | None], channels: int, ac
         affine=_build_step(spec.slot("affine"), channels, registry),
         activation=_build_step(spec.slot("activation"), channels, registry) if activation else None,
         regularizer=_build_step(spec.slot("regularizer"), channels, registry),
+        channels=channels,
     )
 
 
@@ -157,8 +167,16 @@ class NormalizedLayer(nn.Module):
         self.pre = pre
         self.op = op
         self.post = post
+        self.in_channels = _op_channels(op)[0]
+        conv = isinstance(op, nn.modules.conv._ConvNd)
+        self._channel_dim = 1 if conv else -1
+        #: The input rank a conv needs (batched), or 0 for a linear op (any rank >= 2).
+        self._rank = 2 + len(op.kernel_size) if conv else 0
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 2 or x.shape[self._channel_dim] != self.in_channels or (self._rank and x.dim() != self._rank):
+            kind = "(N, C, " + ", ".join("HWD"[: self._rank - 2]) + ")" if self._rank else "(..., C)"
+            raise ShapeError(f"this layer takes {kind} input with C = {self.in_channels}; got shape {tuple(x.shape)}")
         if self.pre is not None:
             x = self.pre(x)
         return self.post(self.op(x))
@@ -189,7 +207,7 @@ def create_normalized_layer(spec: str | Spec, op: nn.Module, activation: bool = 
     pre = None
     if pre_steps["center"] is not None or pre_steps["scale"] is not None:
         pre = Normalizer(center=_build_step(pre_steps["center"], c_in, registry),
-                         scale=_build_step(pre_steps["scale"], c_in, registry))
+                         scale=_build_step(pre_steps["scale"], c_in, registry), channels=c_in)
     weight = _build_step(spec.slot("weight"), c_out, registry)
     if weight is not None:
         parametrize.register_parametrization(op, "weight", weight)

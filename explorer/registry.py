@@ -131,6 +131,11 @@ class ModelEntry:
     factory: Callable[..., Any]
     description: str = ""
     plugin: str = ""
+    #: The model's parameters in call form (``plaincnn(depth=30, width=64)``), coerced like a spec's.
+    params: tuple[Param, ...] = ()
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
 
 
 @dataclass

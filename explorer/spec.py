@@ -323,7 +323,7 @@ def _expand(registry: Registry, raw: _RawStep, text: str, depth: int) -> list[tu
 
 
 def _resolve(registry: Registry, text: str, depth: int = 0) -> list[Step]:
-    by_slot: dict[str, tuple[Step, bool, int]] = {}
+    by_slot: dict[str, tuple[Step, bool, str]] = {}
     for raw in _parse_raw(text):
         for step, from_preset in _expand(registry, raw, text, depth):
             held = by_slot.get(step.slot)
@@ -334,9 +334,11 @@ def _resolve(registry: Registry, text: str, depth: int = 0) -> list[Step]:
                     continue  # the explicit step written earlier wins over the preset
                 else:
                     raise SpecError(
-                        f"two steps fill the {step.slot} slot: {held[0]} and {step}", text, raw.position
+                        f"two steps fill the {step.slot} slot: {held[0] if held[0].name else held[2]} and "
+                        f"{step if step.name else raw.name}",
+                        text, raw.position,
                     )
-            by_slot[step.slot] = (step, from_preset, raw.position)
+            by_slot[step.slot] = (step, from_preset, raw.name)
     return [by_slot[slot][0] for slot in SLOTS if slot in by_slot and by_slot[slot][0].name]
 
 

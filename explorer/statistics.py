@@ -18,6 +18,21 @@ class BatchSizeError(NormxError, RuntimeError):
     """Batch statistics asked of a single sample in training mode."""
 
 
+class ShapeError(NormxError, ValueError):
+    """An input whose shape does not fit the layer (wrong channel count or rank)."""
+
+
+def check_input(x: Tensor, channels: int | None) -> None:
+    """Raise :class:`ShapeError` unless ``x`` is (N, C), (N, L, C) or (N, C, H, W...) with C = channels."""
+    if x.dim() < 2:
+        raise ShapeError(f"a normalizer needs (N, C), (N, L, C) or (N, C, H, W) input; got shape {tuple(x.shape)}")
+    c = x.shape[-1] if x.dim() == 3 else x.shape[1]
+    if channels is not None and c != channels:
+        where = "last" if x.dim() == 3 else "second"
+        raise ShapeError(f"this normalizer was built for {channels} channels, got {c} (the {where} dim of an "
+                         f"input of shape {tuple(x.shape)})")
+
+
 def resolve_groups(channels: int, groups: int | None, group_size: int | None) -> int:
     """The group count for a layer, or a SpecError naming the width and the groups."""
     if group_size is not None:

@@ -17,7 +17,7 @@ STRENGTH = Param("strength", float, 0.1, doc="λ of the batch-mean penalty")
 def _grouping(groups: int | None, group_size: int | None) -> str:
     if groups is not None and group_size is not None:
         raise SpecError("give groups= or group_size=, not both")
-    return f"group_size={group_size}" if group_size is not None else f"groups={groups or 32}"
+    return f"group_size={group_size}" if group_size is not None else f"groups={32 if groups is None else groups}"
 
 
 def _fixed(text: str):

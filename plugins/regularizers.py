@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from explorer import Param, Primitive, hookimpl
@@ -21,7 +22,10 @@ class BatchMeanPenalty(nn.Module):
         self.strength = strength
 
     def forward(self, y: Tensor) -> Tensor:
-        batch_mean = to_x3(y).float().mean(dim=(0, 2))
+        y = to_x3(y)
+        if y.dtype in (torch.float16, torch.bfloat16):  # reduce in float32, never below the input's precision
+            y = y.float()
+        batch_mean = y.mean(dim=(0, 2))
         return self.strength * batch_mean.square().mean()
 
 

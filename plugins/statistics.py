@@ -7,13 +7,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from explorer import Param, Primitive, hookimpl
-from explorer.statistics import AxisStatistics, BatchSizeError, channel_view
+from explorer.statistics import AxisStatistics, BatchSizeError, channel_view, to_x3
 
 AXES = Param("axes", "axes", None, doc="statistic axes: b batch, c channels, g groups, x spatial")
 GROUPS = Param("groups", int, None, doc="number of channel groups (with the g axis)")
 GROUP_SIZE = Param("group_size", int, None, doc="channels per group (with the g axis)")
 AT = Param("at", str, "post", choices=("pre", "post"), doc="before (pre) or after (post) the layer's op")
 EPS = Param("eps", float, 1e-5, doc="added to the variance / mean square")
+
+
+def _foldable(affine: nn.Module | None) -> bool:
+    """Whether the affine step is the built-in per-channel γ, β that torch's kernels fold in."""
+    from normx_plugins.affine import Affine
+
+    return type(affine) is Affine
 
 
 def _require_axes(params: dict) -> None:
@@ -47,35 +54,34 @@ class Std(nn.Module):
         return torch.sqrt(self.stats.mean_var(x3)[1] + self.eps)
 
     def fuse(self, center: nn.Module | None, affine: nn.Module | None):
-        """Mean and std over the same axes are BatchNorm, GroupNorm, LayerNorm or InstanceNorm."""
+        """Mean and std over the same axes are BatchNorm, GroupNorm, LayerNorm or InstanceNorm.
+
+        Returns ``(self.native_forward, folds_affine)`` or ``None``. The method reads the modules
+        at call time, so ``.to()``, ``.double()`` and ``copy.deepcopy`` keep working.
+        """
         if not isinstance(center, Mean):
             return None
         a, b = center.stats, self.stats
-        if a.axes != b.axes or a.groups != b.groups:
+        if a.axes != b.axes or a.groups != b.groups or b.axes not in ("bx", "cx", "gx", "x"):
             return None
-        weight = getattr(affine, "weight", None)
-        bias = getattr(affine, "bias", None)
-        eps = self.eps
-        if b.axes == "bx":
-            running_mean, running_var = a.running_mean.view(-1), b.running_var.view(-1)
+        return self.native_forward, _foldable(affine)
 
-            def batch_norm(y: Tensor) -> Tensor:
-                if self.training and y.shape[0] == 1:
-                    b.check_batch(y)
-                return F.batch_norm(y, running_mean, running_var, weight, bias, self.training, b.momentum, eps)
-
-            return batch_norm, affine is not None
-        if b.axes in ("cx", "gx", "x"):
-            groups = {"cx": 1, "gx": b.groups, "x": b.channels}[b.axes]
-            instance = b.axes == "x"
-
-            def group_norm(y: Tensor) -> Tensor:
-                if instance and y[0, 0].numel() == 1:
-                    b._check_spatial(y.reshape(y.shape[0], y.shape[1], -1))
-                return F.group_norm(y, groups, weight, bias, eps)
-
-            return group_norm, affine is not None
-        return None
+    def native_forward(self, y: Tensor, center: Mean, affine: nn.Module | None) -> Tensor:
+        """torch's batch_norm / group_norm kernel on a channels-second tensor (affine folded in)."""
+        b = self.stats
+        weight, bias = (affine.weight, affine.bias) if affine is not None else (None, None)
+        if b.batch:
+            if self.training and y.shape[0] == 1:
+                b.check_batch(y)
+            return F.batch_norm(y, center.stats.running_mean.view(-1), b.running_var.view(-1), weight, bias,
+                                self.training, b.momentum, self.eps)
+        if b.axes == "x":
+            if y.dim() == 2 or y[0, 0].numel() == 1:
+                b._check_spatial(to_x3(y))
+            groups = b.channels
+        else:
+            groups = b.groups if b.axes == "gx" else 1
+        return F.group_norm(y, groups, weight, bias, self.eps)
 
 
 class Rms(nn.Module):
@@ -91,20 +97,17 @@ class Rms(nn.Module):
         return torch.sqrt(self.stats.mean_square(x3) + self.eps)
 
     def fuse(self, center: nn.Module | None, affine: nn.Module | None):
-        """RMS over (C, H, W) without centering is torch's rms_norm (gain fused, no bias)."""
+        """RMS over (C, H, W) without centering is torch's rms_norm (gain folded in, no bias)."""
         if center is not None or self.stats.axes != "cx":
             return None
-        if affine is not None and getattr(affine, "bias", None) is not None:
+        if affine is not None and (not _foldable(affine) or affine.bias is not None):
             return None
-        weight = getattr(affine, "weight", None)
-        eps = self.eps
+        return self.native_forward, affine is not None
 
-        def rms_norm(y: Tensor) -> Tensor:
-            shape = y.shape[1:]
-            w = None if weight is None else weight.view(-1, *([1] * (y.dim() - 2))).expand(shape)
-            return F.rms_norm(y, shape, w, eps)
-
-        return rms_norm, affine is not None
+    def native_forward(self, y: Tensor, center: None, affine: nn.Module | None) -> Tensor:
+        shape = y.shape[1:]
+        weight = None if affine is None else affine.weight.view(-1, *([1] * (y.dim() - 2))).expand(shape)
+        return F.rms_norm(y, shape, weight, self.eps)
 
 
 class EvoMax(nn.Module):

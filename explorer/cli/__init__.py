@@ -17,6 +17,12 @@ COMMANDS: dict[str, str] = {
     "normalizers": "explorer.cli.catalog",
     "primitives": "explorer.cli.catalog",
     "spec": "explorer.cli.catalog",
+    "score": "explorer.cli.score",
+    "models": "explorer.cli.score",
+    "reproduce": "explorer.cli.score",
+    "study": "explorer.cli.study",
+    "view": "explorer.cli.view",
+    "report": "explorer.cli.report",
 }
 
 

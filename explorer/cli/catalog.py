@@ -19,6 +19,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_primitives)
     p = sub.add_parser("spec", help="parse a normalizer spec and print its canonical form")
     p.add_argument("spec", help="a preset or composition, e.g. 'gn(group_size=4) | tlu'")
+    p.add_argument("--width", type=int, metavar="C",
+                   help="resolve the spec for a layer of C channels (GN with group size C is LN) and build it")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="with --width: run a training forward + backward of a random (N, C, 8, 8) batch")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_spec)
 
@@ -102,6 +106,8 @@ def run_spec(args: argparse.Namespace) -> int:
     from explorer.spec import parse_spec
 
     spec = parse_spec(args.spec)
+    if args.width is not None or args.batch is not None:
+        spec = _check_spec(spec, args.width, args.batch)
     data = {"spec": str(spec), "steps": [{"slot": s.slot, "primitive": s.name, "params": s.kwargs} for s in spec.steps],
             "batch_statistics": spec.uses_batch_statistics()}
     if args.json:
@@ -109,3 +115,26 @@ def run_spec(args: argparse.Namespace) -> int:
     else:
         print(data["spec"])
     return 0
+
+
+def _check_spec(spec: Any, width: int | None, batch: int | None) -> Any:
+    """The spec resolved for ``width`` channels, built as a conv layer (and run on a batch)."""
+    from explorer.errors import NormxError
+
+    if width is None:
+        raise NormxError("--batch needs --width: the layer's channel count")
+    if width < 1 or (batch is not None and batch < 1):
+        raise NormxError(f"--width and --batch must be at least 1; got width {width}, batch {batch}")
+    import torch
+
+    from explorer.norm import create_conv, regularizer_loss
+
+    spec = spec.resolved(width)
+    layer = create_conv(spec, width, width)
+    if batch is not None:
+        layer.train()
+        out = layer(torch.randn(batch, width, 8, 8))
+        (out.square().mean() + regularizer_loss(layer)).backward()
+        if not torch.isfinite(out).all():
+            raise NormxError(f"{spec}: non-finite output on a random ({batch}, {width}, 8, 8) batch")
+    return spec

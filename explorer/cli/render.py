@@ -1,11 +1,11 @@
-"""Rich renderings shared by the CLI commands (tables of plugins, normalizers, primitives)."""
+"""Rich renderings the CLI commands print; the components live in :mod:`explorer.tui.tables` so the
+viewer, the report and these commands render alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 
 def console() -> Console:
@@ -13,39 +13,42 @@ def console() -> Console:
 
 
 def print_plugins(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="normx plugins", show_lines=False)
-    table.add_column("plugin", style="bold")
-    table.add_column("version")
-    table.add_column("contributes")
-    for row in rows:
-        if row.get("error"):
-            table.add_row(row["name"], "-", f"[red]failed to load: {row['error']}[/red]")
-            continue
-        parts = [f"[cyan]{slot}[/cyan]: {', '.join(names)}" for slot, names in row["contributes"].items()]
-        table.add_row(row["name"], row["version"], "\n".join(parts) or "-")
-    console().print(table)
+    from explorer.tui.tables import plugins_table
+
+    console().print(plugins_table(rows))
 
 
 def print_normalizers(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="normalizers (presets)")
-    table.add_column("name", style="bold")
-    table.add_column("composition (canonical)", style="cyan")
-    table.add_column("formula")
-    table.add_column("params")
-    for row in rows:
-        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        table.add_row(row["name"], row["composition"], row["formula"], params)
-    console().print(table)
+    from explorer.tui.tables import normalizers_table
+
+    console().print(normalizers_table(rows))
 
 
 def print_primitives(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="primitives")
-    table.add_column("slot", style="magenta")
+    from explorer.tui.tables import primitives_table
+
+    console().print(primitives_table(rows))
+
+
+def print_score(result: dict[str, Any]) -> None:
+    """A score result (the fields of ``normx score --json``) as tables."""
+    from explorer.tui.tables import score_table
+
+    console().print(score_table(result))
+
+
+def print_models(rows: list[dict[str, Any]]) -> None:
+    """The model architectures (``normx models``): name, parameters with defaults, description."""
+    from rich.table import Table
+
+    table = Table(title="models")
     table.add_column("name", style="bold")
-    table.add_column("formula")
-    table.add_column("params")
+    table.add_column("params (defaults)", style="cyan")
+    table.add_column("description")
     table.add_column("plugin", style="dim")
     for row in rows:
-        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        table.add_row(row["slot"], row["name"], row["formula"], params, row["plugin"])
+        params = ", ".join(
+            f"{k}={v['default']}" + (f" [{'|'.join(map(str, v['choices']))}]" if v.get("choices") else "")
+            for k, v in row["params"].items())
+        table.add_row(row["name"], params or "-", row["description"], row["plugin"])
     console().print(table)

@@ -1,0 +1,74 @@
+"""``normx report STUDY``: a static report of a study (rich), or its data as JSON or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="print a study's Pareto front, best trials and predictor validation",
+                       description="A static report of a study, read-only from its storage. STUDY is a study "
+                                   "name or a study file (.toml).")
+    p.add_argument("study", metavar="STUDY", help="study name, or the study file it was run from")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL or file (default: the study file's "
+                   "storage, else $NORMX_STORAGE, else sqlite:///normx.db)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    fmt.add_argument("--csv", action="store_true", help="print one CSV row per trial")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+    p.add_argument("--resamples", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the validation intervals (default 1000)")
+    p.set_defaults(func=run_report)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".normx-report-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, output)  # never a half-written report
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from explorer.errors import NormxError
+    from explorer.tui.model import StudySource
+    from explorer.tui.report import report_csv, report_data, report_renderables
+    from explorer.tui.storage import locate_study
+
+    if args.resamples < 1:
+        raise NormxError("--resamples must be at least 1")
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise NormxError(f"cannot write {args.output}: no such directory")
+    url, name = locate_study(args.study, args.storage)
+    source = StudySource(url, name)
+    data = source.load()
+    if args.json:
+        _write(json.dumps(report_data(data, source.storage, args.resamples), indent=2) + "\n", args.output)
+    elif args.csv:
+        _write(report_csv(data), args.output)
+    else:
+        from rich.console import Console
+
+        if args.output:
+            console = Console(file=io.StringIO(), width=120, force_terminal=False, color_system=None)
+            for part in report_renderables(data, source.storage, args.resamples):
+                console.print(part)
+            _write(console.file.getvalue(), args.output)
+        else:
+            console = Console()
+            for part in report_renderables(data, source.storage, args.resamples):
+                console.print(part)
+    return 0
+

@@ -1,0 +1,253 @@
+"""The predictors at initialization (Lubana et al. 2021), as functions of tensors and as a recorder.
+
+Definitions (docs/predictors.md has the reasoning):
+
+* activation variance of a layer output: the variance of each channel over every other axis
+  (batch and positions; biased), averaged over channels;
+* gradient norm: the Frobenius norm of d loss / d layer output over the whole batch tensor;
+* cosine similarity: flatten each sample's features, L2-normalize, Gram matrix, mean of the
+  off-diagonal entries;
+* stable rank: trace(ΔᵀΔ) / ‖Δ‖₂² of the penultimate features Δ (N, D), centered across samples;
+* gradient-explosion exponent: least-squares slope of log10(gradient norm) against the distance
+  from the output (positive = gradients grow toward the input);
+* variance growth: linear vs exponential least-squares fits per stage, compared in log space.
+
+The recorder keeps every statistic on the device; nothing is copied to the host until the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+#: A variance that grows by less than this factor over a stage is "flat".
+FLAT_GROWTH = 1.5
+
+
+# --------------------------------------------------------------------------- definitions on tensors
+
+
+def activation_variance(y: Tensor) -> Tensor:
+    """Per-channel variance over batch and positions, averaged over channels (a 0-d tensor).
+
+    Channels are dim 1 for (N, C) and (N, C, H, W), the last dim for sequences (N, L, C).
+    """
+    y = y.detach().float()
+    if y.dim() == 3:  # (N, L, C): tokens are samples
+        y = y.reshape(-1, y.shape[-1])
+    if y.dim() == 2:
+        return y.var(dim=0, correction=0).mean()
+    dims = [0, *range(2, y.dim())]
+    return y.var(dim=dims, correction=0).mean()
+
+
+def gradient_norm(grad: Tensor) -> Tensor:
+    """Frobenius norm of a gradient tensor (a 0-d tensor)."""
+    return torch.linalg.vector_norm(grad.detach().float())
+
+
+def cosine_similarity(features: Tensor) -> Tensor:
+    """Mean cosine similarity over the off-diagonal pairs of a batch (NaN for one sample)."""
+    f = features.detach().float().flatten(1)
+    n = f.shape[0]
+    f = f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(1e-30)
+    gram = f @ f.T
+    return (gram.sum() - gram.diagonal().sum()) / (n * (n - 1)) if n > 1 else gram.sum() * float("nan")
+
+
+def stable_rank(features: Tensor, center: bool = True) -> Tensor:
+    """trace(ΔᵀΔ) / ‖Δ‖₂² for Δ the (N, D) features, centered across samples by default.
+
+    Centering removes the mean feature vector (large after a ReLU), which otherwise takes the top
+    singular value and pins the stable rank near 1 whatever the normalizer. Zero features
+    (complete collapse) have stable rank 0.
+    """
+    d = features.detach().float().flatten(1)
+    if center:
+        d = d - d.mean(dim=0, keepdim=True)
+    frob = d.square().sum()
+    top = torch.linalg.matrix_norm(d, ord=2).square()
+    return torch.where(top > 0, frob / torch.where(top > 0, top, torch.ones_like(top)), torch.zeros_like(top))
+
+
+# --------------------------------------------------------------------------- fits
+
+
+def least_squares_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Slope of the least-squares line through (x, y); NaN with fewer than 2 points or non-finite y."""
+    if len(x) < 2 or not all(math.isfinite(v) for v in y):
+        return float("nan")
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxx = sum((a - mx) ** 2 for a in x)
+    if sxx == 0:
+        return float("nan")
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
+
+
+def grad_explosion_exponent(grad_norms: Sequence[float]) -> float:
+    """Slope of log10(gradient norm) against distance from the output, in decades per layer.
+
+    ``grad_norms`` are in forward order (input side first); position ``d = L-1-l`` counts layers
+    from the output, so a positive exponent means gradients grow toward the input.
+    """
+    if any(not (g > 0) or not math.isfinite(g) for g in grad_norms):
+        return float("nan")
+    n = len(grad_norms)
+    return least_squares_slope([n - 1 - i for i in range(n)], [math.log10(g) for g in grad_norms])
+
+
+def _stage_fit(positions: list[float], values: list[float], stages: list[int]) -> tuple[float, list[float]]:
+    """Least squares with one shared slope and an intercept per stage: (slope, fitted values)."""
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(stages):
+        groups.setdefault(s, []).append(i)
+    sxy = sxx = 0.0
+    means = {}
+    for s, idx in groups.items():
+        mx = sum(positions[i] for i in idx) / len(idx)
+        my = sum(values[i] for i in idx) / len(idx)
+        means[s] = (mx, my)
+        sxx += sum((positions[i] - mx) ** 2 for i in idx)
+        sxy += sum((positions[i] - mx) * (values[i] - my) for i in idx)
+    slope = sxy / sxx if sxx > 0 else 0.0
+    fitted = [means[s][1] + slope * (positions[i] - means[s][0]) for i, s in enumerate(stages)]
+    return slope, fitted
+
+
+def variance_growth(variances: Sequence[float], stages: Sequence[int] | None = None) -> dict:
+    """Classify how the activation variance grows over depth: linear, exponential or flat.
+
+    Stages (runs of layers at one resolution) get their own intercept and share the slope; stages
+    of one layer are left out. Exponential: log v = b_s + k·l; linear: v = a_s + r·l. The kind is
+    ``flat`` when the fitted growth over the mean stage length is below 1.5x (both ways), else the
+    fit with the smaller squared error in log space. ``rate`` is r (variance per layer) for linear
+    and flat, k/ln 2 (doublings per layer) for exponential.
+    """
+    stages = list(stages) if stages is not None else [0] * len(variances)
+    keep = [i for i, s in enumerate(stages) if stages.count(s) >= 2]
+    values = [float(variances[i]) for i in keep]
+    st = [stages[i] for i in keep]
+    pos = [float(i) for i in keep]
+    if len(values) < 3 or any(not math.isfinite(v) or v <= 0 for v in values):
+        if any(not math.isfinite(v) for v in values):
+            return {"kind": "exponential", "rate": float("inf")}
+        return {"kind": "flat", "rate": 0.0}
+    logs = [math.log(v) for v in values]
+    k, log_fit = _stage_fit(pos, logs, st)
+    r, lin_fit = _stage_fit(pos, values, st)
+    span = (len(values) / len(set(st))) - 1
+    if abs(k) * span < math.log(FLAT_GROWTH):
+        return {"kind": "flat", "rate": r}
+    sse_exp = sum((a - b) ** 2 for a, b in zip(logs, log_fit))
+    if any(p <= 0 for p in lin_fit):
+        return {"kind": "exponential", "rate": k / math.log(2)}
+    sse_lin = sum((a - math.log(b)) ** 2 for a, b in zip(logs, lin_fit))
+    if sse_exp < sse_lin:
+        return {"kind": "exponential", "rate": k / math.log(2)}
+    return {"kind": "linear", "rate": r}
+
+
+# --------------------------------------------------------------------------- recorder
+
+
+def find_probes(model: nn.Module) -> tuple[list[nn.Module], list[int], nn.Module]:
+    """(probe modules, their stages, classifier) of a model.
+
+    Reference models say so themselves (``probes``, ``probe_stages``, ``head``); any other module
+    is probed at every normalized layer, one stage, and its last ``nn.Linear`` is the classifier.
+    """
+    probes = getattr(model, "probes", None)
+    head = getattr(model, "head", None)
+    if probes is not None and head is not None:
+        return list(probes), list(getattr(model, "probe_stages", [0] * len(probes))), head
+    from explorer.norm import NormalizedLayer
+
+    layers = [m for m in model.modules() if isinstance(m, NormalizedLayer)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not layers or not linears:
+        from explorer.errors import NormxError
+
+        raise NormxError("the model has no normalized layers or no linear classifier to probe")
+    head = linears[-1]
+    layers = [m for m in layers if m.op is not head]
+    return layers, [0] * len(layers), head
+
+
+class Recorder:
+    """Hooks a model's probes and classifier input; accumulates the predictors on the device.
+
+    For each batch: one forward (hooks record activation variance and keep the output tensors),
+    then one ``torch.autograd.grad`` of the loss with respect to those outputs (no weight
+    gradients are computed). Sums stay on the device; :meth:`result` copies them once.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.probes, self.stages, self.head = find_probes(model)
+        self.outputs: list[Tensor | None] = [None] * len(self.probes)
+        self.features: Tensor | None = None
+        self._handles = []
+        self._sums: Tensor | None = None  # rows: variance, grad norm; then cos, stable rank, finite flag
+        self.batches = 0
+
+    def __enter__(self) -> Recorder:
+        for i, module in enumerate(self.probes):
+            self._handles.append(module.register_forward_hook(self._forward_hook(i)))
+        self._handles.append(self.head.register_forward_pre_hook(self._head_hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.outputs = [None] * len(self.probes)
+        self.features = None
+
+    def _forward_hook(self, index: int):
+        def hook(module: nn.Module, inputs, output: Tensor) -> None:
+            self.outputs[index] = output
+
+        return hook
+
+    def _head_hook(self, module: nn.Module, inputs) -> None:
+        self.features = inputs[0]
+
+    def step(self, x: Tensor, y: Tensor) -> None:
+        """One forward + backward on (x, y), accumulating every predictor on the device."""
+        logits = self.model(x)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        outs = self.outputs
+        used = [i for i, o in enumerate(outs) if o is not None and o.requires_grad]
+        grads = torch.autograd.grad(loss, [outs[i] for i in used], allow_unused=True) if used else []
+        n = len(self.probes)
+        device = logits.device
+        variances = torch.stack([activation_variance(o) if o is not None else torch.zeros((), device=device)
+                                 for o in outs]) if n else torch.zeros(0, device=device)
+        norms = torch.zeros(n, device=device)
+        if used:
+            norms[used] = torch.stack([gradient_norm(g) if g is not None else torch.zeros((), device=device)
+                                       for g in grads])
+        feats = self.features
+        cos = cosine_similarity(feats)
+        rank = stable_rank(feats)
+        finite = torch.isfinite(feats).all() & torch.isfinite(loss)
+        row = torch.cat([variances, norms, torch.stack([cos, rank, (~finite).float()])])
+        self._sums = row if self._sums is None else self._sums + row
+        self.batches += 1
+        self.outputs = [None] * n
+        self.features = None
+
+    def result(self) -> dict:
+        """Means over the recorded batches (one host copy)."""
+        n = len(self.probes)
+        if self._sums is None:
+            raise RuntimeError("no batch was recorded")
+        values = (self._sums / self.batches).cpu().tolist()
+        variances, norms = values[:n], values[n:2 * n]
+        cos, rank, nonfinite = values[2 * n:]
+        overflow = nonfinite > 0 or not all(math.isfinite(v) for v in values)
+        return {"activation_variance": variances, "grad_norm": norms, "cosine_similarity": cos,
+                "stable_rank": rank, "overflow": bool(overflow), "stages": list(self.stages)}

@@ -1,0 +1,223 @@
+"""A short training run with the paper's recipe, fast on a GPU and correct on a CPU.
+
+Recipe (Lubana et al., Appendix A): SGD with momentum 0.9 and weight decay 1e-4, learning rate
+``base_lr · batch_size / 256`` divided by 10 at 80 % of the run, random horizontal flips only,
+cross-entropy plus every regularizer's loss (:func:`explorer.regularizer_loss`).
+
+Speed: the whole dataset lives on the device and batches are sliced from it (no DataLoader, no
+worker processes, no host-to-device copy per step); the flip is done on the device; on CUDA the
+forward runs under bf16 autocast in channels_last. Loss values stay on the device and are checked
+for NaN/inf every few steps, so the GPU is not synchronised every step.
+
+A NaN or inf loss stops the run: the result says it diverged and at which step. The speed measure
+is the paper's "mean training accuracy": the training accuracy averaged over the whole run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: ``progress(step, total_steps, loss)``: called every ``progress_every`` steps and at the end.
+ProgressCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrainConfig:
+    """How to train; ``steps`` wins over ``epochs`` when both are given."""
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 128
+    base_lr: float = 0.1
+    #: the batch size ``base_lr`` refers to; lr = base_lr · batch_size / base_batch_size ("linear")
+    base_batch_size: int = 256
+    lr_rule: str = "linear"  # linear | constant
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    decay_at: float = 0.8
+    decay_factor: float = 0.1
+    augment: bool = True
+    device: str = "auto"
+    seed: int = 0
+    eval_batch_size: int = 512
+    #: on CUDA: bf16 autocast and channels_last; ignored on the CPU
+    mixed_precision: bool = True
+    #: points kept in the stored loss curve (the curve is averaged over windows of steps)
+    curve_points: int = 100
+
+    def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return int(self.steps)
+        epochs = 1.0 if self.epochs is None else float(self.epochs)
+        return max(1, math.ceil(epochs * n_train / self.batch_size))
+
+    def learning_rate(self) -> float:
+        if self.lr_rule == "constant":
+            return self.base_lr
+        return self.base_lr * self.batch_size / self.base_batch_size
+
+
+@dataclass
+class TrainResult:
+    """What a run measured; ``as_dict()`` is the ``train`` user attribute of a trial."""
+
+    loss_curve: list[list[float]] = field(default_factory=list)
+    mean_train_accuracy: float = 0.0
+    test_accuracy: float = 0.0
+    diverged: bool = False
+    diverged_step: int | None = None
+    wall_time_s: float = 0.0
+    device: str = "cpu"
+    steps: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def get_device(name: str = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Flip each image (N, C, H, W) left-right with probability 1/2, on x's device."""
+    if x.dim() != 4:
+        return x
+    mask = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+    return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def _downsample(losses: list[float], points: int) -> list[list[float]]:
+    """[step, mean loss over the window ending at step] pairs, at most ``points`` of them."""
+    n = len(losses)
+    if n == 0:
+        return []
+    window = max(1, math.ceil(n / points))
+    curve = []
+    for start in range(0, n, window):
+        chunk = losses[start:start + window]
+        finite = [v for v in chunk if math.isfinite(v)]
+        value = sum(finite) / len(finite) if len(finite) == len(chunk) else float("nan")
+        curve.append([start + len(chunk), value])
+    return curve
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512, autocast: bool = False) -> float:
+    """Accuracy of ``model`` in eval mode on (x, y), both already on the model's device."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(xb)
+        correct += (logits.argmax(dim=1) == y[start:start + batch_size]).sum()
+    model.train(was_training)
+    return correct.item() / max(1, x.shape[0])
+
+
+def train(model: nn.Module, train_data: Any, test_data: Any | None = None, config: TrainConfig | None = None,
+          progress: ProgressCallback | None = None, progress_every: int = 10) -> TrainResult:
+    """Train ``model`` on ``train_data`` (an object with tensors ``x`` and ``y``) and test it.
+
+    The model is trained in place. Returns a :class:`TrainResult`; a NaN or inf loss ends the run
+    early with ``diverged=True`` and the first non-finite step (1-based).
+    """
+    from explorer.norm import regularizer_loss
+
+    config = config or TrainConfig()
+    device = get_device(config.device)
+    cuda = device.type == "cuda"
+    autocast = cuda and config.mixed_precision
+    memory_format = torch.channels_last if autocast else torch.contiguous_format
+
+    x_train = train_data.x.to(device)
+    y_train = train_data.y.to(device)
+    if x_train.dim() == 4:
+        x_train = x_train.contiguous(memory_format=memory_format)
+    model.to(device)
+    if x_train.dim() == 4 and autocast:
+        model.to(memory_format=memory_format)
+    model.train()
+
+    n = x_train.shape[0]
+    batch_size = min(config.batch_size, n)
+    total = config.total_steps(n)
+    lr = config.learning_rate()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    decay_step = int(config.decay_at * total)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    # Check the loss for NaN/inf every step on the CPU (free), every few steps on a GPU (a sync).
+    check_every = 10 if cuda else 1
+    losses = torch.empty(total, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    result = TrainResult(device=str(device))
+    start_time = time.perf_counter()
+    order = torch.randperm(n, device=device, generator=generator)
+    cursor = 0
+    step = 0
+    last_checked = 0
+    while step < total:
+        if step == decay_step and step > 0:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * config.decay_factor
+        if cursor + batch_size > n:
+            order = torch.randperm(n, device=device, generator=generator)
+            cursor = 0
+        index = order[cursor:cursor + batch_size]
+        cursor += batch_size
+        xb, yb = x_train[index], y_train[index]
+        if config.augment:
+            xb = random_flip(xb, generator)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb) + regularizer_loss(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[step] = loss.detach()
+        correct += (logits.detach().argmax(dim=1) == yb).sum()
+        seen += yb.shape[0]
+        step += 1
+        if step - last_checked >= check_every or step == total:
+            window = losses[last_checked:step]
+            bad = ~torch.isfinite(window)
+            if bool(bad.any()):
+                result.diverged = True
+                result.diverged_step = last_checked + int(bad.nonzero()[0, 0].item()) + 1
+                step = result.diverged_step
+                break
+            last_checked = step
+        if progress is not None and (step % progress_every == 0 or step == total):
+            progress(step, total, float(losses[step - 1].item()))
+    if cuda:
+        torch.cuda.synchronize(device)
+    result.steps = step
+    loss_values = losses[:step].float().cpu().tolist()
+    result.loss_curve = _downsample(loss_values, config.curve_points)
+    result.mean_train_accuracy = correct.item() / max(1, seen)
+    if test_data is not None and not result.diverged:
+        x_test = test_data.x.to(device)
+        if x_test.dim() == 4:
+            x_test = x_test.contiguous(memory_format=memory_format)
+        result.test_accuracy = evaluate(model, x_test, test_data.y.to(device), config.eval_batch_size, autocast)
+    elif test_data is not None:
+        # A diverged model predicts nothing: chance level, not whatever argmax(NaN) returns.
+        result.test_accuracy = 1.0 / max(1, int(getattr(test_data, "num_classes", 0) or 1))
+    result.wall_time_s = time.perf_counter() - start_time
+    if progress is not None and result.diverged:
+        progress(step, total, float("nan"))
+    return result

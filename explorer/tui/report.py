@@ -1,0 +1,112 @@
+"""The static report of a study: summary, best per objective, Pareto front, the trade-off plot and
+predictor validation as rich renderables, and the same content as JSON or CSV for other tools."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+from explorer.tui.model import PREDICTORS, StudyData, TrialRow
+
+
+def validation(data: StudyData, storage: Any, resamples: int = 1000) -> dict[str, Any] | str:
+    """Rank correlations of the init predictors with training speed and accuracy (the search layer's
+    :func:`explorer.search.validation.validate_study`), or why there are none yet."""
+    import optuna
+
+    from explorer.search.validation import ValidationError, validate_study
+
+    study = optuna.load_study(study_name=data.name, storage=storage)
+    try:
+        return _json_safe(validate_study(study, n_boot=resamples))
+    except ValidationError as err:
+        return str(err)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return _json_number(value)
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": as the trial schema stores them
+    return value
+
+
+def row_record(row: TrialRow, data: StudyData) -> dict[str, Any]:
+    """A trial as a flat record (CSV row, JSON object)."""
+    record: dict[str, Any] = {"number": row.number, "state": row.state, "stage": row.stage, "spec": row.spec,
+                              "pareto": row.pareto}
+    for k, objective in enumerate(data.objectives):
+        record[f"value_{objective.name}"] = _json_number(row.values[k]) if k < len(row.values) else None
+    for key in PREDICTORS:
+        record[key] = _json_number(row.value(key))
+    record["variance_growth_kind"] = row.variance_growth_kind or None
+    record["mean_train_accuracy"] = _json_number(row.mean_train_accuracy)
+    record["test_accuracy"] = _json_number(row.test_accuracy)
+    record["diverged"] = row.diverged if row.train else None
+    record["reason"] = row.reason or None
+    record["reused_from"] = row.reused_from
+    record["worker"] = row.worker or None
+    record["duration_s"] = round(row.duration_s, 3) if row.duration_s is not None else None
+    return record
+
+
+def report_data(data: StudyData, storage: Any, resamples: int = 1000) -> dict[str, Any]:
+    """Everything in the report as JSON-serialisable data."""
+    summary = data.summary()
+    best = data.best()
+    return {
+        "study": data.name,
+        "objectives": [{"name": o.name, "direction": o.direction} for o in data.objectives],
+        "summary": {"counts": summary.counts, "total": summary.total, "finished": summary.finished,
+                    "budget": summary.budget, "rate_per_min": summary.rate_per_min, "eta_s": summary.eta_s},
+        "best": {name: {"number": row.number, "spec": row.spec,
+                        "value": _json_number(row.values[[o.name for o in data.objectives].index(name)])}
+                 for name, row in best.items()},
+        "pareto": [row_record(r, data) for r in data.pareto_rows],
+        "validation": validation(data, storage, resamples),
+        "trials": [row_record(r, data) for r in data.rows],
+    }
+
+
+def report_csv(data: StudyData) -> str:
+    """One CSV row per trial (the columns of :func:`row_record`)."""
+    records = [row_record(r, data) for r in data.rows]
+    out = io.StringIO()
+    fields = list(row_record(data.rows[0], data)) if records else ["number", "state", "stage", "spec", "pareto"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if v is None else v for k, v in record.items()})
+    return out.getvalue()
+
+
+def report_renderables(data: StudyData, storage: Any, resamples: int = 1000) -> list[Any]:
+    """The rich report, top to bottom."""
+    from rich.rule import Rule
+
+    from explorer.tui.charts import tradeoff_plot
+    from explorer.tui.tables import best_table, pareto_table, summary_text, validation_table
+
+    parts: list[Any] = [Rule(f"study {data.name}"), summary_text(data.name, data.summary(), data.objectives)]
+    if not data.rows:
+        parts.append("(the study has no trials yet)")
+        return parts
+    parts += [best_table(data), pareto_table(data)]
+    if data.tradeoff_points():
+        parts.append(tradeoff_plot(data, height=14))
+    results = validation(data, storage, resamples)
+    if isinstance(results, dict):
+        parts.append(validation_table(results))
+    else:
+        from rich.text import Text
+
+        parts.append(Text(f"predictor validation: {results}", style="dim"))
+    return parts

@@ -1,0 +1,232 @@
+"""Rich tables shared by every command that prints one: the catalog (plugins, normalizers,
+primitives), a score result, and a study's trials, Pareto front, best trials and predictor validation.
+
+``explorer.cli.render`` delegates here, and the viewer and the report build on the same functions,
+so a composition or a number looks the same wherever it appears.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from explorer.tui.model import (
+    COLUMNS, Objective, StudyData, Summary, TrialRow, format_duration, format_number, to_float,
+)
+
+STATE_STYLES = {"complete": "green", "running": "cyan", "pruned": "yellow", "failed": "red", "waiting": "dim"}
+PARETO_MARK = "◆"
+
+# --------------------------------------------------------------------------- catalog
+
+
+def plugins_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="normx plugins", show_lines=False)
+    table.add_column("plugin", style="bold")
+    table.add_column("version")
+    table.add_column("contributes")
+    for row in rows:
+        if row.get("error"):
+            table.add_row(row["name"], "-", Text(f"failed to load: {row['error']}", style="red"))
+            continue
+        parts = Text()
+        for k, (slot, names) in enumerate(row["contributes"].items()):
+            if k:
+                parts.append("\n")
+            parts.append(slot, style="cyan")
+            parts.append(": " + ", ".join(names))
+        table.add_row(row["name"], row["version"], parts if parts.plain else "-")
+    return table
+
+
+def normalizers_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="normalizers (presets)")
+    table.add_column("name", style="bold")
+    table.add_column("composition (canonical)", style="cyan")
+    table.add_column("formula")
+    table.add_column("params")
+    for row in rows:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        table.add_row(row["name"], Text(row["composition"]), Text(row["formula"]), Text(params))
+    return table
+
+
+def primitives_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="primitives")
+    table.add_column("slot", style="magenta")
+    table.add_column("name", style="bold")
+    table.add_column("formula")
+    table.add_column("params")
+    table.add_column("plugin", style="dim")
+    for row in rows:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        table.add_row(row["slot"], row["name"], Text(row["formula"]), Text(params), row["plugin"])
+    return table
+
+
+# --------------------------------------------------------------------------- a score result
+
+
+def _layer_values(values: Sequence[Any], limit: int = 12) -> str:
+    shown = [format_number(v, 3) for v in list(values)[:limit]]
+    more = len(values) - limit
+    return " ".join(shown) + (f" … (+{more})" if more > 0 else "")
+
+
+def score_table(result: dict[str, Any]) -> Group:
+    """The init predictors of one composition (the fields of ``normx score --json``)."""
+    table = Table(title=f"{result.get('spec', '?')}  on  {result.get('model', '?')}", show_header=True)
+    table.add_column("predictor", style="bold")
+    table.add_column("value", justify="right")
+    table.add_column("spread over seeds", justify="right", style="dim")
+    spread = result.get("spread") or {}
+    for key in ("cosine_similarity", "grad_explosion_exponent", "stable_rank"):
+        if key in result:
+            table.add_row(key.replace("_", " "), format_number(result[key], 4), format_number(spread.get(key), 4)
+                          if key in spread else "")
+    growth = result.get("variance_growth")
+    if isinstance(growth, dict):
+        table.add_row("variance growth", f"{growth.get('kind', '?')} (rate {format_number(growth.get('rate'), 3)})", "")
+    if "overflow" in result:
+        table.add_row("overflow", Text("yes", style="bold red") if result["overflow"] else "no", "")
+    layers = Table(title="per layer (forward order)", show_header=True)
+    layers.add_column("quantity", style="bold")
+    layers.add_column("values")
+    for key in ("activation_variance", "grad_norm"):
+        if isinstance(result.get(key), list):
+            layers.add_row(key.replace("_", " "), _layer_values(result[key]))
+    return Group(table, layers)
+
+
+# --------------------------------------------------------------------------- a study
+
+
+def state_text(row: TrialRow) -> Text:
+    return Text(row.state, style=STATE_STYLES.get(row.state, ""))
+
+
+def row_cells(row: TrialRow, columns: Sequence[str]) -> list[Text | str]:
+    """The cells of ``row`` for table ``columns`` (keys of :data:`explorer.tui.model.COLUMNS`)."""
+    cells: list[Text | str] = []
+    for key in columns:
+        if key == "number":
+            cells.append(Text(f"{PARETO_MARK if row.pareto else ' '}{row.number}",
+                              style="bold" if row.pareto else ""))
+        elif key == "state":
+            cells.append(state_text(row))
+        elif key in ("spec", "reason", "progress"):
+            cells.append(Text(str(row.value(key)), overflow="ellipsis", no_wrap=True))
+        else:
+            value = row.value(key)
+            text = format_number(value, 3)
+            style = "red" if isinstance(value, float) and not math.isfinite(value) else ""
+            cells.append(Text(text, style=style, justify="right"))
+    return cells
+
+
+def trials_table(rows: Sequence[TrialRow], columns: Sequence[str] | None = None, title: str = "") -> Table:
+    columns = list(columns or COLUMNS)
+    table = Table(title=title or None, show_lines=False)
+    for key in columns:
+        justify = "left" if key in ("spec", "state", "progress", "reason", "number") else "right"
+        table.add_column(COLUMNS.get(key, key), justify=justify, overflow="fold" if key == "spec" else "ellipsis")
+    for row in rows:
+        table.add_row(*row_cells(row, columns))
+    return table
+
+
+def best_table(data: StudyData) -> Table:
+    """The best complete trial for each objective."""
+    table = Table(title="best per objective")
+    table.add_column("objective", style="bold")
+    table.add_column("direction")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("composition", style="cyan", ratio=1)
+    best = data.best()
+    for k, objective in enumerate(data.objectives):
+        row = best.get(objective.name)
+        if row is None:
+            table.add_row(objective.name, objective.direction, "-", "-", Text("no complete trial", style="dim"))
+        else:
+            table.add_row(objective.name, objective.direction, format_number(row.values[k], 4), str(row.number),
+                          Text(row.spec))
+    return table
+
+
+def pareto_table(data: StudyData) -> Table:
+    """The Pareto-front trials with their objective values and predictors."""
+    table = Table(title=f"Pareto front ({len(data.pareto_rows)} of {len(data.rows)} trials)")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("composition", style="cyan", ratio=1)
+    for objective in data.objectives:
+        arrow = "↑" if objective.maximize else "↓"
+        table.add_column(f"{COLUMNS.get(objective.name, objective.name)} {arrow}", justify="right", no_wrap=True)
+    shown_objectives = {o.name for o in data.objectives}
+    extra = [k for k in ("cosine_similarity", "grad_explosion_exponent", "test_accuracy", "mean_train_accuracy")
+             if k not in shown_objectives]
+    for key in extra:
+        table.add_column(COLUMNS[key], justify="right", style="dim", no_wrap=True)
+    first = data.objectives[0] if data.objectives else None
+    rows = sorted(data.pareto_rows, key=lambda r: (r.values[0] if first else r.number), reverse=bool(first and first.maximize))
+    for row in rows:
+        table.add_row(str(row.number), Text(row.spec), *[format_number(v, 4) for v in row.values],
+                      *[format_number(row.value(k), 3) for k in extra])
+    return table
+
+
+def validation_table(validation: dict[str, Any]) -> Table:
+    """Rank correlations of each init predictor with each measure, with bootstrap CIs
+    (the result of :func:`explorer.search.validation.validate_study`)."""
+    level = "95%"
+    table = Table(title=f"predictor validation: {validation.get('trials', '?')} trained trials, "
+                        f"{validation.get('bootstrap', '?')} bootstrap resamples")
+    table.add_column("predictor", style="bold")
+    table.add_column("against")
+    table.add_column(f"Kendall τ [{level} CI]", justify="right", no_wrap=True)
+    table.add_column(f"Spearman ρ [{level} CI]", justify="right", no_wrap=True)
+
+    def cell(result: Any) -> Text:
+        if not isinstance(result, dict) or to_float(result.get("value")) is None:
+            return Text("-", style="dim")
+        value = to_float(result["value"])
+        if value is None or math.isnan(value):
+            return Text("nan", style="dim")
+        text = f"{value:+.3f}"
+        ci = [to_float(c) for c in result.get("ci") or []]
+        if len(ci) == 2 and all(c is not None and math.isfinite(c) for c in ci):
+            text += f" [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+        return Text(text, style="bold" if abs(value) >= 0.5 else "")
+
+    for pair in validation.get("pairs", []):
+        table.add_row(COLUMNS.get(pair["predictor"], pair["predictor"]), COLUMNS.get(pair.get("measure", ""), ""), cell(pair.get("kendall_tau")),
+                      cell(pair.get("spearman_rho")))
+    return table
+
+
+def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = ()) -> Text:
+    """One or two lines: counts, best per objective, rate and ETA."""
+    counts = summary.counts
+    text = Text()
+    text.append(f"{name}  ", style="bold")
+    budget = f"/{summary.budget}" if summary.budget else ""
+    text.append(f"{summary.finished}{budget} finished  ")
+    for state in ("complete", "running", "pruned", "failed"):
+        text.append(f"{counts.get(state, 0)} {state}", style=STATE_STYLES[state])
+        text.append("  ")
+    if counts.get("waiting"):
+        text.append(f"{counts['waiting']} waiting  ", style="dim")
+    text.append(f"rate {format_number(summary.rate_per_min, 2)}/min  ETA {format_duration(summary.eta_s)}", style="dim")
+    bests = []
+    for k, objective in enumerate(objectives):
+        row = summary.best.get(objective.name)
+        if row is not None:
+            bests.append(f"{objective.name} {'↑' if objective.maximize else '↓'} {format_number(row.values[k], 3)} (#{row.number})")
+    if bests:
+        text.append("\nbest: " + "   ".join(bests), style="italic")
+    return text

@@ -1,0 +1,250 @@
+"""Specs: the canonical form round-trips, spellings of one normalizer agree, bad syntax is located."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from explorer import Spec, SpecError, format_spec, parse_spec
+from explorer.plugins import get_registry
+from explorer.registry import SLOTS, Param
+
+# ----------------------------------------------------------------------------- generated compositions
+
+
+def axes_strategy() -> st.SearchStrategy[str]:
+    """A valid axes string in any letter order (c and g never together)."""
+    letters = st.sets(st.sampled_from("bcgx"), min_size=1).filter(lambda s: not {"c", "g"} <= s)
+    return letters.flatmap(lambda s: st.permutations(sorted(s)).map("".join))
+
+
+def value_strategy(param: Param) -> st.SearchStrategy:
+    if param.choices is not None:
+        return st.sampled_from(param.choices)
+    if param.type == "axes":
+        return axes_strategy()
+    if param.type is bool:
+        return st.booleans()
+    if param.type is int:
+        return st.integers(1, 64)
+    if param.type is float:
+        return st.floats(1e-8, 1e3, allow_nan=False, allow_infinity=False)
+    return st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+
+
+def literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@st.composite
+def primitive_call(draw, name: str) -> str:
+    """``name(k=v, ...)`` with random valid parameters drawn from the primitive's declaration."""
+    prim = get_registry().primitives[name]
+    args = []
+    for param in prim.params:
+        if param.name in ("groups", "group_size"):
+            continue
+        if param.type == "axes" or draw(st.booleans()):
+            args.append((param.name, draw(value_strategy(param))))
+    axes = dict(args).get("axes")
+    if isinstance(axes, str) and "g" in axes:
+        key = draw(st.sampled_from(["groups", "group_size"]))
+        args.append((key, draw(st.integers(1, 16))))
+    if not args:
+        return name
+    positional = prim.positional[:1]
+    parts = [literal(v) if k in positional else f"{k}={literal(v)}" for k, v in args]
+    parts.sort(key=lambda p: "=" in p)  # positional arguments first
+    return f"{name}({', '.join(parts)})"
+
+
+@st.composite
+def compositions(draw) -> str:
+    """A spec text: maybe a preset, then random primitives in random slots (each slot once)."""
+    registry = get_registry()
+    by_slot = registry.by_slot()
+    parts = []
+    if draw(st.booleans()):
+        parts.append(draw(st.sampled_from(sorted(p for p in registry.presets if not registry.presets[p].params))))
+    slots = draw(st.lists(st.sampled_from([s for s in SLOTS if by_slot[s]]), unique=True, max_size=len(SLOTS)))
+    for slot in slots:
+        name = draw(st.sampled_from(sorted(p.name for p in by_slot[slot])))
+        parts.append(draw(primitive_call(name)))
+    assume(parts)
+    return " | ".join(parts)
+
+
+@settings(max_examples=150)
+@given(text=compositions())
+def test_parse_format_round_trip(text):
+    try:
+        spec = parse_spec(text)
+    except SpecError:
+        assume(False)  # e.g. group_size=1 over the g axis alone leaves nothing to normalize over
+    canonical = format_spec(spec)
+    again = parse_spec(canonical)
+    assert again == spec
+    assert format_spec(again) == canonical
+    assert hash(again) == hash(spec)
+
+
+@settings(max_examples=40)
+@given(text=compositions(), width=st.sampled_from([1, 2, 4, 8, 16, 32, 64]))
+def test_resolved_spec_round_trips_and_is_idempotent(text, width):
+    try:
+        spec = parse_spec(text).resolved(width)
+    except SpecError:
+        assume(False)
+    assert parse_spec(str(spec)) == spec
+    assert spec.resolved(width) == spec
+
+
+def test_every_preset_round_trips():
+    for name in get_registry().presets:
+        spec = parse_spec(name)
+        assert parse_spec(str(spec)) == spec, name
+
+
+# ----------------------------------------------------------------------------- canonical equivalences
+
+
+# The presets written out from NOTES.md, independently of plugins/presets.py.
+WRITTEN_OUT = {
+    "bn": "mean(bx) | std(bx) | affine | relu",
+    "ln": "mean(cx) | std(cx) | affine | relu",
+    "in": "mean(x) | std(x) | affine | relu",
+    "gn": "mean(gx, groups=32) | std(gx, groups=32) | affine | relu",
+    "frn": "root_mean_square(x) | affine | tlu",
+    "vn": "std(bx) | affine | relu",
+    "evo_b0": "evo_max | affine",
+    "evo_s0": "std(gx, groups=32) | sigmoid_gate | affine",
+    "wn": "weight_norm | wnrelu",
+    "sws": "weight_standardization | relu",
+    "rms": "root_mean_square(cx) | affine(bias=false) | relu",
+    "bmlv": "mean(bx) | std(cx) | affine | relu",
+    "lmbv": "mean(cx) | std(bx) | affine | relu",
+    "preln": "mean(cx, at=pre) | std(cx) | affine | relu",
+    "regnorm": "mean(cx) | std(cx) | affine | relu | batch_mean_penalty(strength=0.1)",
+    "none": "relu",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(WRITTEN_OUT))
+def test_presets_equal_their_written_out_compositions(preset):
+    assert parse_spec(preset) == parse_spec(WRITTEN_OUT[preset])
+
+
+def test_every_preset_of_the_issue_is_registered():
+    assert set(WRITTEN_OUT) <= set(get_registry().presets)
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("gn(groups=1)", "ln"),
+    ("gn(group_size=1)", "in"),
+    ("mean(gx, groups=1) | std(gx, group_size=1)", "mean(cx) | std(x)"),
+    ("mean(xb) | std(x+b) | affine | relu", "bn"),
+    ("mean(XB) | std(xb) | affine | relu", "bn"),
+    ("std(bx, eps=1e-5)", "std(bx)"),
+    ("std(axes=bx)", "std(bx)"),
+    ("affine(bias=true)", "affine"),
+    ("bn | tlu", "mean(bx) | std(bx) | affine | tlu"),
+    ("tlu | bn", "mean(bx) | std(bx) | affine | tlu"),
+    ("bn | identity", "mean(bx) | std(bx) | affine"),
+    ("bn | affine(bias=false)", "mean(bx) | std(bx) | affine(bias=false) | relu"),
+    ("gn(groups=8) | std(gx, groups=4)", "mean(gx, groups=8) | std(gx, groups=4) | affine | relu"),
+    ("regnorm(strength=0.5)", "ln | batch_mean_penalty(strength=0.5)"),
+    ("gn(groups=4) | mean(bx)", "mean(bx) | std(gx, groups=4) | affine | relu"),
+    ("relu | std(cx) | mean(cx)", "mean(cx) | std(cx) | relu"),
+])
+def test_spellings_of_one_normalizer_share_the_canonical_form(a, b):
+    assert parse_spec(a) == parse_spec(b)
+    assert str(parse_spec(a)) == str(parse_spec(b))
+
+
+def test_canonical_form_is_in_slot_order_without_defaults():
+    assert str(parse_spec("relu | affine(bias=true) | std(xb, eps=0.00001) | mean(b+x)")) == \
+        "mean(bx) | std(bx) | affine | relu"
+    assert str(parse_spec("gn(group_size=4)")) == "mean(gx, group_size=4) | std(gx, group_size=4) | affine | relu"
+
+
+@pytest.mark.parametrize(("text", "width", "expected"), [
+    ("gn(group_size=8)", 8, "ln"),
+    ("gn(group_size=4)", 8, "gn(groups=2)"),
+    ("gn(groups=8)", 8, "in"),
+    ("gn(groups=32)", 32, "in"),
+    ("gn(group_size=1)", 8, "in"),
+    ("evo_s0(group_size=16)", 16, "std(cx) | sigmoid_gate | affine"),
+    ("bn", 8, "bn"),
+])
+def test_resolved_turns_group_settings_into_their_canonical_normalizer(text, width, expected):
+    assert parse_spec(text).resolved(width) == parse_spec(expected)
+
+
+def test_identity_and_empty_specs():
+    assert parse_spec("identity") == Spec()
+    assert str(Spec()) == "identity"
+    assert parse_spec("none") == parse_spec("relu")
+
+
+def test_spec_helpers():
+    spec = parse_spec("bn")
+    assert spec.slot("scale").name == "std" and spec.slot("gate") is None
+    assert spec.uses_batch_statistics()
+    assert not parse_spec("ln").uses_batch_statistics()
+    assert parse_spec("evo_b0").uses_batch_statistics()
+    assert spec.without("activation") == parse_spec("bn | identity")
+    assert spec.with_step(parse_spec("tlu").steps[0]) == parse_spec("bn | tlu")
+
+
+# ----------------------------------------------------------------------------- invalid syntax
+
+
+@pytest.mark.parametrize(("text", "position", "words"), [
+    ("bn |", 4, "expected a name"),
+    ("mean(bx", 7, "expected ')'"),
+    ("bn || ln", 4, "expected a name"),
+    ("mean(bx,, )", 8, "expected an argument"),
+    ("gn(groups=)", 10, "expected a value"),
+    ("bn $", 3, "unexpected character"),
+    ("ln | bnn", 5, "unknown primitive or preset 'bnn'"),
+    ("mean(bx) std(bx)", 9, "expected '|'"),
+    ("mean(1=2)", 5, "parameter name"),
+    ("std(bx) | std(cx)", 10, "two steps fill the scale slot"),
+    ("ln | mean(q)", 5, "unknown axis letter"),
+    ("ln | gn(groups=2, group_size=2)", 5, "not both"),
+    ("ln | gn(groups=2.5)", 5, "must be int"),
+    ("ln | mean(bx, color=3)", 5, "has no parameter 'color'"),
+])
+def test_invalid_syntax_points_at_the_position(text, position, words):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    err = info.value
+    assert err.position == position
+    assert words in str(err)
+    assert f"at position {position}: {text[:position]}⟨here⟩{text[position:]}" in str(err)
+    assert "\n" not in str(err)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("", "empty spec"),
+    ("   ", "empty spec"),
+    ("mean", "give the statistic axes"),
+    ("mean(gx)", "needs groups= or group_size="),
+    ("mean(bx, groups=2)", "need the 'g' axis"),
+    ("mean(cg)", "already contains"),
+    ("mean(bb)", "repeat"),
+    ("mean(x, at=middle)", "must be one of pre, post"),
+    ("gn(groups=0)", "at least 1"),
+    ("affine(bias=maybe)", "must be bool"),
+    ("relu(1)", "at most 0 positional"),
+    ("mean(g, group_size=1)", "nothing to normalize over"),
+    ("bn | identity | relu", "two steps fill the activation slot: identity and relu"),
+    ("gn(groups=3) | gn(groups=2)", "two steps fill the center slot"),
+])
+def test_invalid_compositions_say_why(text, words):
+    with pytest.raises(SpecError, match=None) as info:
+        parse_spec(text)
+    assert words in str(info.value)

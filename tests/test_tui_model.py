@@ -1,0 +1,275 @@
+"""The viewer's data model, on real Optuna studies that these tests write (SQLite and journal files).
+
+``write_study`` is also used by the other TUI tests and by ``benchmarks/bench_viewer.py``: it writes
+trials the way ``docs/trial-schema.md`` says a norm-explorer study stores them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from datetime import datetime, timedelta
+
+import pytest
+
+from explorer.errors import NormxError
+from explorer.tui.model import (
+    Objective, RowFilter, StudySource, format_duration, load_study, pareto_mask, sort_rows, study_budget,
+)
+from explorer.tui.storage import StorageError, StudyNotFoundError, mask_url, open_storage
+
+OBJECTIVES = [{"name": "test_accuracy", "direction": "maximize"},
+              {"name": "cosine_similarity", "direction": "minimize"},
+              {"name": "grad_explosion_exponent", "direction": "minimize"}]
+SPECS = ["mean(bx) | std(bx) | affine | relu", "mean(cx) | std(cx) | affine | relu", "mean(x) | std(x) | affine | relu",
+         "mean(gx, group_size=4) | std(gx, group_size=4) | affine | relu",
+         "mean(gx, group_size=16) | std(gx, group_size=16) | affine | relu",
+         "root_mean_square(x) | affine | tlu", "weight_standardization | affine | relu"]
+T0 = datetime(2025, 1, 1, 12, 0, 0)
+
+
+def predictors_for(rng: random.Random, layers: int = 10) -> dict:
+    cos = rng.uniform(0.05, 0.9)
+    expl = rng.uniform(-0.02, 0.3)
+    return {"cosine_similarity": cos, "grad_explosion_exponent": expl, "stable_rank": rng.uniform(1, 30),
+            "activation_variance": [1.0 + 0.5 * k for k in range(layers)],
+            "grad_norm": [10 ** (expl * (layers - k)) for k in range(layers)],
+            "variance_growth": {"kind": "linear", "rate": 0.5}, "overflow": False,
+            "spread": {"cosine_similarity": 0.01}}
+
+
+def write_study(url: str, name: str = "demo", n: int = 40, seed: int = 0, running: int = 2, n_trials: int | None = None,
+                objectives: list[dict] | None = None) -> None:
+    """A norm-explorer-shaped study: complete, pruned (with reasons), failed and running trials."""
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objectives = objectives or OBJECTIVES
+    storage: object = url
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        storage = JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    study = optuna.create_study(study_name=name, storage=storage,
+                                directions=[o["direction"] for o in objectives])
+    study_file = f'name = "{name}"\n[budget]\nn_trials = {n_trials or n + running}\n'
+    study.set_user_attr("objectives", objectives)
+    study.set_user_attr("study_file", study_file)
+    study.set_user_attr("normx_version", "0.1.0")
+    study.set_user_attr("models", ["cnn10"])
+    study.set_user_attr("data", "synthetic")
+    rng = random.Random(seed)
+    trials = []
+    for number in range(n):
+        spec = SPECS[number % len(SPECS)]
+        predictors = predictors_for(rng)
+        attrs = {"spec": spec, "predictors": predictors, "predictors_by_model": {"cnn10": predictors},
+                 "worker": f"host:{100 + number % 3}"}
+        kind = rng.random()
+        start = T0 + timedelta(seconds=30 * number)
+        values = None
+        if kind < 0.2:
+            state = TrialState.PRUNED
+            attrs.update(stage="pruned", prune_reason=f"grad_explosion_exponent {predictors['grad_explosion_exponent']:.3f} > 0.25")
+        elif kind < 0.27:
+            state = TrialState.FAIL
+            attrs.update(stage="failed", error="loss became nan at step 12")
+        else:
+            state = TrialState.COMPLETE
+            acc = max(0.0, min(1.0, 0.8 - 0.6 * predictors["cosine_similarity"] - predictors["grad_explosion_exponent"]
+                               + rng.gauss(0, 0.03)))
+            attrs.update(stage="done", train={
+                "loss_curve": [[s, 2.3 * math.exp(-s / 50)] for s in range(0, 200, 20)],
+                "mean_train_accuracy": acc * 0.8, "test_accuracy": acc, "diverged": False, "diverged_step": None,
+                "wall_time_s": 12.5, "device": "cpu"})
+            values = [acc, predictors["cosine_similarity"], predictors["grad_explosion_exponent"]][:len(objectives)]
+        trials.append(FrozenTrial(number=number, state=state, value=None, values=values, datetime_start=start,
+                                  datetime_complete=start + timedelta(seconds=25), params={}, distributions={},
+                                  user_attrs=attrs, system_attrs={}, intermediate_values={}, trial_id=number))
+    study.add_trials(trials)
+    for k in range(running):
+        trial = study.ask()
+        trial.set_user_attr("spec", SPECS[k % len(SPECS)])
+        trial.set_user_attr("worker", f"host:{200 + k}")
+        if k % 2 == 0:
+            trial.set_user_attr("stage", "training")
+            trial.set_user_attr("step", 40 + k)
+            trial.set_user_attr("steps", 200)
+            trial.set_user_attr("predictors", predictors_for(rng))
+        else:
+            trial.set_user_attr("stage", "screening")
+
+
+@pytest.fixture(scope="module")
+def study_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('tui') / 'study.db'}"
+    write_study(url)
+    return url
+
+
+def brute_force_pareto(values, maximize):
+    def dominates(a, b):
+        better_eq = all((x >= y) if m else (x <= y) for x, y, m in zip(a, b, maximize))
+        strictly = any((x > y) if m else (x < y) for x, y, m in zip(a, b, maximize))
+        return better_eq and strictly
+
+    return [not any(dominates(o, v) for o in values if o is not v) for v in values]
+
+
+def test_rows_follow_the_trial_schema(study_url):
+    data = StudySource(study_url, "demo").load()
+    assert len(data.rows) == 42
+    assert [o.name for o in data.objectives] == ["test_accuracy", "cosine_similarity", "grad_explosion_exponent"]
+    states = {r.state for r in data.rows}
+    assert states == {"complete", "pruned", "failed", "running"}
+    pruned = [r for r in data.rows if r.state == "pruned"]
+    assert all(r.reason.startswith("grad_explosion_exponent") for r in pruned)
+    failed = [r for r in data.rows if r.state == "failed"]
+    assert all("nan" in r.reason for r in failed)
+    training = [r for r in data.rows if r.stage == "training"]
+    assert training and training[0].progress == "training 40/200"
+    complete = [r for r in data.rows if r.state == "complete"]
+    assert all(r.test_accuracy == pytest.approx(r.values[0]) for r in complete)
+    assert complete[0].layer_curve("activation_variance")[:3] == [1.0, 1.5, 2.0]
+    assert len(complete[0].loss_curve()) == 10
+
+
+def test_pareto_matches_brute_force_and_optuna(study_url):
+    import optuna
+
+    data = StudySource(study_url, "demo").load()
+    complete = [r for r in data.rows if r.state == "complete"]
+    expected = brute_force_pareto([r.values for r in complete], [True, False, False])
+    assert [r.pareto for r in complete] == expected
+    study = optuna.load_study(study_name="demo", storage=study_url)
+    assert {t.number for t in study.best_trials} == {r.number for r in data.pareto_rows}
+    assert not any(r.pareto for r in data.rows if r.state != "complete")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pareto_mask_on_random_points_with_ties(seed):
+    rng = random.Random(seed)
+    values = [[rng.randint(0, 4), rng.randint(0, 4)] for _ in range(60)]
+    for maximize in itertools.product([True, False], repeat=2):
+        assert pareto_mask(values, maximize) == brute_force_pareto(values, maximize)
+
+
+def test_best_per_objective_and_summary(study_url):
+    data = StudySource(study_url, "demo").load()
+    best = data.best()
+    complete = [r for r in data.rows if r.state == "complete"]
+    assert best["test_accuracy"].test_accuracy == max(r.test_accuracy for r in complete)
+    assert best["cosine_similarity"].cosine_similarity == min(r.cosine_similarity for r in complete)
+    summary = data.summary(now=T0 + timedelta(seconds=30 * 40))
+    assert summary.counts["running"] == 2
+    assert summary.finished == 40 and summary.total == 42 and summary.budget == 42
+    # 40 trials finished in 20 minutes -> 2 per minute; 2 left -> 1 minute
+    assert summary.rate_per_min == pytest.approx(2.0)
+    assert summary.eta_s == pytest.approx(60.0)
+    assert [r.progress for r in summary.running] == ["training 40/200", "screening"]
+
+
+def test_sort_puts_blanks_last_both_ways(study_url):
+    data = StudySource(study_url, "demo").load()
+    for reverse in (False, True):
+        rows = sort_rows(data.rows, "test_accuracy", reverse)
+        accs = [r.test_accuracy for r in rows]
+        present = [a for a in accs if a is not None]
+        assert present == sorted(present, reverse=reverse)
+        assert accs[len(present):] == [None] * (len(accs) - len(present))
+    assert [r.number for r in data.select(sort_key="number", reverse=True)][:2] == [41, 40]
+
+
+def test_filter_terms(study_url):
+    data = StudySource(study_url, "demo").load()
+    assert {r.state for r in data.select("state=pruned")} == {"pruned"}
+    high = data.select("acc>0.5")
+    assert high and all(r.test_accuracy > 0.5 for r in high)
+    assert all("gx" in r.spec for r in data.select("spec~gx"))
+    assert {r.number for r in data.select("pareto")} == {r.number for r in data.pareto_rows}
+    both = data.select("tlu state=complete")
+    assert both and all("tlu" in r.spec and r.state == "complete" for r in both)
+    assert data.select("no-such-thing") == []
+    assert RowFilter("cos<=0.2")(data.rows[0]) == (data.rows[0].cosine_similarity <= 0.2)
+
+
+def test_series(study_url):
+    data = StudySource(study_url, "demo").load()
+    points = data.tradeoff_points()
+    with_predictors = [r for r in data.rows if r.predictors]
+    assert len(points) == len(with_predictors)
+    assert all(acc is None for x, y, acc, row in points if row.state != "complete")
+    pts = data.predictor_points("cosine_similarity", "test_accuracy")
+    assert len(pts) == sum(r.state == "complete" for r in data.rows)
+
+
+def test_journal_storage_reads_and_refreshes(tmp_path):
+    path = tmp_path / "study.log"
+    write_study(f"journal:{path}", n=10, running=1)
+    source = StudySource(str(path), "demo")  # a bare .log path is a journal storage
+    assert len(source.load().rows) == 11
+    write_study(f"journal:{path}", name="other", n=3, running=0)
+    assert len(source.load().rows) == 11
+    assert StudySource(f"journal:///{path}", "other").load().rows[0].number == 0
+
+
+def test_non_finite_predictors_stored_as_strings(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="nf", storage=url)
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        user_attrs={"spec": "weight_norm | relu", "stage": "pruned", "prune_reason": "overflow",
+                    "predictors": {"cosine_similarity": "nan", "grad_explosion_exponent": "inf", "overflow": True}}))
+    data = StudySource(url, "nf").load()
+    row = data.rows[0]
+    assert math.isnan(row.cosine_similarity) and row.grad_explosion_exponent == math.inf
+    assert data.tradeoff_points() == []  # not plottable, but listed
+    assert [r.number for r in data.select("state=pruned")] == [0]
+
+
+def test_missing_study_lists_the_studies(study_url):
+    with pytest.raises(StudyNotFoundError) as err:
+        StudySource(study_url, "dmeo")
+    assert "no study named 'dmeo'" in str(err.value) and "studies: demo" in str(err.value)
+    assert isinstance(err.value, NormxError)
+
+
+def test_storage_errors_are_one_line_and_mask_passwords(tmp_path):
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StorageError, match="no SQLite storage file"):
+        open_storage(f"sqlite:///{missing}")
+    assert not missing.exists()  # reading never creates a database
+    with pytest.raises(StorageError, match="no journal storage file"):
+        open_storage(f"journal:///{tmp_path / 'missing.log'}")
+    with pytest.raises(StorageError) as err:
+        open_storage("postgresql://alice:s3cret@127.0.0.1:9/studies")
+    message = str(err.value)
+    assert "s3cret" not in message and "alice:***@127.0.0.1" in message and "\n" not in message
+    (tmp_path / "plain.db").write_bytes(b"")
+    with pytest.raises(StorageError, match="not an Optuna storage"):
+        open_storage(str(tmp_path / "plain.db"))
+    assert mask_url("mysql+pymysql://u:p@w@h/db") == "mysql+pymysql://u:***@h/db"
+
+
+def test_viewer_never_writes(study_url, tmp_path):
+    path = study_url.removeprefix("sqlite:///")
+    before = open(path, "rb").read()
+    storage = open_storage(study_url)
+    with pytest.raises(Exception):  # the storage is read-only at the SQLite level
+        storage.set_study_user_attr(storage.get_study_id_from_name("demo"), "x", 1)
+    load_study(storage, "demo")
+    assert open(path, "rb").read() == before
+
+
+def test_budget_from_study_attrs():
+    assert study_budget({"n_trials": 7}) == 7
+    assert study_budget({"study_file": "name='x'\n[search]\nn_trials = 30\n"}) == 30
+    assert study_budget({"study_file": "not toml ["}) is None
+    assert study_budget({}) is None
+    assert format_duration(125) == "2m05s" and format_duration(None) == "-"
+    assert Objective("a", "maximize").maximize
