@@ -3,8 +3,8 @@
 Presets with a native twin (bn, ln, in, gn, rms) are timed against that twin, each followed by
 the same activation; the others against native GroupNorm + ReLU. Presets that act on the layer's
 weight or input (wn, sws, preln) are timed as the normalized conv layer against a plain conv +
-GroupNorm + ReLU. Every candidate runs in each round, round-robin, and the medians over rounds are
-compared, so drift of the machine hits all of them alike.
+GroupNorm + ReLU. A preset's candidates run back to back in each round and the ratio is the median over rounds of
+the paired ratios, so load from elsewhere on the machine hits both sides alike.
 
     python benchmarks/bench_normalizers.py                     # (32, 64, 32, 32) float32 CPU
     python benchmarks/bench_normalizers.py --shape 16 64 16 16 --rounds 9 --json
@@ -64,48 +64,56 @@ def time_fwd_bwd(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, reps: i
     return (time.perf_counter() - start) / reps
 
 
-def run(shape: tuple[int, int, int, int], rounds: int, reps: int, warmup: int) -> list[dict]:
+def build(name: str, c: int, h: int, w: int) -> tuple[dict[str, nn.Module], dict]:
+    """The candidates of one preset (ours, the reference, our generic path) and its table row."""
+    spec = explorer.parse_spec(name)
+    if needs_layer(spec):
+        ours: nn.Module = explorer.create_conv(spec, c, c)
+        reference, ref_name = conv_group_norm_relu(c, (c, h, w)), "conv+GroupNorm(32)+ReLU"
+    else:
+        ours = explorer.create_norm(spec, c)
+        if name in NATIVE:
+            reference = NATIVE[name](c, (c, h, w))
+            ref_name = type(reference[0]).__name__
+        else:
+            reference, ref_name = group_norm_relu(c, (c, h, w)), "GroupNorm(32)+ReLU"
+    row = {"preset": name, "spec": str(spec), "reference": ref_name, "twin": name in NATIVE,
+           "native_kernel": bool(getattr(ours, "native", False))}
+    candidates = {"ours": ours, "reference": reference}
+    slow = generic(ours) if isinstance(ours, Normalizer) else None
+    if slow is not None:
+        candidates["generic"] = slow
+    return {k: m.train() for k, m in candidates.items()}, row
+
+
+def run(shape: tuple[int, int, int, int], rounds: int, reps: int, warmup: int,
+        presets: list[str] | None = None) -> list[dict]:
+    """Time each preset's candidates in alternation, ``rounds`` times; medians and paired ratios.
+
+    Within a round the candidates of one preset run back to back (in an order that alternates
+    between rounds), so load from elsewhere hits them alike; the ratio reported is the median over
+    rounds of ours/reference within the round.
+    """
     torch.manual_seed(0)
     n, c, h, w = shape
     x = torch.randn(shape, requires_grad=True)
     grad = torch.randn(shape)
-    registry = get_registry()
-    rows: list[dict] = []
-    candidates: dict[str, nn.Module] = {}
-    for name in sorted(registry.presets):
-        spec = explorer.parse_spec(name)
-        if needs_layer(spec):
-            ours: nn.Module = explorer.create_conv(spec, c, c)
-            reference, ref_name = conv_group_norm_relu(c, (c, h, w)), "conv+GroupNorm(32)+ReLU"
-        else:
-            ours = explorer.create_norm(spec, c)
-            if name in NATIVE:
-                reference, ref_name = NATIVE[name](c, (c, h, w)), type(NATIVE[name](c, (c, h, w))[0]).__name__
-            else:
-                reference, ref_name = group_norm_relu(c, (c, h, w)), "GroupNorm(32)+ReLU"
-        row = {"preset": name, "spec": str(spec), "reference": ref_name, "twin": name in NATIVE,
-               "native_kernel": bool(getattr(ours, "native", False))}
+    rows = []
+    for name in presets or sorted(get_registry().presets):
+        candidates, row = build(name, c, h, w)
+        for module in candidates.values():
+            time_fwd_bwd(module, x, grad, warmup)
+        times: dict[str, list[float]] = {key: [] for key in candidates}
+        keys = list(candidates)
+        for r in range(rounds):
+            for key in keys if r % 2 == 0 else reversed(keys):
+                times[key].append(time_fwd_bwd(candidates[key], x, grad, reps))
+        row["ours_ms"] = statistics.median(times["ours"]) * 1e3
+        row["reference_ms"] = statistics.median(times["reference"]) * 1e3
+        row["ratio"] = statistics.median(o / r for o, r in zip(times["ours"], times["reference"]))
+        if "generic" in times:
+            row["generic_ms"] = statistics.median(times["generic"]) * 1e3
         rows.append(row)
-        candidates[f"{name}:ours"] = ours.train()
-        candidates[f"{name}:reference"] = reference.train()
-        slow = generic(ours) if isinstance(ours, Normalizer) else None
-        if slow is not None:
-            candidates[f"{name}:generic"] = slow.train()
-    times: dict[str, list[float]] = {key: [] for key in candidates}
-    for key, module in candidates.items():
-        time_fwd_bwd(module, x, grad, warmup)
-    for _ in range(rounds):
-        for key, module in candidates.items():
-            times[key].append(time_fwd_bwd(module, x, grad, reps))
-    for row in rows:
-        name = row["preset"]
-        ours = statistics.median(times[f"{name}:ours"])
-        ref = statistics.median(times[f"{name}:reference"])
-        row["ours_ms"] = ours * 1e3
-        row["reference_ms"] = ref * 1e3
-        row["ratio"] = ours / ref
-        if f"{name}:generic" in times:
-            row["generic_ms"] = statistics.median(times[f"{name}:generic"]) * 1e3
     return rows
 
 
@@ -113,6 +121,7 @@ def print_table(rows: list[dict], shape: tuple[int, ...], rounds: int, reps: int
     print(f"forward+backward, shape {shape}, float32, {torch.get_num_threads()} threads, "
           f"median of {rounds} rounds x {reps} calls; torch {torch.__version__}")
     print(f"{'preset':8} {'ours ms':>9} {'ref ms':>9} {'ratio':>6}  {'generic ms':>10}  reference")
+    print("ratio: median over rounds of ours / reference timed back to back; generic: our path without the native kernel")
     for r in rows:
         generic_ms = f"{r['generic_ms']:10.2f}" if "generic_ms" in r else f"{'-':>10}"
         flag = " (twin, limit 1.15)" if r["twin"] else ""
@@ -125,8 +134,9 @@ def print_table(rows: list[dict], shape: tuple[int, ...], rounds: int, reps: int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=4, default=(32, 64, 32, 32), metavar=("N", "C", "H", "W"))
-    parser.add_argument("--rounds", type=int, default=7, help="rounds; the median over rounds is reported")
-    parser.add_argument("--reps", type=int, default=5, help="calls per candidate per round")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds; the median over rounds is reported")
+    parser.add_argument("--reps", type=int, default=3, help="calls per candidate per round")
+    parser.add_argument("--presets", nargs="+", default=None, help="only these presets (default: all)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -134,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = tuple(args.shape)
-    rows = run(shape, args.rounds, args.reps, args.warmup)
+    rows = run(shape, args.rounds, args.reps, args.warmup, args.presets)
     if args.json:
         json.dump({"shape": shape, "threads": torch.get_num_threads(), "torch": torch.__version__,
                    "rounds": args.rounds, "reps": args.reps, "rows": rows}, sys.stdout, indent=2)

@@ -29,12 +29,15 @@ class Scale:
     small_batch: int  # Claim 4's small batch (paper: 16, averaged over 160 batches)
     small_batches: int
     min_width: int  # narrowest layer of the models: the largest GN group size swept
+    fig_resnet: str = "resnet56"  # Figure 6b's residual model
+    rank_image_size: int = 32  # Claim 3's Gaussian images
 
 
 PAPER = Scale(resnet="resnet56", cnn=["cnn10", "cnn20"], plaincnn_depth=30, plaincnn_width=64, image_size=32,
               batch_size=256, batches=10, seeds=3, small_batch=16, small_batches=160, min_width=32)
-SMALL = Scale(resnet="resnet(blocks=6, width=16)", cnn=["cnn10(width_multiplier=0.25)"], plaincnn_depth=20,
-              plaincnn_width=32, image_size=32, batch_size=64, batches=2, seeds=2, small_batch=16, small_batches=4, min_width=16)
+SMALL = Scale(resnet="resnet(blocks=6, width=16)", cnn=["cnn10(width_multiplier=0.25)"], plaincnn_depth=12,
+              plaincnn_width=32, image_size=32, batch_size=64, batches=2, seeds=2, small_batch=16, small_batches=4, min_width=8,
+              fig_resnet="resnet(blocks=4, width=8)", rank_image_size=8)
 
 
 def _inputs(data: str, scale: Scale, batch_size: int, batches: int, device: str, seed: int = 0,
@@ -103,7 +106,10 @@ def claim3(scale: Scale = SMALL, device: str = "cpu", **kw: Any) -> dict:
 
     Gaussian inputs, ``plaincnn(depth, width)`` with GN before every ReLU (the paper's Figure 6a).
     """
-    inputs, classes = _inputs("gaussian", scale, scale.batch_size, scale.batches, device)
+    from dataclasses import replace
+
+    inputs, classes = _inputs("gaussian", replace(scale, image_size=scale.rank_image_size), scale.batch_size,
+                              scale.batches, device)
     width = scale.plaincnn_width
     model = f"plaincnn(depth={scale.plaincnn_depth}, width={width})"
     rows = []
@@ -136,7 +142,7 @@ def fig6b(scale: Scale = SMALL, device: str = "cpu", **kw: Any) -> dict:
     """Figure 6b: penultimate cosine similarity rises with GN's group size; LN (group = layer) highest."""
     inputs, classes = _inputs("gaussian", scale, scale.batch_size, scale.batches, device)
     rows, summary = [], {}
-    for model in [scale.cnn[-1], scale.resnet]:
+    for model in [scale.cnn[-1], scale.fig_resnet]:
         for g in _group_sizes(scale.min_width):
             result = _score(f"gn(group_size={g})", model, inputs, scale, device, classes)
             rows.append({"model": model, "spec": f"gn(group_size={g})", "group_size": g,

@@ -5,9 +5,10 @@ Definitions (docs/predictors.md has the reasoning):
 * activation variance of a layer output: the variance of each channel over every other axis
   (batch and positions; biased), averaged over channels;
 * gradient norm: the Frobenius norm of d loss / d layer output over the whole batch tensor;
-* cosine similarity: flatten each sample's features, L2-normalize, Gram matrix, mean of the
-  off-diagonal entries;
+* cosine similarity of the last probed layer's output (before pooling): flatten each sample,
+  L2-normalize, Gram matrix, mean of the off-diagonal entries;
 * stable rank: trace(ΔᵀΔ) / ‖Δ‖₂² of the penultimate features Δ (N, D), centered across samples;
+  the penultimate features are the classifier's input (after global pooling);
 * gradient-explosion exponent: least-squares slope of log10(gradient norm) against the distance
   from the output (positive = gradients grow toward the input);
 * variance growth: linear vs exponential least-squares fits per stage, compared in log space.
@@ -230,8 +231,11 @@ class Recorder:
         if used:
             norms[used] = torch.stack([gradient_norm(g) if g is not None else torch.zeros((), device=device)
                                        for g in grads])
+        # cosine similarity of the last probed layer's output (flattened, before pooling: after
+        # pooling InstanceNorm's features are one constant for every sample); stable rank of the
+        # classifier's input (the pooled penultimate features, Figure 6a)
         feats = self.features
-        cos = cosine_similarity(feats)
+        cos = cosine_similarity(outs[-1] if n else feats)
         rank = stable_rank(feats)
         finite = torch.isfinite(feats).all() & torch.isfinite(loss)
         row = torch.cat([variances, norms, torch.stack([cos, rank, (~finite).float()])])

@@ -48,14 +48,18 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from explorer.search.events import PlainLines
     from explorer.search.runner import run_study
     from explorer.search.study_file import load_study_file
 
     config = load_study_file(args.study_file)
     try:
-        run_study(config, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
-                  on_trial_event=PlainLines())
+        from explorer.search import default_storage
+        from explorer.tui.progress import create_progress  # live panel on a terminal, plain lines otherwise
+
+        with create_progress(args.storage or config.storage or default_storage(), config.name,
+                             budget=args.n_trials or config.n_trials) as display:
+            run_study(config, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
+                      on_trial_event=display)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -179,7 +179,7 @@ def screening_verdict(config: StudyConfig, by_model: dict[str, dict[str, Any]]) 
             return (f"gradient explosion exponent {explosion:.3g} > {s.max_grad_explosion:g} "
                     f"(screening.max_grad_explosion) on {model}")
         growth = p.get("variance_growth") or {}
-        if growth.get("kind") in s.reject_variance_growth:
+        if growth.get("kind") in s.reject_variance_growth and as_float(growth.get("rate", 0.0)) > 0:
             return (f"{growth.get('kind')} activation-variance growth (rate {as_float(growth.get('rate', 0.0)):.3g}) "
                     f"on {model} (screening.reject_variance_growth)")
         cosine = as_float(p.get("cosine_similarity", 0.0))

@@ -90,6 +90,17 @@ def resolve_storage(value: str) -> StorageTarget:
     return StorageTarget(value, "rdb")
 
 
+def quiet_optuna() -> None:
+    """No info logs, and no warnings about the experimental heartbeat API this module relies on."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
 def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = None,
                  grace_period: int | None = None, max_retry: int | None = 3) -> Any:
     """An Optuna storage object for ``target``; heartbeats and retries on RDB storages."""
@@ -97,7 +108,7 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
 
     if isinstance(target, str):
         target = resolve_storage(target)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     if target.kind == "journal":
         from optuna.storages.journal import JournalFileBackend
 

@@ -7,6 +7,7 @@ accuracy — and a detail screen per trial with its per-layer curves. Everything
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Group
@@ -152,10 +153,23 @@ class TrialScreen(GuardedScreen):
 
 
 class MainScreen(GuardedScreen):
+    BINDINGS = [
+        Binding("slash", "app.focus_filter", "filter"),
+        Binding("s", "app.next_sort", "sort"),
+        Binding("r", "app.reverse_sort", "reverse"),
+        Binding("p", "app.next_predictor", "predictor", show=False),
+        Binding("o", "app.toggle_outcome", "outcome", show=False),
+        Binding("1", "app.tab('trials')", "trials", show=False),
+        Binding("2", "app.tab('tradeoff')", "trade-off", show=False),
+        Binding("3", "app.tab('predictor')", "predictor", show=False),
+        Binding("escape", "app.focus_table", "table", show=False),
+    ]
     DEFAULT_CSS = """
     MainScreen #summary { height: auto; max-height: 3; padding: 0 1; background: $boost; }
     MainScreen #filter { height: 3; }
-    MainScreen TabPane { padding: 0; }
+    MainScreen TabbedContent { height: 1fr; }
+    MainScreen ContentSwitcher { height: 1fr; }
+    MainScreen TabPane { padding: 0; height: 1fr; }
     """
 
     def compose_body(self) -> ComposeResult:
@@ -180,16 +194,7 @@ class StudyApp(App):
     BINDINGS = [
         Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help"),
-        Binding("slash", "focus_filter", "filter"),
-        Binding("s", "next_sort", "sort"),
-        Binding("r", "reverse_sort", "reverse"),
-        Binding("p", "next_predictor", "predictor", show=False),
-        Binding("o", "toggle_outcome", "outcome", show=False),
-        Binding("1", "tab('trials')", "trials", show=False),
-        Binding("2", "tab('tradeoff')", "trade-off", show=False),
-        Binding("3", "tab('predictor')", "predictor", show=False),
         Binding("R", "reload", "reload", show=False),
-        Binding("escape", "focus_table", "table", show=False),
     ]
 
     def __init__(self, source: StudySource, refresh_s: float | None = 5.0, data: StudyData | None = None) -> None:
@@ -200,15 +205,17 @@ class StudyApp(App):
         self.filter_text = ""
         self.predictor = PREDICTORS[0]
         self.outcome = "test_accuracy"
+        self._ticks = 0
+        self.first_paint_at: float | None = None
         self.title = f"normx view — {self.data.name}"
 
     # -- layout ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
-        self.call_after_refresh(self.show_data)
+        self.call_after_refresh(self.first_show)
         if self.refresh_s:
-            self.set_interval(self.refresh_s, self.action_reload)
+            self.set_interval(self.refresh_s, self.tick)
 
     @property
     def main(self) -> MainScreen:
@@ -221,6 +228,14 @@ class StudyApp(App):
     def visible_rows(self) -> list[TrialRow]:
         table = self.table
         return self.data.select(self.filter_text, table.sort_key, table.reverse)
+
+    def first_show(self) -> None:
+        self.show_data()
+        self.table.focus()
+        self.call_after_refresh(self._painted)
+
+    def _painted(self) -> None:
+        self.first_paint_at = time.perf_counter()  # the first screen with data is on the terminal
 
     def show_data(self) -> None:
         """Redraw everything from ``self.data``."""
@@ -238,12 +253,20 @@ class StudyApp(App):
 
     def on_resize(self, event: Resize) -> None:
         if any(isinstance(s, MainScreen) for s in self.screen_stack):
-            self.table.set_rows(self.visible_rows(), event.size.width)
+            table = self.table
+            if table.columns and table.spec_width(event.size.width) != table._spec_width:
+                table.set_rows(self.visible_rows(), event.size.width)
 
     # -- data -----------------------------------------------------------------------------
 
     def action_reload(self) -> None:
         self.load_in_background()
+
+    def tick(self) -> None:
+        """The periodic refresh: every tick while trials run, every 6th once the study is idle."""
+        self._ticks += 1
+        if self.data.is_running or self._ticks % 6 == 0:
+            self.load_in_background()
 
     @work(thread=True, exclusive=True, group="load")
     def load_in_background(self) -> None:
@@ -251,8 +274,10 @@ class StudyApp(App):
         self.call_from_thread(self.apply_data, data)
 
     def apply_data(self, data: StudyData) -> None:
+        changed = fingerprint(data) != fingerprint(self.data)
         self.data = data
-        self.show_data()
+        if changed:  # rebuilding thousands of rows only when something happened
+            self.show_data()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -274,6 +299,8 @@ class StudyApp(App):
             self.main.query_one(TabbedContent).active = tab
             if tab == "trials":
                 self.table.focus()
+            else:
+                self.set_focus(None)  # keys (p, o, 1-3) go to the app, not to a hidden input
 
     def sort_by(self, key: str, reverse: bool | None = None) -> None:
         table = self.table
@@ -297,9 +324,6 @@ class StudyApp(App):
         self.outcome = "mean_train_accuracy" if self.outcome == "test_accuracy" else "test_accuracy"
         self.main.query_one("#predictor-plot", PlotView).refresh()
 
-    def action_quit_or_back(self) -> None:
-        self.exit()
-
     @on(DataTable.HeaderSelected)
     def header_selected(self, event: DataTable.HeaderSelected) -> None:
         self.sort_by(str(event.column_key.value))
@@ -310,7 +334,10 @@ class StudyApp(App):
 
     @on(DataTable.RowHighlighted)
     def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.main.query_one("#tradeoff-plot", PlotView).refresh()
+        for screen in self.screen_stack:  # the selected trial is marked in the trade-off plot
+            if isinstance(screen, MainScreen):
+                for plot in screen.query("#tradeoff-plot"):  # empty while the app shuts down
+                    plot.refresh()
 
     def open_trial(self, number: int) -> None:
         row = self.data.row(number)
@@ -325,6 +352,11 @@ class StudyApp(App):
     @on(Input.Submitted, "#filter")
     def filter_submitted(self, event: Input.Submitted) -> None:
         self.table.focus()
+
+
+def fingerprint(data: StudyData) -> tuple:
+    """What the screen shows of a study, to skip redrawing an unchanged one."""
+    return tuple((r.number, r.state, r.stage, r.step, r.values, len(r.user_attrs)) for r in data.rows)
 
 
 def run_viewer(storage_url: str, study_name: str, refresh_s: float | None = 5.0, **app_kwargs: Any) -> None:

@@ -380,7 +380,8 @@ class StudyData:
     def budget(self) -> int | None:
         return study_budget(self.user_attrs)
 
-    def summary(self, now: datetime | None = None) -> Summary:
+    def summary(self, now: datetime | None = None, budget: int | None = None) -> Summary:
+        """Counts, best per objective, rate and ETA; ``budget`` overrides the study's own (``--n-trials``)."""
         counts = {state: 0 for state in STATES}
         for row in self.rows:
             counts[row.state] = counts.get(row.state, 0) + 1
@@ -394,7 +395,7 @@ class StudyData:
             elapsed = max(0.0, (until - min(starts)).total_seconds())
             if finished and elapsed > 0:
                 rate = finished / elapsed * 60.0
-        budget = self.budget()
+        budget = budget if budget is not None else self.budget()
         if budget is not None and rate:
             eta = max(0, budget - finished) / rate * 60.0
         running = sorted((r for r in self.rows if r.state == "running"), key=lambda r: r.number)

@@ -210,23 +210,23 @@ def validation_table(validation: dict[str, Any]) -> Table:
 
 
 def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = ()) -> Text:
-    """One or two lines: counts, best per objective, rate and ETA."""
+    """Two lines: counts by state; rate, ETA and the best value per objective."""
     counts = summary.counts
     text = Text()
     text.append(f"{name}  ", style="bold")
     budget = f"/{summary.budget}" if summary.budget else ""
-    text.append(f"{summary.finished}{budget} finished  ")
+    text.append(f"{summary.finished}{budget} finished: ")
     for state in ("complete", "running", "pruned", "failed"):
         text.append(f"{counts.get(state, 0)} {state}", style=STATE_STYLES[state])
-        text.append("  ")
+        text.append(" ")
     if counts.get("waiting"):
-        text.append(f"{counts['waiting']} waiting  ", style="dim")
-    text.append(f"rate {format_number(summary.rate_per_min, 2)}/min  ETA {format_duration(summary.eta_s)}", style="dim")
-    bests = []
+        text.append(f"{counts['waiting']} waiting", style="dim")
+    text.append(f"\n{format_number(summary.rate_per_min, 2)}/min  ETA {format_duration(summary.eta_s)}", style="dim")
     for k, objective in enumerate(objectives):
         row = summary.best.get(objective.name)
         if row is not None:
-            bests.append(f"{objective.name} {'↑' if objective.maximize else '↓'} {format_number(row.values[k], 3)} (#{row.number})")
-    if bests:
-        text.append("\nbest: " + "   ".join(bests), style="italic")
+            text.append(f"  {COLUMNS.get(objective.name, objective.name)}{'↑' if objective.maximize else '↓'} ",
+                        style="italic")
+            text.append(f"{format_number(row.values[k], 3)}", style="bold")
+            text.append(f" #{row.number}", style="dim")
     return text

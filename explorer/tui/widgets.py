@@ -12,6 +12,8 @@ from explorer.tui.model import COLUMNS, TrialRow
 from explorer.tui.plot import Plot
 from explorer.tui.tables import row_cells
 
+#: rows added at once, then per event-loop turn, when the table is filled
+FIRST_CHUNK, CHUNK = 60, 500
 #: the smallest terminal the viewer draws in; below it, a message instead
 MIN_WIDTH, MIN_HEIGHT = 60, 15
 
@@ -50,7 +52,10 @@ class TrialsTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.sort_key = "number"
         self.reverse = False
+        self.filling = False  # True while rows are still being added in chunks
         self._spec_width = 0
+        self._generation = 0
+        self._pending_cursor: int | None = None
 
     def spec_width(self, total_width: int) -> int:
         # the columns after the composition that must stay visible at 80 columns: state, stage, test acc
@@ -58,28 +63,46 @@ class TrialsTable(DataTable):
         return max(18, min(64, total_width - fixed - 2 * 5 - 2))
 
     def set_rows(self, rows: Sequence[TrialRow], total_width: int) -> None:
-        """Show ``rows`` (already filtered and sorted), keeping the cursor on the same trial."""
-        current = self.current_number()
+        """Show ``rows`` (already filtered and sorted), keeping the cursor on the same trial.
+
+        The first screenfuls are added at once and the rest in chunks from the event loop, so a
+        study of thousands of trials opens (and re-sorts) without a pause."""
+        current = self._pending_cursor if self._pending_cursor is not None else self.current_number()
         width = self.spec_width(total_width)
         if width != self._spec_width or not self.columns:
             self.clear(columns=True)
             self._spec_width = width
             for key, col_width in TABLE_COLUMNS.items():
-                label = COLUMNS[key]
-                if key == self.sort_key:
-                    label += " ▼" if self.reverse else " ▲"
-                self.add_column(label, key=key, width=col_width or width)
+                self.add_column(self._label(key), key=key, width=col_width or width)
         else:
             self.clear()
             for key in TABLE_COLUMNS:
-                column = self.columns[key]
-                label = COLUMNS[key] + ((" ▼" if self.reverse else " ▲") if key == self.sort_key else "")
-                column.label = Text(label)
+                self.columns[key].label = Text(self._label(key))
+        self._generation += 1
+        self._pending_cursor = current
+        self._add_chunk(list(rows), self._generation, FIRST_CHUNK)
+
+    def _label(self, key: str) -> str:
+        return COLUMNS[key] + ((" ▼" if self.reverse else " ▲") if key == self.sort_key else "")
+
+    def _add_chunk(self, rows: list[TrialRow], generation: int, size: int) -> None:
+        if generation != self._generation or not self.is_attached:
+            return  # a newer set_rows replaced these rows, or the app is closing
         keys = list(TABLE_COLUMNS)
-        for row in rows:
+        for row in rows[:size]:
             self.add_row(*row_cells(row, keys), key=str(row.number))
-        if current is not None and str(current) in self.rows:
-            self.move_cursor(row=self.get_row_index(str(current)), animate=False)
+        pending = self._pending_cursor
+        if pending is not None and str(pending) in self.rows:
+            self.move_cursor(row=self.get_row_index(str(pending)), animate=False)
+            self._pending_cursor = None
+        rest = rows[size:]
+        if rest:
+            self.set_timer(0.001, lambda: self._add_chunk(rest, generation, CHUNK))
+        else:
+            self._pending_cursor = None
+            self.filling = False
+            return
+        self.filling = True
 
     def current_number(self) -> int | None:
         if not self.row_count:

@@ -1,0 +1,59 @@
+"""The paper's claims at small scale on CPU: the same measurements as ``normx reproduce --small``."""
+
+import math
+
+import pytest
+
+from explorer import claims
+
+TINY = claims.Scale(resnet="resnet(blocks=6, width=8)", cnn=["cnn10(width_multiplier=0.25)"], plaincnn_depth=12,
+                    plaincnn_width=32, image_size=32, batch_size=32, batches=1, seeds=1, small_batch=16,
+                    small_batches=2, min_width=8, fig_resnet="resnet(blocks=3, width=8)", rank_image_size=8)
+
+
+def test_claim1_linear_variance_growth_with_activation_normalizers():
+    result = claims.claim1(TINY)
+    for spec in ("bn", "gn(group_size=4)", "ln"):
+        growth = result["summary"][spec]
+        assert growth["kind"] == "linear" and growth["rate"] > 0.05, (spec, growth)
+
+
+def test_claim2_parametric_normalizers_explode_in_standard_resnets():
+    result = claims.claim2(TINY)
+    s = result["summary"]
+    for spec in ("wn", "sws"):
+        assert s[f"{spec}/standard"]["kind"] == "exponential" and s[f"{spec}/standard"]["rate"] > 0.5
+    assert s["sws/skipinit"]["kind"] == "flat"  # SkipInit fixes SWS ...
+    assert s["wn/skipinit"]["kind"] == "exponential"  # ... but not WN (its scaled ReLU after the add)
+
+
+def test_claim3_stable_rank_linear_in_sqrt_width_over_group_size():
+    result = claims.claim3(TINY)
+    rows = result["rows"]
+    ranks = [r["stable_rank"] for r in rows]
+    assert ranks[0] > 2 * ranks[-1]  # group size 1 (IN) far above group size = width (LN)
+    fit = result["summary"]["fit"]
+    assert fit["slope"] > 0 and fit["r2"] > 0.85
+
+
+def test_claim4_gradient_explosion_order():
+    result = claims.claim4(TINY)
+    s = result["summary"]
+    for batch in (TINY.batch_size, TINY.small_batch):
+        key = f"{TINY.cnn[0]}/batch={batch}/"
+        e = [s[key + spec] for spec in ("in", "bn", "gn(group_size=4)", "ln")]
+        assert e[0] >= e[1] >= e[2] >= e[3], e
+        assert e[0] - e[3] > 0.03
+
+
+def test_fig6b_cosine_similarity_rises_with_group_size():
+    result = claims.fig6b(TINY)
+    for model, sims in result["summary"].items():
+        values = [sims[f"gn(group_size={g})"] for g in (1, 2, 4, 8)] + [sims["ln"]]
+        assert all(a < b for a, b in zip(values, values[1:])), (model, values)
+        assert not any(math.isnan(v) for v in values)
+
+
+def test_linear_fit_r2():
+    fit = claims.linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
+    assert fit["slope"] == pytest.approx(2) and fit["intercept"] == pytest.approx(1) and fit["r2"] == pytest.approx(1)

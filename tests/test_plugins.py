@@ -1,0 +1,197 @@
+"""Third-party plugins, found by entry point like the built-ins: listed, composable, and their
+failure modes (duplicate names, import errors, strict mode, disabling) reported in one line.
+
+Each test runs ``normx`` in a subprocess with a temporary directory on PYTHONPATH that holds the
+plugin: either the example package pip-installed there, or a module with a hand-made
+``*.dist-info`` (METADATA + entry_points.txt), which is all importlib.metadata needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import explorer
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "normx-example-plugin"
+
+
+def run_normx(normx_exe: list[str], *args: str, path: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NORMX_")}
+    if path is not None:
+        environ["PYTHONPATH"] = os.pathsep.join([str(path), environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    environ.update(env)
+    return subprocess.run([*normx_exe, *args], capture_output=True, text=True, env=environ, timeout=120)
+
+
+def make_plugin(root: Path, dist: str, version: str, module: str, source: str, entry: str | None = None) -> Path:
+    """A plugin module plus a real ``*.dist-info`` declaring it in the ``normx`` entry-point group."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[normx]\n{entry or module} = {module}\n")
+    return root
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory) -> Path:
+    """The example plugin package pip-installed into a temporary target directory."""
+    work = tmp_path_factory.mktemp("example")
+    source = work / "src"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = work / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "--target", str(target), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )
+    assert list(target.glob("normx_example_plugin-0.2.0.dist-info"))
+    return target
+
+
+def test_installed_example_plugin_is_listed_with_version_and_primitives(installed_example, normx_exe):
+    result = run_normx(normx_exe, "plugins", "--json", path=installed_example)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    row = rows["normx-example-plugin:mad"]
+    assert row["version"] == "0.2.0"
+    assert row["contributes"] == {"scale": ["mad"], "presets": ["mad_ln"]}
+    assert "statistics" in rows and rows["statistics"]["contributes"]["scale"]  # the built-ins as well
+
+
+def test_installed_example_plugin_composes_into_a_working_normalizer(installed_example, normx_exe):
+    result = run_normx(normx_exe, "spec", "gn(groups=4) | mad(gx, groups=4)", "--width", "8", "--batch", "4",
+                       path=installed_example)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "mean(gx, groups=4) | mad(gx, groups=4) | affine | relu"
+    # forward and backward through a conv layer, against the formula, in a process that sees the plugin
+    script = textwrap.dedent("""
+        import torch, explorer
+        assert str(explorer.parse_spec("mad_ln")) == "mean(cx) | mad(cx) | affine | relu"
+        torch.manual_seed(0)
+        layer = explorer.create_conv("mean(bx) | mad(bx) | affine | relu", 3, 4).double()
+        x = torch.randn(5, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+        y = layer(x)
+        z = layer.op(x)
+        mu = z.mean(dim=(0, 2, 3), keepdim=True)
+        ref = torch.relu((z - mu) / ((z - mu).abs().mean(dim=(0, 2, 3), keepdim=True) + 1e-5))
+        assert torch.allclose(y, ref, atol=1e-9), (y - ref).abs().max()
+        y.sum().backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+        assert layer.op.weight.grad is not None
+        layer.eval()
+        assert torch.isfinite(layer(x)).all()  # eval: the running mean and deviation
+        print("ok")
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NORMX_")}
+    env["PYTHONPATH"] = str(installed_example)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_example_plugin_registered_from_python(tmp_path):
+    """``explorer.register_plugin`` adds a plugin object without an entry point."""
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import normx_example_plugin
+
+        explorer.register_plugin(normx_example_plugin, name="example")
+        try:
+            registry = explorer.get_registry()
+            assert registry.primitives["mad"].plugin == "example"
+            assert registry.plugin_versions["example"] == "0.2.0"
+            norm = explorer.create_norm("mean(x) | mad(x) | affine", 3)
+            x = torch.randn(2, 3, 4, 4, requires_grad=True)
+            norm(x).sum().backward()
+            assert x.grad is not None
+        finally:
+            from explorer.plugins import unregister
+
+            unregister("example")
+        assert "mad" not in explorer.get_registry().primitives
+    finally:
+        sys.path.remove(str(EXAMPLE))
+        sys.modules.pop("normx_example_plugin", None)
+
+
+DUPLICATE = """
+    from torch import nn
+    from explorer import Primitive, hookimpl
+
+    @hookimpl
+    def register_primitives(register):
+        register(Primitive(name="relu", slot="activation", factory=lambda channels: nn.ReLU()))
+"""
+
+BROKEN = """
+    import a_module_that_does_not_exist
+"""
+
+
+def test_duplicate_primitive_names_both_plugins(tmp_path, normx_exe):
+    make_plugin(tmp_path, "dup-relu", "1.0", "dup_relu", DUPLICATE)
+    result = run_normx(normx_exe, "primitives", path=tmp_path)
+    assert_one_line_error(result, "'relu'", "'activations'", "'dup-relu:dup_relu'")
+
+
+def test_plugin_that_fails_to_import_is_named_and_the_rest_load(tmp_path, installed_example, normx_exe):
+    make_plugin(tmp_path, "broken-plugin", "0.3", "broken_plugin", BROKEN)
+    path = Path(f"{tmp_path}{os.pathsep}{installed_example}")
+    result = run_normx(normx_exe, "plugins", "--json", path=path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "warning" in warnings[0] and "broken-plugin:broken_plugin" in warnings[0]
+    assert "a_module_that_does_not_exist" in warnings[0]
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert "a_module_that_does_not_exist" in rows["broken-plugin:broken_plugin"]["error"]
+    assert rows["normx-example-plugin:mad"]["contributes"]["scale"] == ["mad"]
+    assert "bn" in rows["presets"]["contributes"]["presets"]
+
+
+def test_strict_plugins_turns_an_import_failure_into_an_error(tmp_path, normx_exe):
+    make_plugin(tmp_path, "broken-plugin", "0.3", "broken_plugin", BROKEN)
+    result = run_normx(normx_exe, "plugins", path=tmp_path, NORMX_STRICT_PLUGINS="1")
+    assert_one_line_error(result, "broken-plugin:broken_plugin", "failed to load")
+
+
+def test_disable_plugins_skips_third_party_but_loads_builtins(tmp_path, installed_example, normx_exe):
+    make_plugin(tmp_path, "broken-plugin", "0.3", "broken_plugin", BROKEN)
+    path = Path(f"{tmp_path}{os.pathsep}{installed_example}")
+    result = run_normx(normx_exe, "plugins", "--json", path=path, NORMX_DISABLE_PLUGINS="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+    names = {row["name"] for row in json.loads(result.stdout)}
+    assert {"statistics", "affine", "activations", "presets"} <= names
+    assert not any("example" in n or "broken" in n for n in names)
+
+
+def test_builtins_are_plugins_of_the_same_entry_point_group():
+    from importlib import metadata
+
+    builtin = {ep.name: ep.value for ep in metadata.entry_points(group="normx")
+               if ep.dist is not None and ep.dist.name == "norm-explorer"}
+    assert {"statistics", "affine", "gates", "activations", "weight_norms", "regularizers", "presets"} <= set(builtin)
+    assert all(value.startswith("normx_plugins.") for value in builtin.values())
+    registry = explorer.get_registry()
+    assert registry.primitives["std"].plugin == "statistics"
+    assert registry.presets["bn"].plugin == "presets"

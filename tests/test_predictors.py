@@ -1,0 +1,112 @@
+"""Each predictor against its definition on hand-made tensors, and the recorder's contract."""
+
+import math
+
+import pytest
+import torch
+
+from explorer.predictors import (activation_variance, cosine_similarity, grad_explosion_exponent, stable_rank,
+                                 variance_growth)
+
+
+def test_activation_variance_is_channel_variance_averaged():
+    y = torch.zeros(2, 2, 1, 2)
+    y[:, 0] = torch.tensor([[[1.0, 3.0]], [[1.0, 3.0]]])  # channel 0: values 1,3,1,3 -> var 1
+    y[:, 1] = 5.0  # channel 1: constant -> var 0
+    assert activation_variance(y).item() == pytest.approx(0.5)
+    seq = torch.tensor([[[0.0, 2.0], [2.0, 2.0]]])  # (N=1, L=2, C=2): channel 0 tokens 0,2 -> var 1
+    assert activation_variance(seq).item() == pytest.approx(0.5)
+
+
+def test_cosine_similarity_mean_off_diagonal():
+    f = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    # pairs: (1,2)=0, (1,3)=1/sqrt2, (2,3)=1/sqrt2 -> mean over the 3 pairs
+    assert cosine_similarity(f).item() == pytest.approx(2 / math.sqrt(2) / 3, rel=1e-6)
+    assert cosine_similarity(torch.ones(4, 3)).item() == pytest.approx(1.0)
+
+
+def test_stable_rank_centered_definition():
+    torch.manual_seed(0)
+    f = torch.randn(16, 8)
+    d = f - f.mean(0)
+    s = torch.linalg.svdvals(d)
+    assert stable_rank(f).item() == pytest.approx((s**2).sum().item() / s[0].item() ** 2, rel=1e-5)
+    # a shared offset (the mean after a ReLU) is removed by centering, not when uncentered
+    assert stable_rank(f + 100).item() == pytest.approx(stable_rank(f).item(), rel=1e-4)
+    assert stable_rank(f + 100, center=False).item() < 1.01
+    assert stable_rank(torch.ones(4, 3)).item() == 0.0  # collapse
+
+
+def test_grad_explosion_exponent_sign_and_units():
+    # forward order: input side first; gradients 10x larger per layer toward the input
+    assert grad_explosion_exponent([1000.0, 100.0, 10.0, 1.0]) == pytest.approx(1.0)
+    assert grad_explosion_exponent([1.0, 1.0, 1.0]) == pytest.approx(0.0)
+    assert math.isnan(grad_explosion_exponent([1.0, float("inf")]))
+
+
+def test_variance_growth_kinds():
+    assert variance_growth([1 + 0.5 * i for i in range(10)])["kind"] == "linear"
+    exp = variance_growth([2.0**i for i in range(10)])
+    assert exp["kind"] == "exponential" and exp["rate"] == pytest.approx(1.0)
+    assert variance_growth([1.0, 1.01, 0.99, 1.0, 1.02])["kind"] == "flat"
+    # a sawtooth of linear runs, one per stage, is linear with the shared slope
+    lin = variance_growth([1, 2, 3, 4, 1, 2, 3, 4], stages=[0, 0, 0, 0, 1, 1, 1, 1])
+    assert lin["kind"] == "linear" and lin["rate"] == pytest.approx(1.0)
+
+
+def test_score_deterministic_and_fields():
+    import explorer
+
+    torch.manual_seed(0)
+    batches = [torch.randn(8, 3, 16, 16) for _ in range(2)]
+    a = explorer.score("bn", model="plaincnn(depth=4, width=8)", inputs=batches, seeds=2)
+    b = explorer.score("bn", model="plaincnn(depth=4, width=8)", inputs=batches, seeds=2)
+    assert a == b
+    assert a["spec"] == "mean(bx) | std(bx) | affine | relu" and a["model"] == "plaincnn(depth=4, width=8)"
+    assert len(a["activation_variance"]) == len(a["grad_norm"]) == 4
+    assert set(a["spread"]) >= {"cosine_similarity", "grad_explosion_exponent", "stable_rank"}
+    assert a["seeds"] == 2 and a["batches"] == 2 and a["overflow"] is False
+
+
+def test_grad_norm_matches_autograd_of_layer_outputs():
+    """The recorded norms equal d loss / d output computed independently with retain_grad."""
+    import explorer
+    from explorer.models import create_model
+
+    torch.manual_seed(3)
+    model = create_model("plaincnn(depth=3, width=8)", "ln")
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    result = explorer.score("ln", model=model, inputs=[(x, y)])
+    outs = []
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        outs.append(output)
+
+    handles = [m.register_forward_hook(keep) for m in model.probes]
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    for h in handles:
+        h.remove()
+    expected = [o.grad.norm().item() for o in outs]
+    assert result["grad_norm"] == pytest.approx(expected, rel=1e-4)
+    assert result["activation_variance"] == pytest.approx([activation_variance(o).item() for o in outs], rel=1e-4)
+
+
+def test_overflow_is_a_result():
+    import explorer
+
+    x = torch.full((4, 3, 8, 8), 1e30)
+    result = explorer.score("none", model="plaincnn(depth=6, width=8)", inputs=[x])
+    assert result["overflow"] is True
+    from explorer.scoring import json_safe
+
+    assert "nan" in str(json_safe(result)) or "inf" in str(json_safe(result))
+
+
+def test_batch_statistics_with_batch_one_refused_before_compute():
+    import explorer
+    from explorer.scoring import ScoreError
+
+    with pytest.raises(ScoreError, match="batch size"):
+        explorer.score("bn", model="cnn10", inputs=[torch.randn(1, 3, 32, 32)])
+    explorer.score("ln", model="plaincnn(depth=2, width=8)", inputs=[torch.randn(1, 3, 8, 8)])  # fine
