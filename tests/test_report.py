@@ -114,3 +114,9 @@ def test_catalog_commands_render_through_the_shared_tables(capsys):
     text = console.file.getvalue()
     assert "0.2500" in text and "linear" in text and "1.000 2.000" in text
     assert main(["plugins"]) == 0 and "statistics" in capsys.readouterr().out
+    from explorer.tui.tables import models_table
+
+    console = Console(file=io.StringIO(), width=200)
+    console.print(models_table([{"name": "resnet56", "params": {"variant": {"default": "standard", "choices": ["standard", "preact"]}},
+                                 "description": "[32, block(32,9)]", "plugin": "models"}]))
+    assert "variant=standard [standard|preact]" in console.file.getvalue() and "[32, block(32,9)]" in console.file.getvalue()

@@ -39,16 +39,6 @@ def print_score(result: dict[str, Any]) -> None:
 
 def print_models(rows: list[dict[str, Any]]) -> None:
     """The model architectures (``normx models``): name, parameters with defaults, description."""
-    from rich.table import Table
+    from explorer.tui.tables import models_table
 
-    table = Table(title="models")
-    table.add_column("name", style="bold")
-    table.add_column("params (defaults)", style="cyan")
-    table.add_column("description")
-    table.add_column("plugin", style="dim")
-    for row in rows:
-        params = ", ".join(
-            f"{k}={v['default']}" + (f" [{'|'.join(map(str, v['choices']))}]" if v.get("choices") else "")
-            for k, v in row["params"].items())
-        table.add_row(row["name"], params or "-", row["description"], row["plugin"])
-    console().print(table)
+    console().print(models_table(rows))

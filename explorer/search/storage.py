@@ -153,7 +153,7 @@ def claim_lock(target: StorageTarget, storage: Any, study_name: str) -> Iterator
     if target.kind in ("sqlite", "journal") and target.path:
         import fcntl
 
-        with open(target.path + ".lock", "a+") as handle:
+        with open(target.path + ".normx-claim", "a+") as handle:  # not ".lock": the journal backend uses it
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

@@ -69,6 +69,22 @@ def primitives_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def models_table(rows: list[dict[str, Any]]) -> Table:
+    """The model architectures: name, parameters with defaults (and choices), description."""
+    table = Table(title="models")
+    table.add_column("name", style="bold")
+    table.add_column("params (defaults)", style="cyan")
+    table.add_column("description")
+    table.add_column("plugin", style="dim")
+    for row in rows:
+        params = ", ".join(
+            f"{k}={v['default']}" + (f" [{'|'.join(map(str, v['choices']))}]" if v.get("choices") else "")
+            for k, v in row["params"].items())
+        # Text, not markup: "[standard|skipinit]" must print as written
+        table.add_row(row["name"], Text(params or "-"), Text(row["description"]), row["plugin"])
+    return table
+
+
 # --------------------------------------------------------------------------- a score result
 
 
