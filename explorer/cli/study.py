@@ -48,9 +48,10 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from explorer.search.runner import run_study
+    from explorer.search.runner import interrupt_on_signals, run_study
     from explorer.search.study_file import load_study_file
 
+    interrupt_on_signals()
     config = load_study_file(args.study_file)
     try:
         from explorer.search import default_storage

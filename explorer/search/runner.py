@@ -357,6 +357,25 @@ class Interrupted(Exception):
     """Raised by a worker after it recorded an interrupted trial (Ctrl-C)."""
 
 
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in this process's main thread.
+
+    A process started in the background by a non-interactive shell inherits SIGINT ignored, and a
+    batch scheduler stops jobs with SIGTERM: either way the running trial must still be recorded
+    as interrupted, so both are turned into the interruption the worker already handles.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
 @dataclass
 class Worker:
     """Runs trials of one study until the study-wide budget is spent."""
@@ -616,6 +635,7 @@ def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, ind
 
     import torch
 
+    interrupt_on_signals()
     torch.set_num_threads(max(1, threads))
     on_event = queue.put if queue is not None else PlainLines()
     try:
