@@ -64,6 +64,8 @@ def load_dataset(name: str, split: str = "train", limit: int | None = None, seed
     if name in ("cifar10", "cifar100"):
         return _subset(_cifar(name, split, Path(root) if root else default_data_dir(), download), limit, seed, device)
     if isinstance(name, str) and name.startswith("folder:"):
+        if not name[len("folder:"):].strip():
+            raise DataError("folder: needs a path, e.g. folder:~/data/flowers (a directory of class folders)")
         return _subset(_folder(name[len("folder:"):], split), limit, seed, device)
     raise DataError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
 

@@ -30,11 +30,19 @@ class PluginError(NormxError):
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """The valid names closest to ``name`` (for 'did you mean' messages)."""
+    return difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.5)
+
+
+def suggestion(name: str, candidates: Iterable[str]) -> str:
+    """``closest: bn, gn, in`` when some valid names are close to ``name``, else ``valid: ...``."""
     candidates = sorted(set(candidates))
-    found = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
-    return found or candidates[:n]
+    found = closest(name, candidates)
+    if found:
+        return f"closest: {', '.join(found)}"
+    shown = ", ".join(candidates[:12]) + (f", ... ({len(candidates)} in all)" if len(candidates) > 12 else "")
+    return f"valid: {shown}"
 
 
 def unknown_name_message(kind: str, name: str, candidates: Iterable[str]) -> str:
     """``unknown preset 'bnn'; closest: bn, gn, in``."""
-    return f"unknown {kind} {name!r}; closest: {', '.join(closest(name, candidates))}"
+    return f"unknown {kind} {name!r}; {suggestion(name, candidates)}"

@@ -131,9 +131,11 @@ def create_norm(spec: str | Spec, channels: int, activation: bool = True,
     spec = parse_spec(spec, registry)
     pre, post = _split(spec)
     if pre["center"] is not None or pre["scale"] is not None:
-        raise SpecError(f"{spec} places a step before the layer's op; build it with create_normalized_layer")
+        raise SpecError(f"{spec} places a step before a conv/linear op (at=pre), but this normalization site has no "
+                        "op (a pre-activation or transformer norm); build op sites with create_normalized_layer")
     if spec.slot("weight") is not None:
-        raise SpecError(f"{spec} normalizes a layer's weight; build it with create_normalized_layer")
+        raise SpecError(f"{spec} normalizes a conv/linear weight, but this normalization site has no op; build op "
+                        "sites with create_normalized_layer")
     return _post_normalizer(spec, post, channels, activation, registry)
 
 
@@ -177,6 +179,15 @@ class NormalizedLayer(nn.Module):
         if x.dim() < 2 or x.shape[self._channel_dim] != self.in_channels or (self._rank and x.dim() != self._rank):
             kind = "(N, C, " + ", ".join("HWD"[: self._rank - 2]) + ")" if self._rank else "(..., C)"
             raise ShapeError(f"this layer takes {kind} input with C = {self.in_channels}; got shape {tuple(x.shape)}")
+        if self._rank == 3:  # Conv1d: (N, C, L) would read as a sequence (N, L, C); add a width of 1
+            x = x if self.pre is None else self.pre(x.unsqueeze(-1)).squeeze(-1)
+            return self.post(self.op(x).unsqueeze(-1)).squeeze(-1)
+        if not self._rank and x.dim() > 3:  # a linear op on (N, ..., C): its tokens, as a sequence
+            lead = x.shape[:-1]
+            x = x.reshape(x.shape[0], -1, x.shape[-1])
+            x = x if self.pre is None else self.pre(x)
+            y = self.post(self.op(x))
+            return y.reshape(*lead, y.shape[-1])
         if self.pre is not None:
             x = self.pre(x)
         return self.post(self.op(x))

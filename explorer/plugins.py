@@ -95,20 +95,43 @@ def reset_registry() -> None:
     _registry = None
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, adder: Callable[[str, tuple, dict], None]) -> None:
+def _collect(pm: pluggy.PluginManager, hook_name: str, make: Callable[[tuple, dict], Any],
+             add: Callable[[Any], None]) -> None:
+    """Call one hook of every plugin; a plugin's registrations count only if its hook returns.
+
+    ``register(...)`` calls are buffered per plugin and turned into items by ``make``, so a hook
+    that registers something and then raises, or registers something malformed, leaves nothing
+    half-registered: the plugin is named in a warning (an error in strict mode) and the others
+    keep working. A name clash between two plugins is always an error naming both.
+    """
     hook = getattr(pm.hook, hook_name)
     for impl in reversed(hook.get_hookimpls()):  # registration order
         plugin_name = impl.plugin_name
+        calls: list[tuple[tuple, dict]] = []
 
-        def callback(*args: Any, _plugin: str = plugin_name, **kwargs: Any) -> None:
-            adder(_plugin, args, kwargs)
+        def callback(*args: Any, _calls: list = calls, **kwargs: Any) -> None:
+            _calls.append((args, kwargs))
 
         try:
             impl.function(register=callback)
-        except PluginError:
-            raise
+            items = [_stamp(make(args, kwargs), plugin_name) for args, kwargs in calls]
         except Exception as err:  # noqa: BLE001 - a broken plugin must not take the others down
             _fail(plugin_name, err)
+            continue
+        for item in items:
+            add(item)
+
+
+def _instance_of(kind: type) -> Callable[[tuple, dict], Any]:
+    """``make`` for hooks whose ``register`` takes one ready-made object of ``kind``."""
+
+    def make(args: tuple, kwargs: dict) -> Any:
+        item = args[0] if args else next(iter(kwargs.values()), None)
+        if not isinstance(item, kind):
+            raise PluginError(f"it registered {item!r}, which is not an explorer.{kind.__name__}")
+        return item
+
+    return make
 
 
 def get_registry() -> Registry:
@@ -118,26 +141,9 @@ def get_registry() -> Registry:
         return _registry
     pm = get_plugin_manager()
     registry = Registry()
-
-    def add_primitive(plugin: str, args: tuple, kwargs: dict) -> None:
-        prim = args[0] if args else kwargs["primitive"]
-        if not isinstance(prim, Primitive):
-            raise PluginError(f"plugin {plugin!r} registered {prim!r}, which is not an explorer.Primitive")
-        registry.add_primitive(_stamp(prim, plugin))
-
-    def add_preset(plugin: str, args: tuple, kwargs: dict) -> None:
-        preset = args[0] if args else kwargs["preset"]
-        if not isinstance(preset, Preset):
-            raise PluginError(f"plugin {plugin!r} registered {preset!r}, which is not an explorer.Preset")
-        registry.add_preset(_stamp(preset, plugin))
-
-    def add_model(plugin: str, args: tuple, kwargs: dict) -> None:
-        entry = ModelEntry(*args, **kwargs)
-        registry.add_model(_stamp(entry, plugin))
-
-    _collect(pm, "register_primitives", add_primitive)
-    _collect(pm, "register_presets", add_preset)
-    _collect(pm, "register_models", add_model)
+    _collect(pm, "register_primitives", _instance_of(Primitive), registry.add_primitive)
+    _collect(pm, "register_presets", _instance_of(Preset), registry.add_preset)
+    _collect(pm, "register_models", lambda args, kwargs: ModelEntry(*args, **kwargs), registry.add_model)
     registry.plugin_versions = {
         name: _versions.get(name, "?") for name, _ in pm.list_name_plugin() if name not in _failed
     }

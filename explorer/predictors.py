@@ -52,11 +52,17 @@ def gradient_norm(grad: Tensor) -> Tensor:
 
 def cosine_similarity(features: Tensor) -> Tensor:
     """Mean cosine similarity over the off-diagonal pairs of a batch (NaN for one sample)."""
-    f = features.detach().float().flatten(1)
+    f = features.detach().flatten(1).double()
     n = f.shape[0]
-    f = f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(1e-30)
+    # Scale each row by its largest entry first, so that huge (but finite) features do not
+    # overflow the norm; an all-zero row has no direction, and makes the similarity NaN.
+    peak = f.abs().amax(dim=1, keepdim=True)
+    f = f / torch.where(peak > 0, peak, torch.ones_like(peak))
+    norm = torch.linalg.vector_norm(f, dim=1, keepdim=True)
+    f = f / torch.where(norm > 0, norm, torch.full_like(norm, float("nan")))
     gram = f @ f.T
-    return (gram.sum() - gram.diagonal().sum()) / (n * (n - 1)) if n > 1 else gram.sum() * float("nan")
+    value = (gram.sum() - gram.diagonal().sum()) / (n * (n - 1)) if n > 1 else gram.sum() * float("nan")
+    return value.float()
 
 
 def stable_rank(features: Tensor, center: bool = True) -> Tensor:
@@ -69,9 +75,14 @@ def stable_rank(features: Tensor, center: bool = True) -> Tensor:
     d = features.detach().float().flatten(1)
     if center:
         d = d - d.mean(dim=0, keepdim=True)
+    # Non-finite features have no rank (NaN); the SVD must not see them, and checking on the
+    # device keeps the host out of it.
+    finite = torch.isfinite(d).all()
+    d = torch.where(finite, d, torch.zeros_like(d))
     frob = d.square().sum()
     top = torch.linalg.matrix_norm(d, ord=2).square()
-    return torch.where(top > 0, frob / torch.where(top > 0, top, torch.ones_like(top)), torch.zeros_like(top))
+    rank = torch.where(top > 0, frob / torch.where(top > 0, top, torch.ones_like(top)), torch.zeros_like(top))
+    return torch.where(finite, rank, torch.full_like(rank, float("nan")))
 
 
 # --------------------------------------------------------------------------- fits
@@ -237,7 +248,8 @@ class Recorder:
         feats = self.features
         cos = cosine_similarity(outs[-1] if n else feats)
         rank = stable_rank(feats)
-        finite = torch.isfinite(feats).all() & torch.isfinite(loss)
+        # NaN similarity on a batch of several samples: features that overflowed or collapsed to 0
+        finite = torch.isfinite(feats).all() & torch.isfinite(loss) & (torch.isfinite(cos) | (feats.shape[0] < 2))
         row = torch.cat([variances, norms, torch.stack([cos, rank, (~finite).float()])])
         self._sums = row if self._sums is None else self._sums + row
         self.batches += 1

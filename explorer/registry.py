@@ -35,6 +35,8 @@ class Param:
     default: Any = None
     choices: tuple[Any, ...] | None = None
     doc: str = ""
+    #: the smallest value allowed (numbers only), e.g. 0 for an eps
+    minimum: float | None = None
 
     def coerce(self, value: Any, owner: str) -> Any:
         """Turn a parsed literal into this parameter's type, or raise a SpecError naming it."""
@@ -50,6 +52,8 @@ class Param:
                     if value.lower() not in ("true", "false"):
                         raise ValueError(value)
                     value = value.lower() == "true"
+                if value not in (True, False):  # 0 and 1 are booleans too; 2 is a mistake
+                    raise ValueError(value)
                 value = bool(value)
             elif self.type is int:
                 if isinstance(value, float) and not value.is_integer():
@@ -68,6 +72,8 @@ class Param:
                 raise
             tname = self.type if isinstance(self.type, str) else self.type.__name__
             raise SpecError(f"{owner}: parameter {self.name!r} must be {tname}, got {value!r}") from None
+        if self.minimum is not None and value < self.minimum:
+            raise SpecError(f"{owner}: parameter {self.name!r} must be at least {self.minimum:g}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise SpecError(
                 f"{owner}: parameter {self.name!r} must be one of "

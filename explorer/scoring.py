@@ -68,7 +68,7 @@ def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> dict[str,
     try:
         with Recorder(model) as recorder:
             for x, y in batches:
-                recorder.step(x.requires_grad_(True) if not x.requires_grad else x, y)
+                recorder.step(x.detach().requires_grad_(True), y)  # a new leaf: the caller's x is left alone
             result = recorder.result()
     finally:
         for p, r in zip(model.parameters(), requires):

@@ -226,9 +226,12 @@ def _canonical_groups(params: dict[str, Any], channels: int | None = None) -> No
         params.pop("group_size", None)
         if params["axes"] is None:
             raise SpecError("groups of one channel over no other axis leave nothing to normalize over")
-    elif channels is not None and groups is not None:
-        params["groups"] = groups
-        params.pop("group_size", None)
+    elif channels is not None and groups is not None and "group_size" in params:
+        # groups= takes group_size='s place, so the parameters keep the primitive's declared order
+        # (groups, then group_size) and the resolved spec formats canonically.
+        items = [("groups", groups) if k == "group_size" else (k, v) for k, v in params.items() if k != "groups"]
+        params.clear()
+        params.update(items)
 
 
 def _check_groups(prim: Primitive, params: dict[str, Any]) -> None:

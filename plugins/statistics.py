@@ -10,10 +10,10 @@ from explorer import Param, Primitive, hookimpl
 from explorer.statistics import AxisStatistics, BatchSizeError, channel_view, to_x3
 
 AXES = Param("axes", "axes", None, doc="statistic axes: b batch, c channels, g groups, x spatial")
-GROUPS = Param("groups", int, None, doc="number of channel groups (with the g axis)")
-GROUP_SIZE = Param("group_size", int, None, doc="channels per group (with the g axis)")
+GROUPS = Param("groups", int, None, doc="number of channel groups (with the g axis)", minimum=1)
+GROUP_SIZE = Param("group_size", int, None, doc="channels per group (with the g axis)", minimum=1)
 AT = Param("at", str, "post", choices=("pre", "post"), doc="before (pre) or after (post) the layer's op")
-EPS = Param("eps", float, 1e-5, doc="added to the variance / mean square")
+EPS = Param("eps", float, 1e-5, doc="added to the variance / mean square", minimum=0.0)
 
 
 def _foldable(affine: nn.Module | None) -> bool:

@@ -75,3 +75,43 @@ def test_iter_batches_seeded():
     assert a == b and len(a) == 5 and all(len(y) == 4 for y in a)
     with pytest.raises(DataError):
         list(iter_batches(ds, 11, 1))
+
+
+def _write_cifar10(root, per_file: int = 4) -> None:
+    """A CIFAR-10 python archive as torchvision expects it (pickled batches + meta), tiny."""
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for i, name in enumerate(names):
+        data = rng.integers(0, 256, size=(per_file, 3 * 32 * 32), dtype=np.uint8)
+        data[:, 0] = i  # each file recognisable by its first pixel
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": [j % 10 for j in range(per_file)]}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, f)
+
+
+def test_cifar_is_read_through_torchvision(tmp_path, monkeypatch):
+    """The real torchvision CIFAR10 reader on a tiny archive the test writes; only the md5 check
+    of the official files is skipped (these files are not them)."""
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
+    _write_cifar10(tmp_path)
+    train = load_dataset("cifar10", "train", root=tmp_path)
+    test = load_dataset("cifar10", "test", root=tmp_path)
+    assert train.x.shape == (20, 3, 32, 32) and test.x.shape == (4, 3, 32, 32)
+    assert train.num_classes == 10 and train.y.tolist()[:4] == [0, 1, 2, 3]
+    assert train.x.min() >= -1 and train.x.max() <= 1  # normalized to mean/std 0.5
+    # test_batch's first pixel (red channel, top-left) is 5/255, mapped to (5/255 - 0.5) / 0.5
+    assert torch.allclose(test.x[:, 0, 0, 0], torch.full((4,), (5 / 255 - 0.5) / 0.5))
+
+
+def test_folder_needs_a_path():
+    with pytest.raises(DataError, match="needs a path"):
+        load_dataset("folder:", "train")

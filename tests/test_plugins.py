@@ -168,6 +168,48 @@ def test_plugin_that_fails_to_import_is_named_and_the_rest_load(tmp_path, instal
     assert "bn" in rows["presets"]["contributes"]["presets"]
 
 
+HALF_BROKEN = """
+    import torch
+    from explorer import Primitive, hookimpl
+
+    @hookimpl
+    def register_primitives(register):
+        register(Primitive(name="half", slot="scale", factory=lambda channels: (lambda x3: torch.full_like(x3, 2.0))))
+        raise RuntimeError("the plugin broke after registering half")
+"""
+
+BAD_SLOT = """
+    from explorer import Primitive, hookimpl
+
+    @hookimpl
+    def register_primitives(register):
+        register(Primitive(name="oddity", slot="nowhere", factory=lambda channels: None))
+"""
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    (HALF_BROKEN, ["the plugin broke after registering half"]),
+    (BAD_SLOT, ["unknown slot 'nowhere'"]),
+], ids=["raises-after-registering", "malformed-primitive"])
+def test_a_plugin_whose_hook_fails_registers_nothing_and_the_rest_work(tmp_path, normx_exe, source, words):
+    make_plugin(tmp_path, "shaky-plugin", "0.1", "shaky_plugin", source)
+    result = run_normx(normx_exe, "plugins", "--json", path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "shaky-plugin:shaky_plugin" in warnings[0], result.stderr
+    assert all(word in warnings[0] for word in words), warnings[0]
+    rows = [row for row in json.loads(result.stdout) if row["name"] == "shaky-plugin:shaky_plugin"]
+    assert len(rows) == 1 and not rows[0]["contributes"] and rows[0]["error"]
+    # nothing of it is usable, and the built-ins are
+    result = run_normx(normx_exe, "spec", "bn | half", path=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 2 and "Traceback" not in result.stderr
+    assert "warning" in lines[0] and "unknown primitive or preset 'half'" in lines[1]
+    assert run_normx(normx_exe, "spec", "bn", path=tmp_path).returncode == 0
+    strict = run_normx(normx_exe, "plugins", path=tmp_path, NORMX_STRICT_PLUGINS="1")
+    assert_one_line_error(strict, "shaky-plugin:shaky_plugin", *words)
+
+
 def test_strict_plugins_turns_an_import_failure_into_an_error(tmp_path, normx_exe):
     make_plugin(tmp_path, "broken-plugin", "0.3", "broken_plugin", BROKEN)
     result = run_normx(normx_exe, "plugins", path=tmp_path, NORMX_STRICT_PLUGINS="1")

@@ -110,3 +110,23 @@ def test_batch_statistics_with_batch_one_refused_before_compute():
     with pytest.raises(ScoreError, match="batch size"):
         explorer.score("bn", model="cnn10", inputs=[torch.randn(1, 3, 32, 32)])
     explorer.score("ln", model="plaincnn(depth=2, width=8)", inputs=[torch.randn(1, 3, 8, 8)])  # fine
+
+
+def test_partly_infinite_or_huge_features_are_flagged_not_crashed():
+    from explorer import score
+
+    x = torch.randn(8, 3, 16, 16)
+    x[0, 0, 0, 0] = float("inf")
+    r = score("bn", model="plaincnn(depth=2, width=8)", inputs=[x])
+    assert r["overflow"] and math.isnan(r["stable_rank"]) and math.isnan(r["cosine_similarity"])
+    assert not x.requires_grad  # the caller's tensors are left alone
+    # LN on inputs whose variance overflows float32: the features collapse to 0, which must not
+    # read as the best possible (lowest) cosine similarity.
+    r = score("ln", model="plaincnn(depth=2, width=8)", inputs=[torch.randn(8, 3, 16, 16) * 1e19])
+    assert r["overflow"] and math.isnan(r["cosine_similarity"])
+
+
+def test_cosine_similarity_of_huge_finite_features_does_not_overflow():
+    f = torch.randn(6, 50)
+    assert cosine_similarity(f * 1e30).item() == pytest.approx(cosine_similarity(f).item(), abs=1e-6)
+    assert math.isnan(cosine_similarity(torch.zeros(4, 10)).item())

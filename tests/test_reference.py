@@ -31,9 +31,15 @@ def rand(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=gen, dtype=torch.float64)
 
 
-def norm(spec: str, channels: int, **kwargs) -> Normalizer:
-    """Our bare normalizer (no activation), in float64."""
-    return explorer.create_norm(spec, channels, activation=False, **kwargs).double()
+def norm(spec: str, channels: int, fuse: bool = True, **kwargs) -> Normalizer:
+    """Our bare normalizer (no activation), in float64; ``fuse=False``: the generic path, not torch's kernel."""
+    module = explorer.create_norm(spec, channels, activation=False, **kwargs).double()
+    return module if fuse else unfused(module)
+
+
+#: Every torch-twin test runs both ways: the native kernel (which must be a faithful twin) and
+#: the generic composition of primitives (which would be compared with nothing but torch otherwise).
+both_paths = pytest.mark.parametrize("fuse", [True, False], ids=["native", "generic"])
 
 
 def set_affine(module: nn.Module, seed: int, bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -93,11 +99,12 @@ seeds = st.integers(0, 2**31 - 1)
 # ----------------------------------------------------------------------------- torch twins
 
 
+@both_paths
 @settings(max_examples=8)
 @given(shape=images, seed=seeds)
-def test_bn_matches_batchnorm2d_in_training_and_eval(shape, seed):
+def test_bn_matches_batchnorm2d_in_training_and_eval(fuse, shape, seed):
     n, c, h, w = shape
-    ours, ref = norm("bn", c), nn.BatchNorm2d(c).double()
+    ours, ref = norm("bn", c, fuse), nn.BatchNorm2d(c).double()
     gamma, beta = set_affine(ours, seed)
     with torch.no_grad():
         ref.weight.copy_(gamma)
@@ -131,15 +138,16 @@ def test_bn_generic_path_keeps_the_same_running_statistics(shape, seed):
     assert_close(generic(x), ref(x), "eval forward")
 
 
+@both_paths
 @pytest.mark.parametrize("preset", ["ln", "in", "gn(groups={g})", "gn(group_size={s})"])
 @settings(max_examples=6)
 @given(shape=images, seed=seeds, g=st.sampled_from([1, 2]))
-def test_group_presets_match_groupnorm(preset, shape, seed, g):
+def test_group_presets_match_groupnorm(fuse, preset, shape, seed, g):
     n, c, h, w = shape
     s = c // g  # a group size that divides the width
     spec = preset.format(g=g, s=s)
     groups = {"ln": 1, "in": c}.get(preset, g if "groups=" in preset else c // s)
-    ours, ref = norm(spec, c), nn.GroupNorm(groups, c).double()
+    ours, ref = norm(spec, c, fuse), nn.GroupNorm(groups, c).double()
     gamma, beta = set_affine(ours, seed)
     with torch.no_grad():
         ref.weight.copy_(gamma)
@@ -150,11 +158,12 @@ def test_group_presets_match_groupnorm(preset, shape, seed, g):
                     rand(seed, *shape) * 3 - 1, rand(seed + 5, *shape))
 
 
+@both_paths
 @settings(max_examples=8)
 @given(shape=images, seed=seeds)
-def test_rms_matches_rmsnorm_with_per_channel_gain(shape, seed):
+def test_rms_matches_rmsnorm_with_per_channel_gain(fuse, shape, seed):
     n, c, h, w = shape
-    ours = norm("rms", c)
+    ours = norm("rms", c, fuse)
     gamma, _ = set_affine(ours, seed, bias=False)
     assert ours.affine.bias is None
     ref_norm = nn.RMSNorm([c, h, w], eps=EPS, elementwise_affine=False).double()
@@ -397,19 +406,20 @@ def test_regnorm_is_layernorm_plus_the_batch_mean_loss(shape, seed, strength):
 sequences = st.tuples(st.integers(1, 3), st.integers(1, 4), st.sampled_from([2, 4, 6]))
 
 
+@both_paths
 @settings(max_examples=8)
 @given(shape=sequences, seed=seeds)
-def test_sequences_are_normalized_per_token(shape, seed):
+def test_sequences_are_normalized_per_token(fuse, shape, seed):
     n, length, c = shape
     x, grad = rand(seed, *shape) + 0.5, rand(seed + 1, *shape)
     # ln: the usual per-token LayerNorm
-    ours = norm("ln", c)
+    ours = norm("ln", c, fuse)
     gamma, beta = set_affine(ours, seed)
     g, b = gamma.clone().requires_grad_(True), beta.clone().requires_grad_(True)
     assert_same(ours, [ours.affine.weight, ours.affine.bias], lambda t: F.layer_norm(t, (c,), g, b, EPS), [g, b],
                 x, grad)
     # rms: nn.RMSNorm(C) with γ as its weight
-    ours = norm("rms", c)
+    ours = norm("rms", c, fuse)
     gamma, _ = set_affine(ours, seed, bias=False)
     ref = nn.RMSNorm(c, eps=EPS).double()
     with torch.no_grad():
@@ -417,7 +427,7 @@ def test_sequences_are_normalized_per_token(shape, seed):
     assert_same(ours, [ours.affine.weight], ref, [ref.weight], x, grad)
     # bn: BatchNorm1d over the N·L tokens (needs more than one token)
     if n * length > 1:
-        ours, ref = norm("bn", c), nn.BatchNorm1d(c).double()
+        ours, ref = norm("bn", c, fuse), nn.BatchNorm1d(c).double()
         gamma, beta = set_affine(ours, seed)
         with torch.no_grad():
             ref.weight.copy_(gamma)
@@ -429,11 +439,12 @@ def test_sequences_are_normalized_per_token(shape, seed):
         assert_same(ours, [ours.affine.weight, ours.affine.bias], tokens, [ref.weight, ref.bias], x, grad)
 
 
+@both_paths
 @settings(max_examples=8)
 @given(n=st.integers(2, 5), c=st.sampled_from([2, 3, 8]), seed=seeds)
-def test_features_match_torch(n, c, seed):
+def test_features_match_torch(fuse, n, c, seed):
     x, grad = rand(seed, n, c) * 2 + 1, rand(seed + 1, n, c)
-    ours, ref = norm("bn", c), nn.BatchNorm1d(c).double()
+    ours, ref = norm("bn", c, fuse), nn.BatchNorm1d(c).double()
     gamma, beta = set_affine(ours, seed)
     with torch.no_grad():
         ref.weight.copy_(gamma)
@@ -441,12 +452,12 @@ def test_features_match_torch(n, c, seed):
     assert_same(ours, [ours.affine.weight, ours.affine.bias], ref, [ref.weight, ref.bias], x, grad)
     ours.eval(), ref.eval()
     assert_same(ours, [ours.affine.weight, ours.affine.bias], ref, [ref.weight, ref.bias], x, grad)
-    ours = norm("ln", c)
+    ours = norm("ln", c, fuse)
     gamma, beta = set_affine(ours, seed)
     g, b = gamma.clone().requires_grad_(True), beta.clone().requires_grad_(True)
     assert_same(ours, [ours.affine.weight, ours.affine.bias], lambda t: F.layer_norm(t, (c,), g, b, EPS), [g, b],
                 x, grad)
-    ours = norm("rms", c)
+    ours = norm("rms", c, fuse)
     gamma, _ = set_affine(ours, seed, bias=False)
     ref = nn.RMSNorm(c, eps=EPS).double()
     with torch.no_grad():
@@ -506,3 +517,18 @@ def test_native_path_follows_copies_and_dtype_changes(spec):
     assert y.dtype == torch.float64
     double.eval()
     assert double(x.double()).dtype == torch.float64
+
+
+def test_conv1d_and_linear_on_many_dims_normalize_the_channel_axis():
+    """Conv1d's (N, C, L) is channels-second, not a sequence; a linear op on (N, H, W, C) normalizes C."""
+    torch.manual_seed(0)
+    conv = nn.Conv1d(3, 5, 3, padding=1, bias=False).double()
+    layer = explorer.create_normalized_layer("bn", conv, activation=False).double()
+    x = rand(1, 4, 3, 5)  # L = C = 5: the ambiguous case
+    assert_close(layer(x), F.batch_norm(conv(x), None, None, training=True, eps=EPS), "conv1d + bn")
+    linear = nn.Linear(3, 6, bias=False).double()
+    layer = explorer.create_normalized_layer("ln", linear, activation=False).double()
+    x = rand(2, 2, 4, 6, 3)
+    y = layer(x)
+    assert y.shape == (2, 4, 6, 6)
+    assert_close(y, F.layer_norm(linear(x), (6,), eps=EPS), "linear on (N, H, W, C) + ln")

@@ -62,13 +62,26 @@ def primitive_call(draw, name: str) -> str:
 
 
 @st.composite
+def preset_call(draw, name: str) -> str:
+    """A preset, with its parameters drawn when it has any (``gn(group_size=4)``)."""
+    preset = get_registry().presets[name]
+    if not preset.params:
+        return name
+    if {p.name for p in preset.params} >= {"groups", "group_size"}:
+        key = draw(st.sampled_from(["groups", "group_size"]))
+        return f"{name}({key}={draw(st.integers(1, 16))})"
+    parts = [f"{p.name}={literal(draw(value_strategy(p)))}" for p in preset.params if draw(st.booleans())]
+    return f"{name}({', '.join(parts)})" if parts else name
+
+
+@st.composite
 def compositions(draw) -> str:
     """A spec text: maybe a preset, then random primitives in random slots (each slot once)."""
     registry = get_registry()
     by_slot = registry.by_slot()
     parts = []
     if draw(st.booleans()):
-        parts.append(draw(st.sampled_from(sorted(p for p in registry.presets if not registry.presets[p].params))))
+        parts.append(draw(preset_call(draw(st.sampled_from(sorted(registry.presets))))))
     slots = draw(st.lists(st.sampled_from([s for s in SLOTS if by_slot[s]]), unique=True, max_size=len(SLOTS)))
     for slot in slots:
         name = draw(st.sampled_from(sorted(p.name for p in by_slot[slot])))
@@ -91,7 +104,7 @@ def test_parse_format_round_trip(text):
     assert hash(again) == hash(spec)
 
 
-@settings(max_examples=40)
+@settings(max_examples=300)
 @given(text=compositions(), width=st.sampled_from([1, 2, 4, 8, 16, 32, 64]))
 def test_resolved_spec_round_trips_and_is_idempotent(text, width):
     try:
@@ -100,6 +113,12 @@ def test_resolved_spec_round_trips_and_is_idempotent(text, width):
         assume(False)
     assert parse_spec(str(spec)) == spec
     assert spec.resolved(width) == spec
+
+
+@pytest.mark.parametrize("text", ["std(gx, group_size=4, eps=0.001)", "mean(gx, group_size=4, at=pre) | std(cx)"])
+def test_resolved_keeps_the_declared_parameter_order(text):
+    spec = parse_spec(text).resolved(16)
+    assert "groups=4" in str(spec) and parse_spec(str(spec)) == spec
 
 
 def test_every_preset_round_trips():

@@ -60,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("normx: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as err:  # torch.OutOfMemoryError too (a subclass of RuntimeError, not MemoryError)
+        print(f"normx: error: out of memory: {err}".splitlines()[0], file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        if type(err).__name__ != "OutOfMemoryError":
+            raise
+        print("normx: error: out of memory on the device; use a smaller --batch-size or model", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
 

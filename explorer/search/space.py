@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from explorer.errors import SpecError, closest
+from explorer.errors import SpecError, suggestion
 from explorer.registry import SLOTS, Param, Primitive, Registry
 from explorer.search.study_file import DEFAULT_AXES, DEFAULT_GROUP_SIZES, StudyConfig, StudyFileError, locate
 from explorer.spec import Spec, format_value, parse_spec
@@ -86,7 +86,7 @@ class SearchSpace:
                 prim = self.registry.primitives.get(name)
                 if prim is None:
                     candidates = [p.name for p in self.registry.primitives.values() if p.slot == slot]
-                    raise fail(key, f"unknown primitive {name!r} for this slot; closest: {', '.join(closest(name, candidates))}")
+                    raise fail(key, f"unknown primitive {name!r} for this slot; {suggestion(name, candidates)}")
                 if prim.slot != slot:
                     raise fail(key, f"{name!r} is a {prim.slot} primitive, not a {slot} one")
                 for param in prim.params:
@@ -97,13 +97,13 @@ class SearchSpace:
         known_params = {p.name for prim in self.registry.primitives.values() for p in prim.params}
         for name, values in config.space.params.items():
             if name not in known_params:
-                raise fail(("space", "params", name), f"no primitive takes this parameter; closest: {', '.join(closest(name, known_params))}")
+                raise fail(("space", "params", name), f"no primitive takes this parameter; {suggestion(name, known_params)}")
             self._coerce_all(name, values, ("space", "params", name), fail)
         for prim_name, table in config.space.primitive_params.items():
             prim = self.registry.primitives.get(prim_name)
             if prim is None:
                 raise fail(("space", "params", prim_name),
-                           f"unknown primitive; closest: {', '.join(closest(prim_name, self.registry.primitives))}")
+                           f"unknown primitive; {suggestion(prim_name, self.registry.primitives)}")
             for pname, values in table.items():
                 param = prim.param(pname)
                 key = ("space", "params", prim_name, pname)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from explorer.errors import NormxError, closest
+from explorer.errors import NormxError, suggestion
 
 OBJECTIVE_NAMES = {
     # name: (where the value comes from, key, direction in which it gets worse)
@@ -250,7 +250,7 @@ class _Checker:
         for key, value in data.items():
             path = (*prefix, key)
             if key not in schema:
-                raise self.fail(path, f"unknown key; closest: {', '.join(closest(key, schema))}")
+                raise self.fail(path, f"unknown key; {suggestion(key, schema)}")
             kind = schema[key]
             if isinstance(kind, dict):
                 if not isinstance(value, dict):
@@ -290,7 +290,7 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     objectives: dict[str, str] = {}
     for key, direction in data["objectives"].items():
         if key not in OBJECTIVE_NAMES:
-            raise check.fail(("objectives", key), f"unknown objective; closest: {', '.join(closest(key, OBJECTIVE_NAMES))}")
+            raise check.fail(("objectives", key), f"unknown objective; {suggestion(key, OBJECTIVE_NAMES)}")
         if direction not in DIRECTIONS:
             raise check.fail(("objectives", key), f"must be \"maximize\" or \"minimize\", got {direction!r}")
         objectives[key] = direction
