@@ -42,6 +42,12 @@ def test_shipped_studies_are_valid(path, registry):
     (GOOD.replace("[training]", "[trainig]"), 7, "trainig: unknown key; closest: training"),
     (GOOD.replace("steps = 5", "steps = [5,"), 8, "malformed TOML"),
     (GOOD.replace("models = [\"mlp(depth=2, width=16)\"]\n", ""), 1, "models: missing required key"),
+    (GOOD.replace("steps = 5", "steps = 5\nbase_lr = -0.1"), 9, "training.base_lr: must be 0 or more, got -0.1"),
+    (GOOD.replace("steps = 5", "steps = 5\nbase_batch_size = 0"), 9, "training.base_batch_size: must be at least 1"),
+    (GOOD.replace("steps = 5", "epochs = -1"), 8, "training.epochs: must be 0 (screening only) or more"),
+    (GOOD.replace("name = \"t\"", "name = \"t\"\nseed = -3"), 2, "seed: must be between 0 and 2**32 - 1"),
+    (GOOD + "[workers]\ngrace_period = -1\n", 10, "workers.grace_period: must be at least 1 (seconds)"),
+    (GOOD + "[data]\ntrain_limit = 0\n", 10, "data.train_limit: must be at least 1"),
 ])
 def test_bad_study_files_name_file_line_and_key(text, line, fragment):
     with pytest.raises(StudyFileError) as info:

@@ -196,3 +196,33 @@ def test_trials_table_widget_keys_rows_by_number(url):
             assert set(table_numbers(app)) == {r.number for r in data.pareto_rows}
 
     run(scenario())
+
+
+def test_a_failed_reload_keeps_the_viewer_and_its_data(url):
+    """A locked database or a dropped connection during a refresh is a notice, not a crash."""
+
+    class FlakySource(StudySource):
+        loads = 0
+
+        def load(self):
+            FlakySource.loads += 1
+            if FlakySource.loads > 1:
+                raise RuntimeError("database is locked (postgresql://u:s3cret@db/x)")
+            return super().load()
+
+    async def scenario():
+        app = StudyApp(FlakySource(url, "demo"), refresh_s=0.1)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            rows = app.table.row_count
+            await pilot.press("R")
+            for _ in range(20):
+                await pilot.pause(0.1)
+                if app._notifications:
+                    break
+            messages = [n.message for n in app._notifications]
+            assert any("reload failed: database is locked" in m for m in messages), messages
+            assert not any("s3cret" in m for m in messages)
+            assert app.is_running and app.table.row_count == rows
+
+    run(scenario())

@@ -18,7 +18,7 @@ from explorer.errors import NormxError
 from explorer.tui.model import (
     Objective, RowFilter, StudySource, format_duration, load_study, pareto_mask, sort_rows, study_budget,
 )
-from explorer.tui.storage import StorageError, StudyNotFoundError, mask_url, open_storage
+from explorer.tui.storage import StorageError, StudyNotFoundError, mask_password, open_storage
 
 OBJECTIVES = [{"name": "test_accuracy", "direction": "maximize"},
               {"name": "cosine_similarity", "direction": "minimize"},
@@ -253,7 +253,7 @@ def test_storage_errors_are_one_line_and_mask_passwords(tmp_path):
     (tmp_path / "plain.db").write_bytes(b"")
     with pytest.raises(StorageError, match="not an Optuna storage"):
         open_storage(str(tmp_path / "plain.db"))
-    assert mask_url("mysql+pymysql://u:p@w@h/db") == "mysql+pymysql://u:***@h/db"
+    assert mask_password("mysql+pymysql://u:p@w@h/db") == "mysql+pymysql://u:***@h/db"
 
 
 def test_viewer_never_writes(study_url, tmp_path):

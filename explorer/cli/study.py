@@ -48,19 +48,20 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from explorer.search.runner import interrupt_on_signals, run_study
+    from explorer.search.runner import interrupt_on_signals, prepare, run_study
     from explorer.search.study_file import load_study_file
 
     interrupt_on_signals()
     config = load_study_file(args.study_file)
     try:
+        ctx = prepare(config)  # a bad name in the study is one line, before any display starts
         from explorer.search import default_storage
         from explorer.tui.progress import create_progress  # live panel on a terminal, plain lines otherwise
 
         with create_progress(args.storage or config.storage or default_storage(), config.name,
                              budget=args.n_trials or config.n_trials) as display:
             run_study(config, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
-                      on_trial_event=display)
+                      on_trial_event=display, ctx=ctx)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -70,34 +71,26 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def _open(storage_arg: str | None, name: str | None = None) -> tuple[Any, str | None]:
-    """(storage, study name) for a NAME or a STUDY.toml argument (whose storage is then the default)."""
-    from explorer.search import default_storage
-    from explorer.search.storage import open_storage, resolve_storage
+    """(storage opened read-only, study name) for a NAME or a STUDY.toml argument (whose storage
+    is then the default); reading a study never creates or changes anything."""
+    from explorer.search.storage import open_readonly
+    from explorer.tui.storage import locate_study
 
-    file_storage = None
-    if name is not None and name.endswith(".toml"):
-        from explorer.search.study_file import load_study_file
+    storage_url, name = locate_study(name, storage_arg) if name is not None else (None, None)
+    if storage_url is None:
+        from explorer.search import default_storage
 
-        config = load_study_file(name)
-        name, file_storage = config.name, config.storage
-    target = resolve_storage(storage_arg or file_storage or default_storage())
-    if target.kind in ("sqlite", "journal") and target.path and not __import__("os").path.exists(target.path):
-        from explorer.search.storage import StorageError
-
-        raise StorageError(f"no study storage at {target.display} (run 'normx study run STUDY.toml' first)")
-    return open_storage(target), name
+        storage_url = storage_arg or default_storage()
+    return open_readonly(storage_url), name
 
 
 def _load(storage: Any, name: str) -> Any:
     import optuna
 
-    from explorer.errors import NormxError, unknown_name_message
+    from explorer.tui.storage import find_study_id
 
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-        raise NormxError(unknown_name_message("study", name, names) if names else f"no study {name!r}: the storage holds no studies") from None
+    find_study_id(storage, name)  # an unknown name lists the studies the storage holds
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _number(value: Any) -> str:

@@ -156,7 +156,8 @@ def objective_values(config: StudyConfig, predictors_by_model: dict[str, dict[st
         for record in table.values():
             if key == "final_loss":
                 curve = record.get("loss_curve") or [[0, math.inf]]
-                per_model.append(as_float(curve[-1][1]))
+                # a diverged run's last loss is NaN; for the study it is the worst possible loss
+                per_model.append(math.inf if record.get("diverged") else as_float(curve[-1][1]))
             else:
                 per_model.append(as_float(record[key]))
         if config.aggregate == "mean":
@@ -650,7 +651,7 @@ def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, ind
 
 
 def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | None = None, workers: int = 1,
-              on_trial_event: TrialEventHandler | None = None) -> StudyOutcome:
+              on_trial_event: TrialEventHandler | None = None, ctx: StudyContext | None = None) -> StudyOutcome:
     """Create or resume the study and run ``workers`` worker processes until its budget is spent.
 
     ``storage`` (a URL or a file) wins over the study file's; ``n_trials`` over its ``n_trials``.
@@ -665,7 +666,7 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
         raise StudyFileError("--n-trials must be at least 1")
     if workers < 1:
         raise StudyFileError("--workers must be at least 1")
-    ctx = prepare(config)  # everything is checked before anything is created in storage
+    ctx = ctx or prepare(config)  # everything is checked before anything is created in storage
     heartbeat = config.workers.heartbeat_interval if target.supports_heartbeat else None
     storage_obj = open_storage(target, heartbeat, config.workers.grace_period, config.workers.max_retry)
     try:
@@ -678,6 +679,12 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
         from explorer.search.storage import scrub
 
         raise StorageError(f"storage {target.display}: {scrub(str(err).splitlines()[0], target.url)}") from None
+    if not created:
+        # Another process (a worker on another machine, or an earlier run) drew from the same seed:
+        # a fresh random state keeps this one from repeating its draws. One process running a study
+        # from start to end stays reproducible by the study's seed.
+        study.sampler.reseed_rng()
+    study.set_user_attr("n_trials", budget)  # the budget of the latest run: what progress and reports count to
     taken, _, _ = _budget_counts(study)
     outcome = StudyOutcome(config.name, target.display, created)
     verb = "created" if created else f"resumed ({taken} of {budget} trials done or running)"

@@ -23,15 +23,18 @@ from typing import Any
 
 from explorer.errors import NormxError
 
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<at>@)")
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^\s]*?)(?P<at>@)(?=[^@]*$|[^@\s]*\s)")
 
 
 class StorageError(NormxError):
-    """A storage that cannot be opened or used."""
+    """A storage that cannot be opened or used (missing file, unreachable server, not Optuna's)."""
 
 
 def mask_password(text: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db`` (anywhere in ``text``)."""
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db`` (anywhere in ``text``).
+
+    The password runs to the last ``@`` of the URL, so one holding ``/`` or ``@`` is masked whole.
+    """
     return _PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('at')}", text)
 
 
@@ -40,10 +43,14 @@ def _passwords(url: str) -> list[str]:
 
 
 def scrub(message: str, url: str) -> str:
-    """A one-line error message with every trace of the URL's password removed."""
+    """A one-line error message with every trace of the URL's password removed.
+
+    Outside URLs the password is replaced only where it stands as a whole word, so that a short
+    password does not mangle the words of the message that happen to contain it.
+    """
     message = mask_password(" ".join(str(message).split()))
     for password in _passwords(url):
-        message = message.replace(password, "***")
+        message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(password)}(?![A-Za-z0-9])", "***", message)
     return message
 
 
@@ -83,11 +90,23 @@ def resolve_storage(value: str) -> StorageTarget:
                            "nor a .db/.journal file")
     scheme = value.split("://", 1)[0].lower()
     if scheme.startswith("sqlite"):
-        path = value.split(":///", 1)[1] if ":///" in value else ""
+        path = value.split(":///", 1)[1].split("?", 1)[0] if ":///" in value else ""
         return StorageTarget(value, "sqlite", os.path.abspath(path) if path and path != ":memory:" else None)
     if scheme.startswith("postgres"):
-        return StorageTarget(value, "postgresql")
+        return StorageTarget(_postgres_driver(value, scheme), "postgresql")
     return StorageTarget(value, "rdb")
+
+
+def _postgres_driver(url: str, scheme: str) -> str:
+    """``postgresql://`` names no driver, and SQLAlchemy 2.1 then wants psycopg 3; use psycopg2
+    (what ``pip install 'norm-explorer[postgres]'`` installs) when only that one is present."""
+    if "+" in scheme:
+        return url
+    from importlib.util import find_spec
+
+    if find_spec("psycopg") is None and find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def quiet_optuna() -> None:
@@ -138,13 +157,61 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
             grace_period=grace_period if heartbeat_interval else None,
             heartbeat_stale_trial_callback=callback,
         )
-    except ModuleNotFoundError as err:
+    except ImportError as err:  # optuna re-raises the driver's ModuleNotFoundError as an ImportError
         raise StorageError(f"cannot open storage {target.display}: the database driver is not installed "
-                           f"({err.name}); for PostgreSQL: pip install psycopg2-binary") from None
+                           f"({_first_line(err)}); for PostgreSQL: pip install 'norm-explorer[postgres]'") from None
     except Exception as err:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
         message = str(getattr(err, "orig", None) or err).strip().splitlines()
         first = message[0] if message else type(err).__name__
         raise StorageError(f"cannot open storage {target.display}: {scrub(first, target.url)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of the innermost cause: optuna and sqlalchemy wrap the driver's error."""
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    orig = getattr(err, "orig", None) or err
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return lines[0] if lines else type(orig).__name__
+
+
+def open_readonly(target: StorageTarget | str) -> Any:
+    """An Optuna storage opened for reading only: what the viewer, the report and ``study list``,
+    ``pareto`` and ``validate`` use. SQLite files open in SQLite's read-only mode, RDB storages
+    skip Optuna's table creation, and a missing file is an error, never a new empty database."""
+    import optuna
+
+    if isinstance(target, str):
+        target = resolve_storage(target)
+    quiet_optuna()
+    if target.kind == "journal":
+        if not os.path.isfile(target.path):
+            raise StorageError(f"no journal storage file at {target.path} (run 'normx study run STUDY.toml' first)")
+        from optuna.storages.journal import JournalFileBackend
+
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(target.path))
+        except Exception as err:  # noqa: BLE001 - a corrupt or foreign file
+            raise StorageError(f"cannot read journal storage {target.path}: {_first_line(err)}") from None
+    url, engine_kwargs = target.url, {"pool_pre_ping": True}
+    if target.kind == "sqlite" and target.path:
+        if not os.path.isfile(target.path):
+            raise StorageError(f"no SQLite storage file at {target.path} (run 'normx study run STUDY.toml' first)")
+        url, engine_kwargs = f"sqlite:///file:{target.path}?mode=ro&uri=true", {"connect_args": {"timeout": 30}}
+    elif target.kind == "postgresql":
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+        storage.get_all_studies()  # connects, and fails here when this is not an Optuna database
+    except ImportError as err:
+        raise StorageError(f"cannot open storage {target.display}: the database driver is not installed "
+                           f"({_first_line(err)}); for PostgreSQL: pip install 'norm-explorer[postgres]'") from None
+    except Exception as err:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
+        message = scrub(_first_line(err), target.url)
+        if "no such table" in message or ("does not exist" in message and "relation" in message):
+            raise StorageError(f"{target.display} is not an Optuna storage (no studies table)") from None
+        raise StorageError(f"cannot open storage {target.display}: {message}") from None
+    return storage
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ every key; :data:`SCHEMA` is the single source of truth for them.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -178,6 +179,29 @@ class StudyConfig:
 # --------------------------------------------------------------------------- locating keys
 
 
+#: (section, key) -> (lowest, highest, what to say): checked after the types, before anything runs.
+RANGES: dict[tuple[str, str], tuple[float, float, str]] = {
+    ("", "seed"): (0, 2**32 - 1, "between 0 and 2**32 - 1"),
+    ("", "n_trials"): (1, math.inf, "at least 1"),
+    ("data", "train_limit"): (1, math.inf, "at least 1"),
+    ("data", "test_limit"): (1, math.inf, "at least 1"),
+    ("data", "seed"): (0, 2**32 - 1, "between 0 and 2**32 - 1"),
+    ("screening", "batch_size"): (1, math.inf, "at least 1"),
+    ("screening", "batches"): (1, math.inf, "at least 1"),
+    ("screening", "seeds"): (1, math.inf, "at least 1"),
+    ("training", "steps"): (0, math.inf, "0 (screening only) or more"),
+    ("training", "epochs"): (0, math.inf, "0 (screening only) or more"),
+    ("training", "batch_size"): (1, math.inf, "at least 1"),
+    ("training", "base_lr"): (0, math.inf, "0 or more"),
+    ("training", "base_batch_size"): (1, math.inf, "at least 1"),
+    ("training", "momentum"): (0, 1, "between 0 and 1"),
+    ("training", "weight_decay"): (0, math.inf, "0 or more"),
+    ("training", "decay_at"): (0, 1, "between 0 and 1 (a fraction of the run)"),
+    ("workers", "heartbeat_interval"): (1, math.inf, "at least 1 (seconds)"),
+    ("workers", "grace_period"): (1, math.inf, "at least 1 (seconds)"),
+    ("workers", "max_retry"): (0, math.inf, "0 or more"),
+}
+
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
@@ -305,8 +329,6 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         raise check.fail(("sampler",), f"must be one of {', '.join(SAMPLERS)}, got {config.sampler!r}")
     if config.aggregate not in AGGREGATES:
         raise check.fail(("aggregate",), f"must be one of {', '.join(AGGREGATES)}, got {config.aggregate!r}")
-    if config.n_trials < 1:
-        raise check.fail(("n_trials",), "must be at least 1")
 
     config.data = DataConfig(**data.get("data", {}))
     config.screening = ScreeningConfig(**data.get("screening", {}))
@@ -314,22 +336,17 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         if kind not in VARIANCE_GROWTH_KINDS:
             raise check.fail(("screening", "reject_variance_growth"),
                              f"must list kinds among {', '.join(VARIANCE_GROWTH_KINDS)}, got {kind!r}")
-    for key in ("batch_size", "batches", "seeds"):
-        if getattr(config.screening, key) < 1:
-            raise check.fail(("screening", key), "must be at least 1")
     config.training = TrainingConfig(**data.get("training", {}))
     training = config.training
     if training.lr_rule not in ("linear", "constant"):
         raise check.fail(("training", "lr_rule"), f"must be \"linear\" or \"constant\", got {training.lr_rule!r}")
-    if training.batch_size < 1:
-        raise check.fail(("training", "batch_size"), "must be at least 1")
-    if training.steps is not None and training.steps < 0:
-        raise check.fail(("training", "steps"), "must be 0 (screening only) or more")
-    if not 0.0 <= training.decay_at <= 1.0:
-        raise check.fail(("training", "decay_at"), "must be between 0 and 1 (a fraction of the run)")
     config.workers = WorkersConfig(**data.get("workers", {}))
-    if config.workers.heartbeat_interval < 1:
-        raise check.fail(("workers", "heartbeat_interval"), "must be at least 1 (seconds)")
+    sections = {"": config, "data": config.data, "screening": config.screening, "training": training,
+                "workers": config.workers}
+    for (section, key), (low, high, what) in RANGES.items():
+        value = getattr(sections[section], key)
+        if value is not None and not (low <= value <= high):
+            raise check.fail((section, key) if section else (key,), f"must be {what}, got {value!r}")
 
     config.space = _parse_space(check, data.get("space", {}))
     if any(OBJECTIVE_NAMES[o][0] == "train" for o in objectives) and not training.enabled:

@@ -270,7 +270,14 @@ class StudyApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def load_in_background(self) -> None:
-        data = self.source.load()
+        try:
+            data = self.source.load()
+        except Exception as err:  # noqa: BLE001 - a locked database or a dropped connection: keep what is shown
+            from explorer.search.storage import mask_password
+
+            message = mask_password(" ".join(str(err).split()))[:200] or type(err).__name__
+            self.call_from_thread(self.notify, f"reload failed: {message}", severity="warning", timeout=5)
+            return
         self.call_from_thread(self.apply_data, data)
 
     def apply_data(self, data: StudyData) -> None:

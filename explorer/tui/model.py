@@ -27,7 +27,9 @@ PREDICTORS: tuple[str, ...] = ("cosine_similarity", "grad_explosion_exponent", "
 OUTCOMES: tuple[str, ...] = ("test_accuracy", "mean_train_accuracy")
 #: per-layer curves of a trial's predictors
 LAYER_CURVES: tuple[str, ...] = ("activation_variance", "grad_norm")
-STATES: tuple[str, ...] = ("complete", "running", "pruned", "failed", "waiting")
+#: "interrupted": a FAIL that is not a result (Ctrl-C, or a worker that died); it is retried and,
+#: like the runner's budget, not counted as finished.
+STATES: tuple[str, ...] = ("complete", "running", "pruned", "failed", "interrupted", "waiting")
 _STATE_NAMES = {"COMPLETE": "complete", "RUNNING": "running", "PRUNED": "pruned", "FAIL": "failed",
                 "WAITING": "waiting"}
 
@@ -152,6 +154,8 @@ def _row_from_trial(trial: FrozenTrial) -> TrialRow:
     train = attrs.get("train")
     state = _STATE_NAMES.get(trial.state.name, trial.state.name.lower())
     stage = str(attrs.get("stage") or "")
+    if state == "failed" and stage not in ("failed", ""):
+        state = "interrupted"
     if not stage:
         stage = {"complete": "done", "failed": "failed", "pruned": "pruned"}.get(state, "")
     reason = attrs.get("prune_reason") or attrs.get("error") or ""

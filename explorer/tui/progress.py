@@ -98,9 +98,10 @@ def progress_renderable(data: StudyData | None, budget: int | None = None,
     head.append(f"study {data.name}  ", style="bold")
     total = f"/{summary.budget}" if summary.budget else ""
     head.append(f"{summary.finished}{total} finished  ")
-    for state in ("complete", "running", "pruned", "failed"):
-        head.append(f"{counts[state]} {state}", style=STATE_STYLES[state])
-        head.append("  ")
+    for state in ("complete", "running", "pruned", "failed", "interrupted"):
+        if state != "interrupted" or counts[state]:
+            head.append(f"{counts[state]} {state}", style=STATE_STYLES[state])
+            head.append("  ")
     head.append(f"\n{format_number(summary.rate_per_min, 2)} trials/min   ETA {format_duration(summary.eta_s)}   "
                 f"elapsed {format_duration(summary.elapsed_s)}", style="dim")
     parts: list[RenderableType] = [head]
@@ -137,7 +138,8 @@ def status_line(data: StudyData, budget: int | None = None) -> str:
     c = summary.counts
     total = f"/{summary.budget}" if summary.budget else ""
     line = (f"study {data.name}: {summary.finished}{total} finished ({c['complete']} complete, {c['pruned']} pruned, "
-            f"{c['failed']} failed), {c['running']} running")
+            f"{c['failed']} failed{', %d interrupted' % c['interrupted'] if c['interrupted'] else ''}), "
+            f"{c['running']} running")
     stages = [f"#{r.number} {r.progress}" for r in summary.running[:MAX_RUNNING_ROWS]]
     if stages:
         line += " [" + ", ".join(stages) + "]"
@@ -190,6 +192,8 @@ class StudyProgress:
         self.poller.stop()
         self.poller.poll()  # the final state, whatever the last poll saw
         if self._live is not None:
+            if exc[0] is not None and self.poller.data is None:
+                self._live.transient = True  # nothing ran: leave the error line alone on the screen
             self._live.__exit__(*exc)
         elif self.poller.data is not None:
             self._print_status(force=True)
@@ -235,8 +239,8 @@ class StudyProgress:
             now = time.monotonic()
             since = now - self._last_line_at
             changed = counts != self._last_line.split(" running")[0]
-            if force or not self._last_line or (changed and since >= self.plain_every_s) \
-                    or since >= 6 * self.plain_every_s:
+            if (force and line != self._last_line) or not self._last_line \
+                    or (changed and since >= self.plain_every_s) or since >= 6 * self.plain_every_s:
                 print(line, file=self.console.file, flush=True)
                 self._last_line, self._last_line_at = line, now
 

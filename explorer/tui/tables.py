@@ -19,7 +19,8 @@ from explorer.tui.model import (
     COLUMNS, Objective, StudyData, Summary, TrialRow, format_duration, format_number, to_float,
 )
 
-STATE_STYLES = {"complete": "green", "running": "cyan", "pruned": "yellow", "failed": "red", "waiting": "dim"}
+STATE_STYLES = {"complete": "green", "running": "cyan", "pruned": "yellow", "failed": "red", "interrupted": "magenta",
+                "waiting": "dim"}
 PARETO_MARK = "◆"
 
 # --------------------------------------------------------------------------- catalog
@@ -235,8 +236,9 @@ def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = 
     for state in ("complete", "running", "pruned", "failed"):
         text.append(f"{counts.get(state, 0)} {state}", style=STATE_STYLES[state])
         text.append(" ")
-    if counts.get("waiting"):
-        text.append(f"{counts['waiting']} waiting", style="dim")
+    for state in ("interrupted", "waiting"):
+        if counts.get(state):
+            text.append(f"{counts[state]} {state} ", style=STATE_STYLES[state])
     text.append(f"\n{format_number(summary.rate_per_min, 2)}/min  ETA {format_duration(summary.eta_s)}", style="dim")
     for k, objective in enumerate(objectives):
         row = summary.best.get(objective.name)
