@@ -273,3 +273,25 @@ def test_budget_from_study_attrs():
     assert study_budget({}) is None
     assert format_duration(125) == "2m05s" and format_duration(None) == "-"
     assert Objective("a", "maximize").maximize
+
+
+def test_rdb_reader_reads_what_optuna_reads(tmp_path):
+    """The viewer's fast reader returns the same trials as Optuna's get_all_trials."""
+    import optuna
+
+    from explorer.tui.rdb_reader import read_trials
+
+    url = f"sqlite:///{tmp_path / 'same.db'}"
+    write_study(url, n=12, running=1)
+    study = optuna.load_study(study_name="demo", storage=url)
+    extra = study.ask({"axes": optuna.distributions.CategoricalDistribution(["bx", "cx"]),
+                       "group_size": optuna.distributions.IntDistribution(1, 16, log=True)})
+    study.tell(extra, [float("inf"), float("-inf")][: len(study.directions)] + [0.5] * (len(study.directions) - 2))
+    storage = open_storage(url)
+    study_id = storage.get_study_id_from_name("demo")
+    fast, slow = read_trials(storage, study_id), storage.get_all_trials(study_id, deepcopy=False)
+    assert [t.number for t in fast] == [t.number for t in slow] and len(fast) == 14
+    for a, b in zip(fast, slow):
+        assert (a.state, a.values, a.user_attrs, a.params, a.datetime_start, a.datetime_complete) == \
+               (b.state, b.values, b.user_attrs, b.params, b.datetime_start, b.datetime_complete), a.number
+    assert fast[-1].params and fast[-1].values[0] == float("inf")

@@ -478,7 +478,9 @@ def load_study(storage: BaseStorage, name: str) -> StudyData:
     study_id = find_study_id(storage, name)
     user_attrs = storage.get_study_user_attrs(study_id)
     directions = storage.get_study_directions(study_id)
-    trials = storage.get_all_trials(study_id, deepcopy=False)
+    from explorer.tui.rdb_reader import read_trials
+
+    trials = read_trials(storage, study_id)
     rows = [_row_from_trial(t) for t in trials]
     objectives = _objectives(user_attrs, directions)
     mark_pareto(rows, objectives)

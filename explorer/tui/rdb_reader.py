@@ -1,0 +1,92 @@
+"""Every trial of a study from an RDB storage in four plain queries, for the viewer's refreshes.
+
+Optuna's ``get_all_trials`` builds an ORM object per row of every trial table and then a
+validated ``FrozenTrial``; on a study of a few thousand trials that is most of the time the viewer
+takes to open. The viewer needs no ORM state: it reads the same tables (named by Optuna's own
+models, so a schema change fails loudly) with SQLAlchemy Core and builds light records with the
+attributes :func:`explorer.tui.model.load_study` uses. Any storage other than Optuna's RDB, or any
+surprise in the schema, falls back to ``get_all_trials``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class TrialRecord:
+    """The part of a ``FrozenTrial`` the viewer reads."""
+
+    number: int
+    state: Any  # optuna.trial.TrialState
+    datetime_start: datetime | None
+    datetime_complete: datetime | None
+    values: list[float] | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def read_trials(storage: Any, study_id: int) -> list[Any]:
+    """The study's trials in number order: light records from an RDB storage, else FrozenTrials."""
+    from optuna.storages import RDBStorage
+
+    if isinstance(storage, RDBStorage):
+        try:
+            return _read_rdb(storage, study_id)
+        except Exception:  # noqa: BLE001 - an unexpected schema: Optuna's own (slower) reader
+            pass
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def _read_rdb(storage: Any, study_id: int) -> list[TrialRecord]:
+    from optuna import distributions
+    from optuna.storages._rdb import models
+    from sqlalchemy import select
+
+    trials_t = models.TrialModel.__table__
+    values_t = models.TrialValueModel.__table__
+    attrs_t = models.TrialUserAttributeModel.__table__
+    params_t = models.TrialParamModel.__table__
+    of_study = select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
+    with storage.engine.connect() as connection:
+        trials = connection.execute(
+            select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state, trials_t.c.datetime_start,
+                   trials_t.c.datetime_complete)
+            .where(trials_t.c.study_id == study_id).order_by(trials_t.c.number)).all()
+        values = connection.execute(
+            select(values_t.c.trial_id, values_t.c.objective, values_t.c.value, values_t.c.value_type)
+            .where(values_t.c.trial_id.in_(of_study))).all()
+        attrs = connection.execute(
+            select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json)
+            .where(attrs_t.c.trial_id.in_(of_study))).all()
+        params = connection.execute(
+            select(params_t.c.trial_id, params_t.c.param_name, params_t.c.param_value, params_t.c.distribution_json)
+            .where(params_t.c.trial_id.in_(of_study)).order_by(params_t.c.param_id)).all()
+    by_id: dict[int, TrialRecord] = {}
+    records = []
+    for trial_id, number, state, start, complete in trials:
+        state = state if not isinstance(state, str) else models.TrialState[state]
+        record = TrialRecord(number, state, start, complete)
+        by_id[trial_id] = record
+        records.append(record)
+    objective_values: dict[int, dict[int, float]] = defaultdict(dict)
+    for trial_id, objective, value, value_type in values:
+        objective_values[trial_id][objective] = models.TrialValueModel.stored_repr_to_value(value, value_type)
+    for trial_id, by_objective in objective_values.items():
+        if trial_id in by_id:
+            by_id[trial_id].values = [by_objective[k] for k in sorted(by_objective)]
+    for trial_id, key, value_json in attrs:
+        if trial_id in by_id:
+            by_id[trial_id].user_attrs[key] = json.loads(value_json)
+    parsed: dict[str, Any] = {}  # one distribution object per distinct JSON text
+    for trial_id, name, value, distribution_json in params:
+        if trial_id in by_id:
+            dist = parsed.get(distribution_json)
+            if dist is None:
+                dist = parsed[distribution_json] = distributions.json_to_distribution(distribution_json)
+            by_id[trial_id].params[name] = dist.to_external_repr(value)
+    return records
