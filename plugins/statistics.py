@@ -41,14 +41,18 @@ class Mean(nn.Module):
         return self.stats.mean(x3)
 
 
-class Std(nn.Module):
-    """sqrt(σ² + eps) over the axes, σ² the biased variance of the step's input."""
+class _ScaleOverAxes(nn.Module):
+    """A scale step: a statistic over axes (with its eps), the denominator of the normalizer."""
 
     def __init__(self, channels: int, axes: str, groups: int | None = None, group_size: int | None = None,
                  eps: float = 1e-5):
         super().__init__()
         self.stats = AxisStatistics(channels, axes, groups, group_size)
         self.eps = eps
+
+
+class Std(_ScaleOverAxes):
+    """sqrt(σ² + eps) over the axes, σ² the biased variance of the step's input."""
 
     def forward(self, x3: Tensor) -> Tensor:
         return torch.sqrt(self.stats.mean_var(x3)[1] + self.eps)
@@ -84,14 +88,8 @@ class Std(nn.Module):
         return F.group_norm(y, groups, weight, bias, self.eps)
 
 
-class Rms(nn.Module):
+class Rms(_ScaleOverAxes):
     """sqrt(mean(x²) + eps) over the axes (no centering: FRN's ν², RMSNorm)."""
-
-    def __init__(self, channels: int, axes: str, groups: int | None = None, group_size: int | None = None,
-                 eps: float = 1e-5):
-        super().__init__()
-        self.stats = AxisStatistics(channels, axes, groups, group_size)
-        self.eps = eps
 
     def forward(self, x3: Tensor) -> Tensor:
         return torch.sqrt(self.stats.mean_square(x3) + self.eps)
