@@ -151,12 +151,7 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
     if heartbeat_interval:
         callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
     try:
-        return optuna.storages.RDBStorage(
-            target.url, engine_kwargs=engine_kwargs or None,
-            heartbeat_interval=heartbeat_interval if heartbeat_interval else None,
-            grace_period=grace_period if heartbeat_interval else None,
-            heartbeat_stale_trial_callback=callback,
-        )
+        return _create_rdb_storage(target.url, engine_kwargs or None, heartbeat_interval, grace_period, callback)
     except ImportError as err:  # optuna re-raises the driver's ModuleNotFoundError as an ImportError
         raise StorageError(f"cannot open storage {target.display}: the database driver is not installed "
                            f"({_first_line(err)}); for PostgreSQL: pip install 'norm-explorer[postgres]'") from None
@@ -164,6 +159,37 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
         message = str(getattr(err, "orig", None) or err).strip().splitlines()
         first = message[0] if message else type(err).__name__
         raise StorageError(f"cannot open storage {target.display}: {scrub(first, target.url)}") from None
+
+
+#: Errors of two processes creating Optuna's tables in one new database at the same moment.
+_CREATE_RACE = ("already exists", "duplicate key value", "pg_type_typname_nsp_index")
+
+
+def _create_rdb_storage(url: str, engine_kwargs: dict | None, heartbeat_interval: int | None,
+                        grace_period: int | None, callback: Any) -> Any:
+    """Optuna's RDBStorage; when several workers start on a new database together, all but one
+    lose the race to create the tables (PostgreSQL: a duplicate key in pg_type): try again, and
+    the tables are there."""
+    import random
+    import time
+
+    import optuna
+
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval if heartbeat_interval else None,
+                grace_period=grace_period if heartbeat_interval else None,
+                heartbeat_stale_trial_callback=callback,
+            )
+        except ImportError:
+            raise
+        except Exception as err:  # noqa: BLE001 - sqlalchemy's IntegrityError / ProgrammingError
+            if attempt == 5 or not any(part in str(err) for part in _CREATE_RACE):
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+    raise AssertionError("unreachable")
 
 
 def _first_line(err: BaseException) -> str:
