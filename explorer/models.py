@@ -158,6 +158,19 @@ def canonical_model_name(text: str, registry: Registry | None = None) -> str:
     return resolve_model(text, registry)[2]
 
 
+def normalization_widths(model: nn.Module) -> tuple[set[int], set[int]]:
+    """(widths of the model's normalization sites, input widths of its normalized layers' ops).
+
+    A spec's steps after an op see the first set, steps placed before an op (``at=pre``) the
+    second: what a group setting resolves against (a group size equal to the width is LN).
+    """
+    from explorer.norm import NormalizedLayer, Normalizer
+
+    sites = {m.channels for m in model.modules() if isinstance(m, Normalizer) and m.channels is not None}
+    inputs = {m.in_channels for m in model.modules() if isinstance(m, NormalizedLayer)}
+    return sites, inputs
+
+
 def create_model(name: str, spec: str | Spec, num_classes: int = 10, in_channels: int = 3,
                  registry: Registry | None = None) -> nn.Module:
     """Build the architecture ``name`` (call form) with every normalization site made from ``spec``."""

@@ -248,3 +248,26 @@ def test_pareto_and_validate_from_the_cli(tmp_path, normx_exe):
     listed = subprocess.run([*normx_exe, "study", "list", "--storage", str(db), "--json"],
                             capture_output=True, text=True, timeout=120)
     assert [s["name"] for s in json.loads(listed.stdout)] == ["val"]
+
+
+def test_compositions_equal_at_the_models_widths_reuse_results(tmp_path):
+    """On 16-channel layers a group size of 16 is LayerNorm, and group_size=4 is groups=4."""
+    storage = f"sqlite:///{tmp_path / 'eq.db'}"
+    config = study(name="eq", n=4, space='presets = ["ln", "gn(group_size=16)", "gn(groups=4)", "gn(group_size=4)"]')
+    run_study(config, storage=storage, on_trial_event=quiet)
+    done = {t.number: t for t in trials(storage, "eq")}
+    assert done[1].user_attrs["spec"] != done[0].user_attrs["spec"]  # different canonical specs ...
+    assert done[1].user_attrs["reused_from"] == 0 and done[1].values == done[0].values  # ... same computation
+    assert done[3].user_attrs["reused_from"] == 2 and "reused_from" not in done[2].user_attrs
+    assert done[0].user_attrs["equivalence_key"] == "mean(cx) | std(cx) | affine | relu"
+
+
+def test_postgres_urls_name_an_installed_driver():
+    """``postgresql://`` alone means psycopg 3 to SQLAlchemy 2.1; the postgres extra installs psycopg2."""
+    from importlib.util import find_spec
+
+    for url in ("postgresql://u:p@h/db", "postgres://u:p@h/db"):
+        resolved = resolve_storage(url).url
+        driver = "postgresql://" if find_spec("psycopg") else "postgresql+psycopg2://"
+        assert resolved == driver + "u:p@h/db"
+    assert resolve_storage("postgresql+psycopg://u:p@h/db").url == "postgresql+psycopg://u:p@h/db"

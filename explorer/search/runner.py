@@ -203,6 +203,27 @@ class StudyContext:
     test_data: Any = None
     screen_data: Any = None
     device: str = "cpu"
+    #: widths of every model's normalization sites, and of its normalized ops' inputs
+    site_widths: set[int] = field(default_factory=set)
+    input_widths: set[int] = field(default_factory=set)
+
+    def equivalence_key(self, spec_text: str) -> str:
+        """The spec resolved at every width the study's models normalize: two compositions with the
+        same key compute the same thing on these models (``gn(group_size=16)`` on 16-wide layers is
+        LN), so the later one reuses the earlier one's results. The canonical spec when it cannot
+        be resolved."""
+        from explorer.spec import parse_spec
+
+        spec = parse_spec(spec_text, self.registry)
+        pre = any(step.get("at") == "pre" for step in spec.steps)
+        widths = sorted(self.site_widths | (self.input_widths if pre else set()))
+        try:
+            resolved = [str(spec.resolved(w)) for w in widths]  # in width order: equal keys, equal at each width
+        except NormxError:
+            return spec_text
+        if not resolved:
+            return spec_text
+        return resolved[0] if len(set(resolved)) == 1 else " || ".join(f"{w}: {r}" for w, r in zip(widths, resolved))
 
 
 def prepare(config: StudyConfig, load_data: bool = True) -> StudyContext:
@@ -228,7 +249,7 @@ def prepare(config: StudyConfig, load_data: bool = True) -> StudyContext:
         if not torch.cuda.is_available():
             raise _file_error(config, ("training", "device"), "CUDA is not available on this machine; use auto or cpu")
     from explorer.data import load_dataset
-    from explorer.models import create_model
+    from explorer.models import create_model, normalization_widths
 
     try:
         ctx.train_data = load_dataset(config.data.name, "train", limit=config.data.train_limit,
@@ -244,10 +265,13 @@ def prepare(config: StudyConfig, load_data: bool = True) -> StudyContext:
     in_channels = int(ctx.train_data.x.shape[1])
     for model in config.models:
         try:
-            create_model(model, "relu", num_classes=ctx.train_data.num_classes, in_channels=in_channels,
-                         registry=registry)
+            built = create_model(model, "relu", num_classes=ctx.train_data.num_classes, in_channels=in_channels,
+                                 registry=registry)
         except NormxError as err:
             raise _file_error(config, ("models",), str(err)) from None
+        sites, inputs = normalization_widths(built)
+        ctx.site_widths |= sites
+        ctx.input_widths |= inputs
     return ctx
 
 
@@ -464,7 +488,9 @@ class Worker:
                         return
                     spec_text = str(candidate.spec)
                 trial.set_user_attr("spec", spec_text)
-                if self._reuse(trial, spec_text):
+                key = self.ctx.equivalence_key(spec_text)
+                trial.set_user_attr("equivalence_key", key)
+                if self._reuse(trial, spec_text, key):
                     return
                 self.emit("stage", trial=trial.number, spec=spec_text, stage="screening")
                 predictors_by_model = self._screen(spec_text)
@@ -518,12 +544,15 @@ class Worker:
         self.study.tell(trial, state=TrialState.PRUNED)
         self.emit("trial_finished", trial=trial.number, spec=spec_text, state="PRUNED", message=reason)
 
-    def _reuse(self, trial: Any, spec_text: str) -> bool:
-        """Reuse the results of an earlier finished trial with the same canonical spec."""
+    def _reuse(self, trial: Any, spec_text: str, key: str) -> bool:
+        """Reuse the results of an earlier finished trial that computes the same thing: the same
+        equivalence key (the spec resolved at the models' widths), or the same canonical spec."""
         from optuna.trial import TrialState
 
         for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            if earlier.number == trial.number or earlier.user_attrs.get("spec") != spec_text:
+            attrs = earlier.user_attrs
+            same = attrs.get("spec") == spec_text or attrs.get("equivalence_key", attrs.get("spec")) == key
+            if earlier.number == trial.number or not same:
                 continue
             source = earlier.user_attrs.get("reused_from", earlier.number)
             for key in ("predictors", "predictors_by_model", "train", "train_by_model", "prune_reason"):

@@ -104,9 +104,10 @@ def _postgres_driver(url: str, scheme: str) -> str:
         return url
     from importlib.util import find_spec
 
+    rest = url.split("://", 1)[1]  # "postgres://" too, which SQLAlchemy no longer takes
     if find_spec("psycopg") is None and find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
+        return "postgresql+psycopg2://" + rest
+    return "postgresql://" + rest
 
 
 def quiet_optuna() -> None:
