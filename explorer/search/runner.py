@@ -554,10 +554,10 @@ class Worker:
             same = attrs.get("spec") == spec_text or attrs.get("equivalence_key", attrs.get("spec")) == key
             if earlier.number == trial.number or not same:
                 continue
-            source = earlier.user_attrs.get("reused_from", earlier.number)
-            for key in ("predictors", "predictors_by_model", "train", "train_by_model", "prune_reason"):
-                if key in earlier.user_attrs:
-                    trial.set_user_attr(key, earlier.user_attrs[key])
+            source = attrs.get("reused_from", earlier.number)
+            for name in ("predictors", "predictors_by_model", "train", "train_by_model", "prune_reason"):
+                if name in attrs:
+                    trial.set_user_attr(name, attrs[name])
             trial.set_user_attr("reused_from", source)
             if earlier.state == TrialState.PRUNED:
                 trial.set_user_attr("stage", "pruned")

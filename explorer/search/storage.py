@@ -154,8 +154,7 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
     try:
         return _create_rdb_storage(target.url, engine_kwargs or None, heartbeat_interval, grace_period, callback)
     except ImportError as err:  # optuna re-raises the driver's ModuleNotFoundError as an ImportError
-        raise StorageError(f"cannot open storage {target.display}: the database driver is not installed "
-                           f"({_first_line(err)}); for PostgreSQL: pip install 'norm-explorer[postgres]'") from None
+        raise _driver_missing(target, err) from None
     except Exception as err:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
         message = str(getattr(err, "orig", None) or err).strip().splitlines()
         first = message[0] if message else type(err).__name__
@@ -176,7 +175,9 @@ def _create_rdb_storage(url: str, engine_kwargs: dict | None, heartbeat_interval
 
     import optuna
 
-    for attempt in range(6):
+    attempts = 6
+    while True:
+        attempts -= 1
         try:
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine_kwargs,
@@ -187,10 +188,14 @@ def _create_rdb_storage(url: str, engine_kwargs: dict | None, heartbeat_interval
         except ImportError:
             raise
         except Exception as err:  # noqa: BLE001 - sqlalchemy's IntegrityError / ProgrammingError
-            if attempt == 5 or not any(part in str(err) for part in _CREATE_RACE):
+            if not attempts or not any(part in str(err) for part in _CREATE_RACE):
                 raise
             time.sleep(0.2 + random.random() * 0.5)
-    raise AssertionError("unreachable")
+
+
+def _driver_missing(target: StorageTarget, err: ImportError) -> StorageError:
+    return StorageError(f"cannot open storage {target.display}: the database driver is not installed "
+                        f"({_first_line(err)}); for PostgreSQL: pip install 'norm-explorer[postgres]'")
 
 
 def _first_line(err: BaseException) -> str:
@@ -231,8 +236,7 @@ def open_readonly(target: StorageTarget | str) -> Any:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
         storage.get_all_studies()  # connects, and fails here when this is not an Optuna database
     except ImportError as err:
-        raise StorageError(f"cannot open storage {target.display}: the database driver is not installed "
-                           f"({_first_line(err)}); for PostgreSQL: pip install 'norm-explorer[postgres]'") from None
+        raise _driver_missing(target, err) from None
     except Exception as err:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
         message = scrub(_first_line(err), target.url)
         if "no such table" in message or ("does not exist" in message and "relation" in message):

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from explorer.errors import NormxError
-from explorer.search.storage import StorageError, mask_password, open_readonly
+from explorer.search.storage import StorageError, mask_password
+from explorer.search.storage import open_readonly as open_storage
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -18,11 +19,6 @@ __all__ = ["StorageError", "StudyNotFoundError", "mask_password", "open_storage"
 
 class StudyNotFoundError(NormxError):
     """A study name that the storage does not hold; the message lists the ones it does."""
-
-
-def open_storage(url: str) -> BaseStorage:
-    """The storage at ``url`` (a URL or a .db/.journal file), read-only."""
-    return open_readonly(url)
 
 
 def study_names(storage: BaseStorage) -> list[str]:
