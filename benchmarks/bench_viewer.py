@@ -29,7 +29,7 @@ def main() -> None:
 
     from test_tui_model import write_study
 
-    from explorer.tui.model import StudySource
+    from explorer.search.results import StudySource
 
     tmp = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="normx-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)

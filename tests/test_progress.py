@@ -13,7 +13,7 @@ from rich.console import Console
 from test_tui_model import write_study
 
 from explorer.search.events import TrialEvent
-from explorer.tui.model import StudySource
+from explorer.search.results import StudySource
 from explorer.tui.progress import StudyProgress, progress_renderable, status_line
 
 

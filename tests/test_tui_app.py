@@ -20,7 +20,7 @@ from rich.console import Console  # noqa: E402
 from test_tui_model import write_study  # noqa: E402
 
 from explorer.tui.app import HelpScreen, MainScreen, StudyApp, TrialScreen  # noqa: E402
-from explorer.tui.model import StudySource  # noqa: E402
+from explorer.search.results import StudySource  # noqa: E402
 from explorer.tui.widgets import PlotView, TooSmall, TrialsTable  # noqa: E402
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from explorer.errors import NormxError
-from explorer.tui.model import (
-    Objective, RowFilter, StudySource, format_duration, load_study, pareto_mask, sort_rows, study_budget,
+from explorer.search.results import (
+    Objective, RowFilter, StorageError, StudyNotFoundError, StudySource, load_study, mask_password, open_readonly,
+    pareto_mask, read_trials, sort_rows, study_budget,
 )
-from explorer.tui.storage import StorageError, StudyNotFoundError, mask_password, open_storage
+from explorer.tui.formatting import format_duration
 
 OBJECTIVES = [{"name": "test_accuracy", "direction": "maximize"},
               {"name": "cosine_similarity", "direction": "minimize"},
@@ -242,24 +243,24 @@ def test_missing_study_lists_the_studies(study_url):
 def test_storage_errors_are_one_line_and_mask_passwords(tmp_path):
     missing = tmp_path / "missing.db"
     with pytest.raises(StorageError, match="no SQLite storage file"):
-        open_storage(f"sqlite:///{missing}")
+        open_readonly(f"sqlite:///{missing}")
     assert not missing.exists()  # reading never creates a database
     with pytest.raises(StorageError, match="no journal storage file"):
-        open_storage(f"journal:///{tmp_path / 'missing.log'}")
+        open_readonly(f"journal:///{tmp_path / 'missing.log'}")
     with pytest.raises(StorageError) as err:
-        open_storage("postgresql://alice:s3cret@127.0.0.1:9/studies")
+        open_readonly("postgresql://alice:s3cret@127.0.0.1:9/studies")
     message = str(err.value)
     assert "s3cret" not in message and "alice:***@127.0.0.1" in message and "\n" not in message
     (tmp_path / "plain.db").write_bytes(b"")
     with pytest.raises(StorageError, match="not an Optuna storage"):
-        open_storage(str(tmp_path / "plain.db"))
+        open_readonly(str(tmp_path / "plain.db"))
     assert mask_password("mysql+pymysql://u:p@w@h/db") == "mysql+pymysql://u:***@h/db"
 
 
 def test_viewer_never_writes(study_url, tmp_path):
     path = study_url.removeprefix("sqlite:///")
     before = open(path, "rb").read()
-    storage = open_storage(study_url)
+    storage = open_readonly(study_url)
     with pytest.raises(Exception):  # the storage is read-only at the SQLite level
         storage.set_study_user_attr(storage.get_study_id_from_name("demo"), "x", 1)
     load_study(storage, "demo")
@@ -279,15 +280,13 @@ def test_rdb_reader_reads_what_optuna_reads(tmp_path):
     """The viewer's fast reader returns the same trials as Optuna's get_all_trials."""
     import optuna
 
-    from explorer.tui.rdb_reader import read_trials
-
     url = f"sqlite:///{tmp_path / 'same.db'}"
     write_study(url, n=12, running=1)
     study = optuna.load_study(study_name="demo", storage=url)
     extra = study.ask({"axes": optuna.distributions.CategoricalDistribution(["bx", "cx"]),
                        "group_size": optuna.distributions.IntDistribution(1, 16, log=True)})
     study.tell(extra, [float("inf"), float("-inf")][: len(study.directions)] + [0.5] * (len(study.directions) - 2))
-    storage = open_storage(url)
+    storage = open_readonly(url)
     study_id = storage.get_study_id_from_name("demo")
     fast, slow = read_trials(storage, study_id), storage.get_all_trials(study_id, deepcopy=False)
     assert [t.number for t in fast] == [t.number for t in slow] and len(fast) == 14
@@ -295,3 +294,31 @@ def test_rdb_reader_reads_what_optuna_reads(tmp_path):
         assert (a.state, a.values, a.user_attrs, a.params, a.datetime_start, a.datetime_complete) == \
                (b.state, b.values, b.user_attrs, b.params, b.datetime_start, b.datetime_complete), a.number
     assert fast[-1].params and fast[-1].values[0] == float("inf")
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch):
+    """A local time zone hours away from UTC (Optuna 5 stores naive UTC and returns local time)."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_rdb_reader_gives_local_times_like_optuna(tmp_path, far_from_utc):
+    """The fast reader is the one used on SQLite, and its datetimes are Optuna's local ones, not UTC."""
+    from explorer.search.results import TrialRecord
+
+    url = f"sqlite:///{tmp_path / 'tz.db'}"
+    write_study(url, n=4, running=1)
+    storage = open_readonly(url)
+    study_id = storage.get_study_id_from_name("demo")
+    fast, slow = read_trials(storage, study_id), storage.get_all_trials(study_id, deepcopy=False)
+    assert all(isinstance(t, TrialRecord) for t in fast)
+    assert [(t.datetime_start, t.datetime_complete) for t in fast] == \
+           [(t.datetime_start, t.datetime_complete) for t in slow]
+    running = next(r for r in load_study(storage, "demo").rows if r.state == "running")
+    assert running.started == next(t.datetime_start for t in slow if t.number == running.number)

@@ -9,9 +9,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from explorer import __version__
 from explorer.errors import NormxError
 
-#: subcommand -> module in explorer.cli that defines ``add_parser(subparsers)`` and ``run(args)``.
+#: subcommand -> module in explorer.cli whose ``add_parsers(subparsers)`` adds it, with the function that
+#: runs it as the parser's ``func`` default (one module may add several subcommands).
 COMMANDS: dict[str, str] = {
     "plugins": "explorer.cli.catalog",
     "normalizers": "explorer.cli.catalog",
@@ -33,15 +35,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="normx", description="Compose, score and search normalization layers.")
-    from explorer import __version__
-
     parser.add_argument("--version", action="version", version=f"norm-explorer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    seen: set[str] = set()
-    for module_name in dict.fromkeys(COMMANDS.values()):
-        if module_name in seen:
-            continue
-        seen.add(module_name)
+    for module_name in dict.fromkeys(COMMANDS.values()):  # each module once, in order
         importlib.import_module(module_name).add_parsers(sub)
     return parser
 

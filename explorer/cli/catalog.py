@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from explorer.cli.render import print_json, print_normalizers, print_plugins, print_primitives, show
+from explorer.errors import NormxError
+from explorer.registry import SLOTS
+from explorer.spec import parse_spec
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +31,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_spec)
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
 def plugins_data() -> list[dict[str, Any]]:
-    from explorer.plugins import get_registry
+    from explorer.plugins import get_registry  # entry points and pluggy: loaded only when a command runs
 
     reg = get_registry()
     rows = []
@@ -46,7 +46,6 @@ def plugins_data() -> list[dict[str, Any]]:
 
 def normalizers_data() -> list[dict[str, Any]]:
     from explorer.plugins import get_registry
-    from explorer.spec import parse_spec
 
     reg = get_registry()
     return [
@@ -58,7 +57,6 @@ def normalizers_data() -> list[dict[str, Any]]:
 
 def primitives_data() -> list[dict[str, Any]]:
     from explorer.plugins import get_registry
-    from explorer.registry import SLOTS
 
     reg = get_registry()
     prims = sorted(reg.primitives.values(), key=lambda p: (SLOTS.index(p.slot), p.name))
@@ -70,48 +68,25 @@ def primitives_data() -> list[dict[str, Any]]:
 
 
 def run_plugins(args: argparse.Namespace) -> int:
-    rows = plugins_data()
-    if args.json:
-        _print_json(rows)
-        return 0
-    from explorer.cli import render
-
-    render.print_plugins(rows)
-    return 0
+    return show(plugins_data(), args.json, print_plugins)
 
 
 def run_normalizers(args: argparse.Namespace) -> int:
-    rows = normalizers_data()
-    if args.json:
-        _print_json(rows)
-        return 0
-    from explorer.cli import render
-
-    render.print_normalizers(rows)
-    return 0
+    return show(normalizers_data(), args.json, print_normalizers)
 
 
 def run_primitives(args: argparse.Namespace) -> int:
-    rows = primitives_data()
-    if args.json:
-        _print_json(rows)
-        return 0
-    from explorer.cli import render
-
-    render.print_primitives(rows)
-    return 0
+    return show(primitives_data(), args.json, print_primitives)
 
 
 def run_spec(args: argparse.Namespace) -> int:
-    from explorer.spec import parse_spec
-
     spec = parse_spec(args.spec)
     if args.width is not None or args.batch is not None:
         spec = _check_spec(spec, args.width, args.batch)
     data = {"spec": str(spec), "steps": [{"slot": s.slot, "primitive": s.name, "params": s.kwargs} for s in spec.steps],
             "batch_statistics": spec.uses_batch_statistics()}
     if args.json:
-        _print_json(data)
+        print_json(data)
     else:
         print(data["spec"])
     return 0
@@ -119,8 +94,6 @@ def run_spec(args: argparse.Namespace) -> int:
 
 def _check_spec(spec: Any, width: int | None, batch: int | None) -> Any:
     """The spec resolved for ``width`` channels, built as a conv layer (and run on a batch)."""
-    from explorer.errors import NormxError
-
     if width is None:
         raise NormxError("--batch needs --width: the layer's channel count")
     if width < 1 or (batch is not None and batch < 1):

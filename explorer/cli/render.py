@@ -1,15 +1,38 @@
-"""Rich renderings the CLI commands print; the components live in :mod:`explorer.tui.tables` so the
-viewer, the report and these commands render alike."""
+"""What the CLI commands print: one JSON document (``--json``) or rich tables built from the
+components in :mod:`explorer.tui.tables`, so that the viewer, the report and these commands render alike.
+
+Rich and the tables are imported only when a table is printed: the command modules import this one at
+their top, and ``normx --help`` imports every command module.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console()
+
+
+def print_json(data: Any, indent: int | None = 2) -> None:
+    """``data`` as JSON on stdout; values JSON has no type for (paths, enums) as their text."""
+    print(json.dumps(data, indent=indent, default=str))
+
+
+def show(data: Any, as_json: bool, print_table: Callable[[Any], None]) -> int:
+    """``data`` as JSON (``--json``), else printed by ``print_table``; returns the command's exit status."""
+    if as_json:
+        print_json(data)
+    else:
+        print_table(data)
+    return 0
 
 
 def print_plugins(rows: list[dict[str, Any]]) -> None:

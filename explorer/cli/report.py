@@ -9,6 +9,8 @@ import os
 import sys
 import tempfile
 
+from explorer.errors import NormxError
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="print a study's Pareto front, best trials and predictor validation",
@@ -42,10 +44,8 @@ def _write(text: str, output: str | None) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from explorer.errors import NormxError
-    from explorer.tui.model import StudySource
+    from explorer.search.results import StudySource, locate_study  # optuna: imported only when run
     from explorer.tui.report import report_csv, report_data, report_renderables
-    from explorer.tui.storage import locate_study
 
     if args.resamples < 1:
         raise NormxError("--resamples must be at least 1")
@@ -55,7 +55,7 @@ def run_report(args: argparse.Namespace) -> int:
     source = StudySource(url, name)
     data = source.load()
     if args.json:
-        _write(json.dumps(report_data(data, source.storage, args.resamples), indent=2) + "\n", args.output)
+        _write(json.dumps(report_data(data, args.resamples), indent=2) + "\n", args.output)
     elif args.csv:
         _write(report_csv(data), args.output)
     else:
@@ -63,12 +63,12 @@ def run_report(args: argparse.Namespace) -> int:
 
         if args.output:
             console = Console(file=io.StringIO(), width=120, force_terminal=False, color_system=None)
-            for part in report_renderables(data, source.storage, args.resamples):
+            for part in report_renderables(data, args.resamples):
                 console.print(part)
             _write(console.file.getvalue(), args.output)
         else:
             console = Console()
-            for part in report_renderables(data, source.storage, args.resamples):
+            for part in report_renderables(data, args.resamples):
                 console.print(part)
     return 0
 

@@ -7,6 +7,9 @@ import json
 import sys
 from typing import Any
 
+from explorer.cli.render import print_models, print_score, show
+from explorer.errors import NormxError
+
 #: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
 CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9")
 
@@ -43,8 +46,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    from explorer.errors import NormxError
-
     for name in ("batch_size", "batches", "seeds"):
         if getattr(args, name) < 1:
             raise NormxError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -79,23 +80,14 @@ def run_score(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json_safe(result)))
         return 0
-    from explorer.cli import render
-
-    render.print_score(result)
+    print_score(result)
     return 0
 
 
 def run_models(args: argparse.Namespace) -> int:
     from explorer.models import list_models
 
-    rows = list_models()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    from explorer.cli import render
-
-    render.print_models(rows)
-    return 0
+    return show(list_models(), args.json, print_models)
 
 
 def _write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
@@ -118,7 +110,6 @@ def run_reproduce(args: argparse.Namespace) -> int:
     import torch
 
     from explorer import claims
-    from explorer.errors import NormxError
     from explorer.scoring import json_safe
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from explorer.cli.render import console, show
+from explorer.search import default_storage
+
+if TYPE_CHECKING:
+    from explorer.search.results import StudyData
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -68,29 +73,15 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- reading studies
+# Every read goes through explorer.search.results (imported when a command runs: it loads optuna), the
+# same StudyData the viewer and the report show: one naming of objectives, one Pareto front.
 
 
-def _open(storage_arg: str | None, name: str | None = None) -> tuple[Any, str | None]:
-    """(storage opened read-only, study name) for a NAME or a STUDY.toml argument (whose storage
-    is then the default); reading a study never creates or changes anything."""
-    from explorer.search.storage import open_readonly
-    from explorer.tui.storage import locate_study
+def _load(name: str, storage_arg: str | None) -> StudyData:
+    """Study NAME (or the study of a STUDY.toml, whose storage is then the default), read-only."""
+    from explorer.search.results import StudySource, locate_study
 
-    storage_url, name = locate_study(name, storage_arg) if name is not None else (None, None)
-    if storage_url is None:
-        from explorer.search import default_storage
-
-        storage_url = storage_arg or default_storage()
-    return open_readonly(storage_url), name
-
-
-def _load(storage: Any, name: str) -> Any:
-    import optuna
-
-    from explorer.tui.storage import find_study_id
-
-    find_study_id(storage, name)  # an unknown name lists the studies the storage holds
-    return optuna.load_study(study_name=name, storage=storage)
+    return StudySource(*locate_study(name, storage_arg)).load()  # an unknown name lists the studies
 
 
 def _number(value: Any) -> str:
@@ -101,103 +92,83 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def run_list(args: argparse.Namespace) -> int:
-    import optuna
+def _arrow(direction: str) -> str:
+    return "↑" if direction == "maximize" else "↓"
 
-    storage, _ = _open(args.storage)
-    rows = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        counts: dict[str, int] = {}
-        for t in study.get_trials(deepcopy=False):
-            counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-        objectives = study.user_attrs.get("objectives") or [
-            {"name": f"objective {i}", "direction": d.name.lower()} for i, d in enumerate(study.directions)]
-        rows.append({"name": summary.study_name, "trials": sum(counts.values()), "states": counts,
-                     "objectives": objectives, "models": study.user_attrs.get("models", []),
-                     "data": study.user_attrs.get("data"),
-                     "started": summary.datetime_start.isoformat(timespec="seconds") if summary.datetime_start else None})
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
+
+def study_record(data: StudyData) -> dict[str, Any]:
+    """A study the way ``normx study list`` shows it: trial counts by state, objectives, models, data."""
+    counts = {state: n for state, n in data.summary().counts.items() if n}
+    starts = [r.started for r in data.rows if r.started is not None]
+    return {"name": data.name, "trials": len(data.rows), "states": counts,
+            "objectives": [{"name": o.name, "direction": o.direction} for o in data.objectives],
+            "models": data.user_attrs.get("models", []), "data": data.user_attrs.get("data"),
+            "started": min(starts).isoformat(timespec="seconds") if starts else None}
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from explorer.search.results import load_studies, open_readonly
+
+    rows = [study_record(data) for data in load_studies(open_readonly(args.storage or default_storage()))]
+    if not rows and not args.json:
         print("no studies")
         return 0
-    from rich.table import Table
+    return show(rows, args.json, _print_studies)
 
-    from explorer.cli.render import console
+
+def _print_studies(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
 
     table = Table(title="studies")
     for col in ("name", "trials", "states", "objectives", "models", "data", "started"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], str(r["trials"]), ", ".join(f"{v} {k}" for k, v in sorted(r["states"].items())),
-                      ", ".join(f"{o['name']} {'↑' if o['direction'] == 'maximize' else '↓'}" for o in r["objectives"]),
+                      ", ".join(f"{o['name']} {_arrow(o['direction'])}" for o in r["objectives"]),
                       ", ".join(r["models"]), str(r["data"] or "-"), str(r["started"] or "-"))
     console().print(table)
-    return 0
 
 
-def pareto_rows(study: Any) -> list[dict[str, Any]]:
-    """The Pareto-optimal complete trials, the way ``normx study pareto`` shows them."""
-    objectives = study.user_attrs.get("objectives") or [
-        {"name": f"objective {i}", "direction": d.name.lower()} for i, d in enumerate(study.directions)]
-    rows = []
-    trials = study.best_trials if len(study.directions) > 1 else ([study.best_trial] if _has_complete(study) else [])
-    for t in sorted(trials, key=lambda t: t.number):
-        rows.append({"trial": t.number, "spec": t.user_attrs.get("spec"),
-                     "values": {o["name"]: v for o, v in zip(objectives, t.values)},
-                     "reused_from": t.user_attrs.get("reused_from")})
-    return rows
-
-
-def _has_complete(study: Any) -> bool:
-    from optuna.trial import TrialState
-
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+def pareto_rows(data: StudyData) -> list[dict[str, Any]]:
+    """The Pareto-optimal complete trials (:attr:`StudyData.pareto_rows`), the way ``normx study pareto`` shows them."""
+    return [{"trial": r.number, "spec": r.spec or None,
+             "values": {o.name: v for o, v in zip(data.objectives, r.values)}, "reused_from": r.reused_from}
+            for r in data.pareto_rows]
 
 
 def run_pareto(args: argparse.Namespace) -> int:
-    storage, name = _open(args.storage, args.name)
-    study = _load(storage, name)
-    rows = pareto_rows(study)
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    data = _load(args.name, args.storage)
+    rows = pareto_rows(data)
+    if not rows and not args.json:
+        print(f"study {data.name}: no complete trials yet")
         return 0
-    if not rows:
-        print(f"study {name}: no complete trials yet")
-        return 0
+    return show(rows, args.json, lambda rows: _print_pareto(data, rows))
+
+
+def _print_pareto(data: StudyData, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    from explorer.cli.render import console
-
-    table = Table(title=f"{name}: Pareto front ({len(rows)} trials)")
+    table = Table(title=f"{data.name}: Pareto front ({len(rows)} trials)")
     table.add_column("trial", justify="right")
     table.add_column("spec", style="cyan")
-    keys = list(rows[0]["values"])
-    directions = {o["name"]: o["direction"] for o in study.user_attrs.get("objectives", [])}
-    for key in keys:
-        table.add_column(f"{key} {'↑' if directions.get(key) == 'maximize' else '↓'}", justify="right")
+    for objective in data.objectives:
+        table.add_column(f"{objective.name} {_arrow(objective.direction)}", justify="right")
     for r in rows:
-        table.add_row(str(r["trial"]), r["spec"] or "-", *(_number(r["values"][k]) for k in keys))
+        table.add_row(str(r["trial"]), r["spec"] or "-", *(_number(r["values"][o.name]) for o in data.objectives))
     console().print(table)
-    return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
     from explorer.search.validation import validate_study
 
-    storage, name = _open(args.storage, args.name)
-    study = _load(storage, name)
-    result = validate_study(study, n_boot=args.bootstrap)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+    data = _load(args.name, args.storage)
+    return show(validate_study(data, n_boot=args.bootstrap), args.json, lambda result: _print_validation(data, result))
+
+
+def _print_validation(data: StudyData, result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from explorer.cli.render import console
-
-    table = Table(title=f"{name}: init predictors vs measured speed and accuracy "
+    table = Table(title=f"{data.name}: init predictors vs measured speed and accuracy "
                         f"({result['trials']} trained trials, 95% bootstrap CI, {result['bootstrap']} resamples)")
     for col in ("predictor", "measure", "Kendall τ", "95% CI", "Spearman ρ", "95% CI"):
         table.add_column(col, justify="right" if col not in ("predictor", "measure") else "left")
@@ -212,4 +183,3 @@ def run_validate(args: argparse.Namespace) -> int:
         measure = "speed (mean train acc.)" if pair["measure"] == "mean_train_accuracy" else "test accuracy"
         table.add_row(pair["predictor"], measure, *cells)
     console().print(table)
-    return 0

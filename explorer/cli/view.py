@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from explorer.errors import NormxError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -18,11 +21,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_view(args: argparse.Namespace) -> int:
-    import sys
-
-    from explorer.errors import NormxError
-    from explorer.tui.model import StudySource
-    from explorer.tui.storage import locate_study
+    from explorer.search.results import StudySource, locate_study  # optuna: imported only when run
 
     if args.refresh < 0:
         raise NormxError("--refresh must be 0 (never) or a number of seconds")

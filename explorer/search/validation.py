@@ -3,7 +3,8 @@
 For each predictor (cosine similarity, explosion exponent, stable rank) and each measure
 (mean training accuracy: the paper's speed; test accuracy): Kendall's τ and Spearman's ρ, with
 percentile bootstrap confidence intervals (trials resampled with replacement). Trials that reused
-another's results are left out: they are the same composition counted twice.
+another's results are left out: they are the same composition counted twice. The trials are read
+through :class:`explorer.search.results.StudyData`, as the viewer and the report read them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+from scipy import stats
+
 from explorer.errors import NormxError
+from explorer.search.results import StudyData
 
 PREDICTORS = ("cosine_similarity", "grad_explosion_exponent", "stable_rank")
 MEASURES = ("mean_train_accuracy", "test_accuracy")
@@ -21,12 +26,12 @@ class ValidationError(NormxError):
     """Too few trained trials to correlate."""
 
 
-def trained_rows(study: Any) -> list[dict[str, float]]:
+def trained_rows(study: StudyData) -> list[dict[str, float]]:
     """One row per trained, non-duplicate, non-diverged trial: predictors and measures as floats."""
-    from optuna.trial import TrialState
-
     rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for t in study.rows:
+        if t.state != "complete":
+            continue
         attrs = t.user_attrs
         if "reused_from" in attrs or "train" not in attrs or "predictors" not in attrs:
             continue
@@ -45,9 +50,6 @@ def trained_rows(study: Any) -> list[dict[str, float]]:
 
 def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """Kendall τ and Spearman ρ of (x, y) with bootstrap percentile intervals."""
-    import numpy as np
-    from scipy import stats
-
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     out: dict[str, Any] = {"n": len(xa)}
     rng = np.random.default_rng(seed)
@@ -68,11 +70,11 @@ def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0,
     return out
 
 
-def validate_study(study: Any, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Every (predictor, measure) pair's correlations for ``study``; needs 3 trained trials."""
     rows = trained_rows(study)
     if len(rows) < 3:
-        raise ValidationError(f"study {study.study_name!r} has {len(rows)} trained trial(s) with finite "
+        raise ValidationError(f"study {study.name!r} has {len(rows)} trained trial(s) with finite "
                               "predictors; correlations need at least 3")
     pairs = []
     for predictor in PREDICTORS:
@@ -85,4 +87,4 @@ def validate_study(study: Any, n_boot: int = 1000, seed: int = 0) -> dict[str, A
             else:
                 result = correlate(xs, ys, n_boot=n_boot, seed=seed)
             pairs.append({"predictor": predictor, "measure": measure, **result})
-    return {"study": study.study_name, "trials": len(rows), "bootstrap": n_boot, "pairs": pairs}
+    return {"study": study.name, "trials": len(rows), "bootstrap": n_boot, "pairs": pairs}

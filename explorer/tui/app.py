@@ -2,7 +2,7 @@
 
 Three tabs — the trials table (sort, filter), the speed–stability trade-off, a predictor against
 accuracy — and a detail screen per trial with its per-layer curves. Everything shown comes from
-:mod:`explorer.tui.model`; this module only lays it out and handles keys.
+:mod:`explorer.search.results`; this module only lays it out and handles keys.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from explorer.tui.charts import layer_plot, loss_plot, predictor_plot, tradeoff_plot
-from explorer.tui.model import PREDICTORS, StudyData, StudySource, TrialRow, format_duration, format_number
+from explorer.search.results import PREDICTORS, StudyData, StudySource, TrialRow, mask_password
+from explorer.tui.formatting import format_duration, format_number
 from explorer.tui.tables import state_text, summary_text
 from explorer.tui.widgets import MIN_HEIGHT, MIN_WIDTH, TABLE_COLUMNS, PlotView, TooSmall, TrialsTable
 
@@ -273,8 +274,6 @@ class StudyApp(App):
         try:
             data = self.source.load()
         except Exception as err:  # noqa: BLE001 - a locked database or a dropped connection: keep what is shown
-            from explorer.search.storage import mask_password
-
             message = mask_password(" ".join(str(err).split()))[:200] or type(err).__name__
             self.call_from_thread(self.notify, f"reload failed: {message}", severity="warning", timeout=5)
             return

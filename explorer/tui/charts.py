@@ -1,11 +1,14 @@
 """The study's plots: the speed–stability trade-off, a predictor against accuracy, a trial's per-layer
-curves. Built from :class:`explorer.tui.model.StudyData` series into braille :class:`Plot` renderables,
+curves. Built from :class:`explorer.search.results.StudyData` series into braille :class:`Plot` renderables,
 shared by the viewer and the report.
 """
 
 from __future__ import annotations
 
-from explorer.tui.model import COLUMNS, StudyData, TrialRow
+from rich.text import Text
+
+from explorer.search.results import StudyData, TrialRow
+from explorer.tui.formatting import COLUMNS
 from explorer.tui.plot import MISSING_COLOUR, Plot, Series, colour_for, scale_legend
 
 PARETO_MARK = "◆"
@@ -46,8 +49,6 @@ def predictor_plot(data: StudyData, predictor: str, outcome: str = "test_accurac
     front = [(x, y) for x, y, row in points if row.pareto]
     markers = [(x, y, PARETO_MARK, "bright_white") for x, y in front]
     legend_text = f"{len(points)} trained trials; {PARETO_MARK} Pareto"
-    from rich.text import Text
-
     return Plot([Series(plain, colour="cyan"), Series(front, colour="bright_white")],
                 title=f"{LABELS.get(predictor, predictor)} against {LABELS.get(outcome, outcome)}",
                 x_label=COLUMNS.get(predictor, predictor), y_label=COLUMNS.get(outcome, outcome),

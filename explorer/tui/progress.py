@@ -17,11 +17,14 @@ import time
 from typing import Any, TextIO
 
 from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from explorer.errors import NormxError
-from explorer.tui.model import COLUMNS, StudyData, StudySource, TrialRow, format_duration, format_number
+from explorer.search.events import PlainLines
+from explorer.search.results import StudyData, StudySource, TrialRow
+from explorer.tui.formatting import COLUMNS, format_duration, format_number
 from explorer.tui.tables import STATE_STYLES
 
 MAX_RUNNING_ROWS = 8
@@ -176,13 +179,9 @@ class StudyProgress:
 
     def __enter__(self) -> StudyProgress:
         if self.plain:
-            from explorer.search.events import PlainLines
-
             self._event_lines = PlainLines(stream=self.console.file)
             self.poller.on_update = self._plain_update
         else:
-            from rich.live import Live
-
             self._live = Live(self, console=self.console, refresh_per_second=4, transient=False)
             self._live.__enter__()
         self.poller.start()

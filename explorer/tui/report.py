@@ -8,19 +8,20 @@ import io
 import math
 from typing import Any
 
-from explorer.tui.model import PREDICTORS, StudyData, TrialRow
+from rich.rule import Rule
+from rich.text import Text
+
+from explorer.search.results import PREDICTORS, StudyData, TrialRow
+from explorer.search.validation import ValidationError, validate_study
+from explorer.tui.charts import tradeoff_plot
+from explorer.tui.tables import best_table, pareto_table, summary_text, validation_table
 
 
-def validation(data: StudyData, storage: Any, resamples: int = 1000) -> dict[str, Any] | str:
+def validation(data: StudyData, resamples: int = 1000) -> dict[str, Any] | str:
     """Rank correlations of the init predictors with training speed and accuracy (the search layer's
     :func:`explorer.search.validation.validate_study`), or why there are none yet."""
-    import optuna
-
-    from explorer.search.validation import ValidationError, validate_study
-
-    study = optuna.load_study(study_name=data.name, storage=storage)
     try:
-        return _json_safe(validate_study(study, n_boot=resamples))
+        return _json_safe(validate_study(data, n_boot=resamples))
     except ValidationError as err:
         return str(err)
 
@@ -58,7 +59,7 @@ def row_record(row: TrialRow, data: StudyData) -> dict[str, Any]:
     return record
 
 
-def report_data(data: StudyData, storage: Any, resamples: int = 1000) -> dict[str, Any]:
+def report_data(data: StudyData, resamples: int = 1000) -> dict[str, Any]:
     """Everything in the report as JSON-serialisable data."""
     summary = data.summary()
     best = data.best()
@@ -71,7 +72,7 @@ def report_data(data: StudyData, storage: Any, resamples: int = 1000) -> dict[st
                         "value": _json_number(row.values[[o.name for o in data.objectives].index(name)])}
                  for name, row in best.items()},
         "pareto": [row_record(r, data) for r in data.pareto_rows],
-        "validation": validation(data, storage, resamples),
+        "validation": validation(data, resamples),
         "trials": [row_record(r, data) for r in data.rows],
     }
 
@@ -88,13 +89,8 @@ def report_csv(data: StudyData) -> str:
     return out.getvalue()
 
 
-def report_renderables(data: StudyData, storage: Any, resamples: int = 1000) -> list[Any]:
+def report_renderables(data: StudyData, resamples: int = 1000) -> list[Any]:
     """The rich report, top to bottom."""
-    from rich.rule import Rule
-
-    from explorer.tui.charts import tradeoff_plot
-    from explorer.tui.tables import best_table, pareto_table, summary_text, validation_table
-
     parts: list[Any] = [Rule(f"study {data.name}"), summary_text(data.name, data.summary(), data.objectives)]
     if not data.rows:
         parts.append("(the study has no trials yet)")
@@ -102,11 +98,9 @@ def report_renderables(data: StudyData, storage: Any, resamples: int = 1000) -> 
     parts += [best_table(data), pareto_table(data)]
     if data.tradeoff_points():
         parts.append(tradeoff_plot(data, height=14))
-    results = validation(data, storage, resamples)
+    results = validation(data, resamples)
     if isinstance(results, dict):
         parts.append(validation_table(results))
     else:
-        from rich.text import Text
-
         parts.append(Text(f"predictor validation: {results}", style="dim"))
     return parts

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from explorer.tui.model import (
-    COLUMNS, Objective, StudyData, Summary, TrialRow, format_duration, format_number, to_float,
-)
+from explorer.search.results import to_float
+from explorer.tui.formatting import COLUMNS, format_duration, format_number
+
+if TYPE_CHECKING:  # the study's types load optuna, which the catalog tables do not need
+    from explorer.search.results import Objective, StudyData, Summary, TrialRow
 
 STATE_STYLES = {"complete": "green", "running": "cyan", "pruned": "yellow", "failed": "red", "interrupted": "magenta",
                 "waiting": "dim"}
@@ -128,7 +130,7 @@ def state_text(row: TrialRow) -> Text:
 
 
 def row_cells(row: TrialRow, columns: Sequence[str]) -> list[Text | str]:
-    """The cells of ``row`` for table ``columns`` (keys of :data:`explorer.tui.model.COLUMNS`)."""
+    """The cells of ``row`` for table ``columns`` (keys of :data:`explorer.tui.formatting.COLUMNS`)."""
     cells: list[Text | str] = []
     for key in columns:
         if key == "number":

@@ -8,7 +8,8 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from explorer.tui.model import COLUMNS, TrialRow
+from explorer.search.results import TrialRow
+from explorer.tui.formatting import COLUMNS
 from explorer.tui.plot import Plot
 from explorer.tui.tables import row_cells
 

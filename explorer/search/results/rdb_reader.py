@@ -2,10 +2,16 @@
 
 Optuna's ``get_all_trials`` builds an ORM object per row of every trial table and then a
 validated ``FrozenTrial``; on a study of a few thousand trials that is most of the time the viewer
-takes to open. The viewer needs no ORM state: it reads the same tables (named by Optuna's own
-models, so a schema change fails loudly) with SQLAlchemy Core and builds light records with the
-attributes :func:`explorer.tui.model.load_study` uses. Any storage other than Optuna's RDB, or any
-surprise in the schema, falls back to ``get_all_trials``.
+takes to open. Readers need no ORM state: this module reads the same tables (named by Optuna's own
+models, so a renamed table or column fails loudly) with SQLAlchemy Core and builds light records
+with the attributes :func:`explorer.search.results.load_study` uses.
+
+Checked against Optuna 5.0.0 (RDB schema version 12, alembic revision ``v3.2.0.a``) with
+SQLAlchemy 2.1: the tables ``trials``, ``trial_values``, ``trial_user_attributes`` and
+``trial_params``, datetimes stored as naive UTC (Optuna 5's ``TrialModel._datetime_start_utc``) and
+returned, as Optuna returns them, in naive local time. ``tests/test_tui_model.py`` checks that the
+records equal ``get_all_trials``'s. Any other storage, any other Optuna major version or schema
+version, or any surprise while reading falls back to ``get_all_trials``.
 """
 
 from __future__ import annotations
@@ -13,16 +19,31 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+
+import optuna
+from optuna import distributions
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import select
+
+try:  # Optuna's private table models: if a release moves them, every read falls back
+    from optuna.storages._rdb import models
+except ImportError:  # pragma: no cover - depends on the installed Optuna
+    models = None
+
+#: the Optuna major version and RDB schema version whose layout and meaning this reader was checked against
+CHECKED_OPTUNA_MAJOR = 5
+CHECKED_SCHEMA_VERSION = 12
 
 
 @dataclass
 class TrialRecord:
-    """The part of a ``FrozenTrial`` the viewer reads."""
+    """The part of a ``FrozenTrial`` the readers use."""
 
     number: int
-    state: Any  # optuna.trial.TrialState
+    state: TrialState
     datetime_start: datetime | None
     datetime_complete: datetime | None
     values: list[float] | None = None
@@ -30,11 +51,17 @@ class TrialRecord:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def read_trials(storage: Any, study_id: int) -> list[Any]:
-    """The study's trials in number order: light records from an RDB storage, else FrozenTrials."""
-    from optuna.storages import RDBStorage
+def fast_reader_applies(storage: BaseStorage) -> bool:
+    """Whether ``storage`` is an RDB storage whose stored layout this module was checked against."""
+    return (isinstance(storage, RDBStorage) and models is not None
+            and int(optuna.__version__.split(".")[0]) == CHECKED_OPTUNA_MAJOR
+            and getattr(models, "SCHEMA_VERSION", None) == CHECKED_SCHEMA_VERSION
+            and hasattr(models.TrialModel, "_datetime_start_utc"))
 
-    if isinstance(storage, RDBStorage):
+
+def read_trials(storage: BaseStorage, study_id: int) -> list[TrialRecord] | list[FrozenTrial]:
+    """The study's trials in number order: light records from an RDB storage, else FrozenTrials."""
+    if fast_reader_applies(storage):
         try:
             return _read_rdb(storage, study_id)
         except Exception:  # noqa: BLE001 - an unexpected schema: Optuna's own (slower) reader
@@ -42,11 +69,12 @@ def read_trials(storage: Any, study_id: int) -> list[Any]:
     return storage.get_all_trials(study_id, deepcopy=False)
 
 
-def _read_rdb(storage: Any, study_id: int) -> list[TrialRecord]:
-    from optuna import distributions
-    from optuna.storages._rdb import models
-    from sqlalchemy import select
+def _local(utc: datetime | None) -> datetime | None:
+    """A stored naive-UTC datetime in naive local time, as Optuna 5's ``FrozenTrial`` gives it."""
+    return None if utc is None else utc.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
 
+
+def _read_rdb(storage: RDBStorage, study_id: int) -> list[TrialRecord]:
     trials_t = models.TrialModel.__table__
     values_t = models.TrialValueModel.__table__
     attrs_t = models.TrialUserAttributeModel.__table__
@@ -69,8 +97,8 @@ def _read_rdb(storage: Any, study_id: int) -> list[TrialRecord]:
     by_id: dict[int, TrialRecord] = {}
     records = []
     for trial_id, number, state, start, complete in trials:
-        state = state if not isinstance(state, str) else models.TrialState[state]
-        record = TrialRecord(number, state, start, complete)
+        state = state if not isinstance(state, str) else TrialState[state]
+        record = TrialRecord(number, state, _local(start), _local(complete))
         by_id[trial_id] = record
         records.append(record)
     objective_values: dict[int, dict[int, float]] = defaultdict(dict)

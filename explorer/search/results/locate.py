@@ -1,20 +1,16 @@
-"""Finding a study for the viewer and the report: by name or study file, in a storage opened
-read-only (:func:`explorer.search.storage.open_readonly`), with the studies it holds listed when
-the name is wrong."""
+"""Finding a study: by name or study file, in a storage opened read-only
+(:func:`explorer.search.storage.open_readonly`), with the studies it holds listed when the name is wrong."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from explorer.errors import NormxError
-from explorer.search.storage import StorageError, mask_password
-from explorer.search.storage import open_readonly as open_storage
+from explorer.search import default_storage
+from explorer.search.study_file import load_study_file
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
-
-__all__ = ["StorageError", "StudyNotFoundError", "mask_password", "open_storage", "study_names", "find_study_id",
-           "locate_study"]
 
 
 class StudyNotFoundError(NormxError):
@@ -40,12 +36,8 @@ def locate_study(study: str, storage: str | None = None) -> tuple[str, str]:
     """(storage URL, study name) from the command line: ``study`` is a study name or a study file
     (its ``name`` and ``storage`` keys are used); ``--storage`` wins, then the study file's storage,
     then ``$NORMX_STORAGE``, then ``sqlite:///normx.db``, as for ``normx study run``."""
-    from explorer.search import default_storage
-
     name, file_storage = study, None
     if study.endswith(".toml"):
-        from explorer.search.study_file import load_study_file
-
         config = load_study_file(study)
         name, file_storage = config.name, config.storage
     return storage or file_storage or default_storage(), name
