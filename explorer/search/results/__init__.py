@@ -56,8 +56,13 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from explorer.search.results.locate import StudyNotFoundError, find_study_id, locate_study, study_names
     from explorer.search.results.rdb_reader import TrialRecord, read_trials
-    from explorer.search.results.rows import ALIASES, COLUMN_GETTERS, LAYER_CURVES, OUTCOMES, PREDICTORS, STATES, RowFilter, TrialRow, column_key, finite, row_from_trial, sort_rows, to_float
-    from explorer.search.results.study import Objective, StudyData, StudySource, Summary, load_studies, load_study, mark_pareto, pareto_mask, study_budget
+    from explorer.search.results.rows import (
+        ALIASES, COLUMN_GETTERS, LAYER_CURVES, OUTCOMES, PREDICTORS, STATES, RowFilter, TrialRow, column_key, finite,
+        row_from_trial, sort_rows, to_float,
+    )
+    from explorer.search.results.study import (
+        Objective, StudyData, StudySource, Summary, load_studies, load_study, mark_pareto, pareto_mask, study_budget,
+    )
     from explorer.search.storage import StorageError, mask_password, open_readonly
 
 
