@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, overload
 
 
 def json_safe(value: Any) -> Any:
@@ -32,6 +32,12 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "item"):
         return json_safe(value.item())
     return str(value)
+
+
+@overload
+def to_float(value: Any) -> float | None: ...
+@overload
+def to_float(value: Any, default: float) -> float: ...
 
 
 def to_float(value: Any, default: float | None = None) -> float | None:

@@ -127,5 +127,6 @@ def screening_verdict(screening: ScreeningConfig, by_model: dict[str, Record]) -
                     f"on {model} (screening.reject_variance_growth)")
         cosine = _number(p.get("cosine_similarity", 0.0))
         if s.max_cosine_similarity is not None and cosine > s.max_cosine_similarity:
-            return f"cosine similarity {cosine:.3g} > {s.max_cosine_similarity:g} (screening.max_cosine_similarity) on {model}"
+            return (f"cosine similarity {cosine:.3g} > {s.max_cosine_similarity:g} "
+                    f"(screening.max_cosine_similarity) on {model}")
     return None
