@@ -8,10 +8,13 @@ them as JSON and CSV; ``tests/test_claims.py`` runs the small scale and checks t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
+
+from explorer.data import iter_batches, load_dataset
+from explorer.scoring import score
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,6 @@ SMALL = Scale(resnet="resnet(blocks=6, width=16)", cnn=["cnn10(width_multiplier=
 
 def _inputs(data: str, scale: Scale, batch_size: int, batches: int, device: str, seed: int = 0,
             data_dir: str | None = None, download: bool = False) -> list:
-    from explorer.data import iter_batches, load_dataset
-
     ds = load_dataset(data, "train", limit=max(batch_size * batches, batch_size * 2) if data in ("gaussian", "synthetic")
                       else None, seed=seed, device=device, root=data_dir, download=download)
     batches_ = list(iter_batches(ds, batch_size, batches, seed))
@@ -53,8 +54,6 @@ def _inputs(data: str, scale: Scale, batch_size: int, batches: int, device: str,
 
 
 def _score(spec: str, model: str, inputs: list, scale: Scale, device: str, num_classes: int) -> dict:
-    from explorer.scoring import score
-
     return score(spec, model=model, inputs=inputs, seeds=scale.seeds, device=device, num_classes=num_classes)
 
 
@@ -106,8 +105,6 @@ def claim3(scale: Scale = SMALL, device: str = "cpu", **kw: Any) -> dict:
 
     Gaussian inputs, ``plaincnn(depth, width)`` with GN before every ReLU (the paper's Figure 6a).
     """
-    from dataclasses import replace
-
     inputs, classes = _inputs("gaussian", replace(scale, image_size=scale.rank_image_size), scale.batch_size,
                               scale.batches, device)
     width = scale.plaincnn_width

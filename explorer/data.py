@@ -146,7 +146,7 @@ def _cifar(name: str, split: str, root: Path, download: bool) -> Dataset:
     if not download and not (root / folder).is_dir():
         raise DataError(f"{name} files not found: expected the extracted archive at {root / folder} "
                         f"(set --data-dir or ${DATA_DIR_ENV}, or pass --download)")
-    from torchvision import datasets
+    from torchvision import datasets  # slow to import: only for the datasets that need it
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:

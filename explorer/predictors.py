@@ -24,6 +24,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from explorer.errors import NormxError
+from explorer.norm import NormalizedLayer
+
 #: A variance that grows by less than this factor over a stage is "flat".
 FLAT_GROWTH = 1.5
 
@@ -175,13 +178,9 @@ def find_probes(model: nn.Module) -> tuple[list[nn.Module], list[int], nn.Module
     head = getattr(model, "head", None)
     if probes is not None and head is not None:
         return list(probes), list(getattr(model, "probe_stages", [0] * len(probes))), head
-    from explorer.norm import NormalizedLayer
-
     layers = [m for m in model.modules() if isinstance(m, NormalizedLayer)]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not layers or not linears:
-        from explorer.errors import NormxError
-
         raise NormxError("the model has no normalized layers or no linear classifier to probe")
     head = linears[-1]
     layers = [m for m in layers if m.op is not head]

@@ -11,9 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from explorer.errors import NormxError
+from explorer.models import canonical_model_name, create_model
+from explorer.predictors import Recorder, grad_explosion_exponent, variance_growth
+from explorer.records import OBJECTIVE_PREDICTORS, json_safe
 from explorer.spec import Spec, parse_spec
 
-SCALAR_FIELDS = ("cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth_rate")
+__all__ = ["ScoreError", "aggregate", "check_batch_size", "json_safe", "measure", "score"]
 
 
 class ScoreError(NormxError, ValueError):
@@ -58,8 +61,6 @@ def _mean(values: list[float]) -> float:
 
 def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> dict[str, Any]:
     """The predictors of one built model over the batches (train mode, no weight gradients)."""
-    from explorer.predictors import Recorder, grad_explosion_exponent, variance_growth
-
     was_training = model.training
     requires = [p.requires_grad for p in model.parameters()]
     model.train()
@@ -109,8 +110,6 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
         runs.append(measure(built, batches))
         seeds = 1
     else:
-        from explorer.models import canonical_model_name, create_model
-
         model_name = canonical_model_name(model)
         for seed in range(seeds):
             torch.manual_seed(seed)
@@ -121,8 +120,6 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
 
 def aggregate(runs: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
     """Mean over seeds of every field, the variance growth refitted on the mean curve, and the spread."""
-    from explorer.predictors import variance_growth
-
     layers = len(runs[0]["activation_variance"])
     act = [_mean([r["activation_variance"][i] for r in runs]) for i in range(layers)]
     grads = [_mean([r["grad_norm"][i] for r in runs]) for i in range(layers)]
@@ -137,21 +134,7 @@ def aggregate(runs: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
         "overflow": any(r["overflow"] for r in runs),
         "seeds": len(runs),
     })
-    out["spread"] = {
-        "cosine_similarity": _std([r["cosine_similarity"] for r in runs]),
-        "grad_explosion_exponent": _std([r["grad_explosion_exponent"] for r in runs]),
-        "stable_rank": _std([r["stable_rank"] for r in runs]),
-        "variance_growth_rate": _std([r["variance_growth"]["rate"] for r in runs]),
-    }
+    out["spread"] = {key: _std([r[key] for r in runs]) for key in OBJECTIVE_PREDICTORS}
+    out["spread"]["variance_growth_rate"] = _std([r["variance_growth"]["rate"] for r in runs])
     return out
 
-
-def json_safe(value: Any) -> Any:
-    """Non-finite floats as the strings "inf", "-inf", "nan" (docs/trial-schema.md), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value

@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from explorer.norm import regularizer_loss
+from explorer.records import TrainResult
 
 #: ``progress(step, total_steps, loss)``: called every ``progress_every`` steps and at the end.
 ProgressCallback = Callable[[int, int, float], None]
@@ -63,23 +66,6 @@ class TrainConfig:
         if self.lr_rule == "constant":
             return self.base_lr
         return self.base_lr * self.batch_size / self.base_batch_size
-
-
-@dataclass
-class TrainResult:
-    """What a run measured; ``as_dict()`` is the ``train`` user attribute of a trial."""
-
-    loss_curve: list[list[float]] = field(default_factory=list)
-    mean_train_accuracy: float = 0.0
-    test_accuracy: float = 0.0
-    diverged: bool = False
-    diverged_step: int | None = None
-    wall_time_s: float = 0.0
-    device: str = "cpu"
-    steps: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def get_device(name: str = "auto") -> torch.device:
@@ -134,8 +120,6 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     The model is trained in place. Returns a :class:`TrainResult`; a NaN or inf loss ends the run
     early with ``diverged=True`` and the first non-finite step (1-based).
     """
-    from explorer.norm import regularizer_loss
-
     config = config or TrainConfig()
     device = get_device(config.device)
     cuda = device.type == "cuda"

@@ -98,7 +98,7 @@ def test_overflow_is_a_result():
     x = torch.full((4, 3, 8, 8), 1e30)
     result = explorer.score("none", model="plaincnn(depth=6, width=8)", inputs=[x])
     assert result["overflow"] is True
-    from explorer.scoring import json_safe
+    from explorer.records import json_safe
 
     assert "nan" in str(json_safe(result)) or "inf" in str(json_safe(result))
 

@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from explorer import Primitive, hookimpl
-from explorer.search.runner import run_study
+from explorer.search import run_study
 from explorer.search.space import SearchSpace
 from explorer.search.storage import StorageError, mask_password, open_storage, resolve_storage
 from explorer.search.study_file import parse_study_text

@@ -53,7 +53,7 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from explorer.search.runner import interrupt_on_signals, prepare, run_study
+    from explorer.search import interrupt_on_signals, prepare, run_study
     from explorer.search.study_file import load_study_file
 
     interrupt_on_signals()

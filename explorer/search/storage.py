@@ -16,10 +16,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import re
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy import text
 
 from explorer.errors import NormxError
 
@@ -102,8 +111,6 @@ def _postgres_driver(url: str, scheme: str) -> str:
     (what ``pip install 'norm-explorer[postgres]'`` installs) when only that one is present."""
     if "+" in scheme:
         return url
-    from importlib.util import find_spec
-
     rest = url.split("://", 1)[1]  # "postgres://" too, which SQLAlchemy no longer takes
     if find_spec("psycopg") is None and find_spec("psycopg2") is not None:
         return "postgresql+psycopg2://" + rest
@@ -112,26 +119,18 @@ def _postgres_driver(url: str, scheme: str) -> str:
 
 def quiet_optuna() -> None:
     """No info logs, and no warnings about the experimental heartbeat API this module relies on."""
-    import warnings
-
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None, max_retry: int | None = 3) -> Any:
+                 grace_period: int | None = None, max_retry: int | None = 3) -> BaseStorage:
     """An Optuna storage object for ``target``; heartbeats and retries on RDB storages."""
-    import optuna
-
     if isinstance(target, str):
         target = resolve_storage(target)
     quiet_optuna()
     if target.kind == "journal":
-        from optuna.storages.journal import JournalFileBackend
-
         directory = os.path.dirname(target.path) or "."
         if not os.path.isdir(directory):
             raise StorageError(f"cannot open storage {target.display}: no directory {directory}")
@@ -150,7 +149,7 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
         engine_kwargs["pool_pre_ping"] = True
     callback = None
     if heartbeat_interval:
-        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
     try:
         return _create_rdb_storage(target.url, engine_kwargs or None, heartbeat_interval, grace_period, callback)
     except ImportError as err:  # optuna re-raises the driver's ModuleNotFoundError as an ImportError
@@ -165,16 +164,11 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
 _CREATE_RACE = ("already exists", "duplicate key value", "pg_type_typname_nsp_index")
 
 
-def _create_rdb_storage(url: str, engine_kwargs: dict | None, heartbeat_interval: int | None,
-                        grace_period: int | None, callback: Any) -> Any:
+def _create_rdb_storage(url: str, engine_kwargs: dict[str, Any] | None, heartbeat_interval: int | None,
+                        grace_period: int | None, callback: RetryHeartbeatStaleTrialCallback | None) -> RDBStorage:
     """Optuna's RDBStorage; when several workers start on a new database together, all but one
     lose the race to create the tables (PostgreSQL: a duplicate key in pg_type): try again, and
     the tables are there."""
-    import random
-    import time
-
-    import optuna
-
     attempts = 6
     while True:
         attempts -= 1
@@ -207,20 +201,16 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
-def open_readonly(target: StorageTarget | str) -> Any:
+def open_readonly(target: StorageTarget | str) -> BaseStorage:
     """An Optuna storage opened for reading only: what the viewer, the report and ``study list``,
     ``pareto`` and ``validate`` use. SQLite files open in SQLite's read-only mode, RDB storages
     skip Optuna's table creation, and a missing file is an error, never a new empty database."""
-    import optuna
-
     if isinstance(target, str):
         target = resolve_storage(target)
     quiet_optuna()
     if target.kind == "journal":
         if not os.path.isfile(target.path):
             raise StorageError(f"no journal storage file at {target.path} (run 'normx study run STUDY.toml' first)")
-        from optuna.storages.journal import JournalFileBackend
-
         try:
             return optuna.storages.JournalStorage(JournalFileBackend(target.path))
         except Exception as err:  # noqa: BLE001 - a corrupt or foreign file
@@ -246,10 +236,10 @@ def open_readonly(target: StorageTarget | str) -> Any:
 
 
 @contextlib.contextmanager
-def claim_lock(target: StorageTarget, storage: Any, study_name: str) -> Iterator[None]:
+def claim_lock(target: StorageTarget, storage: BaseStorage, study_name: str) -> Iterator[None]:
     """Hold the study's claim lock: only one worker counts and asks for a trial at a time."""
     if target.kind in ("sqlite", "journal") and target.path:
-        import fcntl
+        import fcntl  # POSIX only: imported where the lock is taken
 
         with open(target.path + ".normx-claim", "a+") as handle:  # not ".lock": the journal backend uses it
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -259,8 +249,6 @@ def claim_lock(target: StorageTarget, storage: Any, study_name: str) -> Iterator
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return
     if target.kind == "postgresql":
-        from sqlalchemy import text
-
         key = int.from_bytes(hashlib.sha1(f"normx:{study_name}".encode()).digest()[:8], "big", signed=True)
         with storage.engine.connect() as connection:
             with connection.begin():

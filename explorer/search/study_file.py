@@ -3,7 +3,8 @@
 Every key is checked before anything is created in storage: an unknown key, a wrong type or
 malformed TOML is one :class:`StudyFileError` line naming the file, the line and the key, e.g.
 ``studies/quick.toml:14: training.stpes: unknown key; closest: steps``. The README documents
-every key; :data:`SCHEMA` is the single source of truth for them.
+every key; the dataclasses below declare each key once (type, default, range), and
+:data:`SCHEMA`, :data:`REQUIRED` and :data:`RANGES` are derived from them.
 """
 
 from __future__ import annotations
@@ -11,26 +12,27 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+import types
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from explorer.errors import NormxError, suggestion
+from explorer.records import OBJECTIVE_PREDICTORS, VARIANCE_GROWTH_KINDS
+from explorer.registry import SLOTS
+from explorer.search.schema import TrialAttr
 
-OBJECTIVE_NAMES = {
-    # name: (where the value comes from, key, direction in which it gets worse)
-    "test_accuracy": ("train", "test_accuracy", "minimize"),
-    "mean_train_accuracy": ("train", "mean_train_accuracy", "minimize"),
-    "final_loss": ("train", "final_loss", "maximize"),
-    "wall_time_s": ("train", "wall_time_s", "maximize"),
-    "cosine_similarity": ("predictors", "cosine_similarity", "maximize"),
-    "grad_explosion_exponent": ("predictors", "grad_explosion_exponent", "maximize"),
-    "stable_rank": ("predictors", "stable_rank", "minimize"),
+#: objective name -> (the trial attribute its value comes from, key, direction in which it gets worse)
+OBJECTIVE_NAMES: dict[str, tuple[str, str, str]] = {
+    "test_accuracy": (TrialAttr.TRAIN, "test_accuracy", "minimize"),
+    "mean_train_accuracy": (TrialAttr.TRAIN, "mean_train_accuracy", "minimize"),
+    "final_loss": (TrialAttr.TRAIN, "final_loss", "maximize"),
+    "wall_time_s": (TrialAttr.TRAIN, "wall_time_s", "maximize"),
+    **{key: (TrialAttr.PREDICTORS, key, worse) for key, worse in OBJECTIVE_PREDICTORS.items()},
 }
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "nsga2", "random")
 AGGREGATES = ("worst", "mean")
-VARIANCE_GROWTH_KINDS = ("flat", "linear", "exponential")
 DEFAULT_AXES = ["bx", "cx", "gx", "x"]
 DEFAULT_GROUP_SIZES = [2, 4, 8, 16]
 
@@ -39,62 +41,35 @@ class StudyFileError(NormxError):
     """A study file that cannot be used; the message is one line with file, line and key."""
 
 
-# --------------------------------------------------------------------------- schema
-# Types: int, float (ints accepted), bool, str, "strs" (a string or a list of strings),
-# "list" (a list of scalars), "table" (free keys, checked by the caller), dict (a sub-schema).
+# --------------------------------------------------------------------------- the keys
+# Every key is declared once, as a dataclass field: its type annotation is the type the file must
+# give (``list[str]`` accepts one string too, ``dict`` is a table of free keys checked by the
+# caller, a dataclass a section), its default the default, and ``metadata["range"]`` the range
+# checked after the types. Fields with ``metadata["key"] = False`` are not keys of the file.
 
-SCHEMA: dict[str, Any] = {
-    "name": str,
-    "description": str,
-    "models": "strs",
-    "seed": int,
-    "n_trials": int,
-    "sampler": str,
-    "storage": str,
-    "aggregate": str,
-    "objectives": "table",
-    "data": {"name": str, "train_limit": int, "test_limit": int, "seed": int},
-    "space": {
-        "presets": "strs",
-        "fixed": str,
-        "tie_axes": bool,
-        "slots": "table",
-        "params": "table",
-    },
-    "screening": {
-        "batch_size": int,
-        "batches": int,
-        "seeds": int,
-        "max_grad_explosion": float,
-        "max_cosine_similarity": float,
-        "reject_variance_growth": "strs",
-        "prune_overflow": bool,
-    },
-    "training": {
-        "steps": int,
-        "epochs": float,
-        "batch_size": int,
-        "base_lr": float,
-        "base_batch_size": int,
-        "lr_rule": str,
-        "momentum": float,
-        "weight_decay": float,
-        "decay_at": float,
-        "augment": bool,
-        "device": str,
-    },
-    "workers": {"heartbeat_interval": int, "grace_period": int, "max_retry": int},
-}
+AT_LEAST_1 = (1, math.inf, "at least 1")
+AT_LEAST_1_S = (1, math.inf, "at least 1 (seconds)")
+AT_LEAST_0 = (0, math.inf, "0 or more")
+A_SEED = (0, 2**32 - 1, "between 0 and 2**32 - 1")
+A_FRACTION = (0, 1, "between 0 and 1")
+SCREENING_ONLY = (0, math.inf, "0 (screening only) or more")
 
-REQUIRED = ("name", "models", "objectives")
+
+def _ranged(default: Any, low: float, high: float, what: str) -> Any:
+    """A key whose value must lie in [low, high]; ``what`` says so in the error message."""
+    return field(default=default, metadata={"range": (low, high, what)})
+
+
+def _not_a_key(**kwargs: Any) -> Any:
+    return field(metadata={"key": False}, **kwargs)
 
 
 @dataclass
 class DataConfig:
     name: str = "synthetic"
-    train_limit: int | None = 2048
-    test_limit: int | None = 512
-    seed: int = 0
+    train_limit: int | None = _ranged(2048, *AT_LEAST_1)
+    test_limit: int | None = _ranged(512, *AT_LEAST_1)
+    seed: int = _ranged(0, *A_SEED)
 
 
 @dataclass
@@ -106,15 +81,15 @@ class SpaceConfig:
     slots: dict[str, list[str]] = field(default_factory=dict)
     #: parameter name -> values, for every primitive that takes that parameter
     params: dict[str, list[Any]] = field(default_factory=dict)
-    #: primitive -> parameter name -> values (wins over ``params``)
-    primitive_params: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    #: primitive -> parameter name -> values (wins over ``params``; written as tables in ``params``)
+    primitive_params: dict[str, dict[str, list[Any]]] = _not_a_key(default_factory=dict)
 
 
 @dataclass
 class ScreeningConfig:
-    batch_size: int = 64
-    batches: int = 2
-    seeds: int = 1
+    batch_size: int = _ranged(64, *AT_LEAST_1)
+    batches: int = _ranged(2, *AT_LEAST_1)
+    seeds: int = _ranged(1, *AT_LEAST_1)
     max_grad_explosion: float | None = None
     max_cosine_similarity: float | None = None
     reject_variance_growth: list[str] = field(default_factory=lambda: ["exponential"])
@@ -123,15 +98,17 @@ class ScreeningConfig:
 
 @dataclass
 class TrainingConfig:
-    steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = 128
-    base_lr: float = 0.1
-    base_batch_size: int = 256
+    """The ``[training]`` section: the fields of :class:`explorer.training.TrainConfig` a study sets."""
+
+    steps: int | None = _ranged(None, *SCREENING_ONLY)
+    epochs: float | None = _ranged(None, *SCREENING_ONLY)
+    batch_size: int = _ranged(128, *AT_LEAST_1)
+    base_lr: float = _ranged(0.1, *AT_LEAST_0)
+    base_batch_size: int = _ranged(256, *AT_LEAST_1)
     lr_rule: str = "linear"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    decay_at: float = 0.8
+    momentum: float = _ranged(0.9, *A_FRACTION)
+    weight_decay: float = _ranged(1e-4, *AT_LEAST_0)
+    decay_at: float = _ranged(0.8, 0, 1, "between 0 and 1 (a fraction of the run)")
     augment: bool = True
     device: str = "auto"
 
@@ -142,9 +119,9 @@ class TrainingConfig:
 
 @dataclass
 class WorkersConfig:
-    heartbeat_interval: int = 60
-    grace_period: int | None = None
-    max_retry: int = 3
+    heartbeat_interval: int = _ranged(60, *AT_LEAST_1_S)
+    grace_period: int | None = _ranged(None, *AT_LEAST_1_S)
+    max_retry: int = _ranged(3, *AT_LEAST_0)
 
 
 @dataclass
@@ -155,8 +132,8 @@ class StudyConfig:
     models: list[str]
     objectives: dict[str, str]
     description: str = ""
-    seed: int = 0
-    n_trials: int = 20
+    seed: int = _ranged(0, *A_SEED)
+    n_trials: int = _ranged(20, *AT_LEAST_1)
     sampler: str = "tpe"
     storage: str | None = None
     aggregate: str = "worst"
@@ -165,42 +142,62 @@ class StudyConfig:
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
-    path: str = "<study>"
-    text: str = ""
+    path: str = _not_a_key(default="<study>")
+    text: str = _not_a_key(default="")
 
     @property
     def directions(self) -> list[str]:
         return list(self.objectives.values())
 
     def needs_training(self) -> bool:
-        return self.training.enabled and any(OBJECTIVE_NAMES[o][0] == "train" for o in self.objectives)
+        return self.training.enabled and any(OBJECTIVE_NAMES[o][0] == TrialAttr.TRAIN for o in self.objectives)
+
+
+def _keys(cls: type) -> list[Field[Any]]:
+    return [f for f in fields(cls) if f.metadata.get("key", True)]
+
+
+def _kind(annotation: Any) -> Any:
+    """The schema type of a field's annotation (see :data:`SCHEMA`)."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType):
+        return _kind(args[0])
+    if is_dataclass(annotation):
+        return _schema(annotation)
+    origin = get_origin(annotation)
+    if origin is list:
+        return "strs"
+    if origin is dict:
+        return "table"
+    return annotation
+
+
+def _schema(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: _kind(hints[f.name]) for f in _keys(cls)}
+
+
+def _ranges(cls: type, section: str = "") -> dict[tuple[str, str], tuple[float, float, str]]:
+    hints = get_type_hints(cls)
+    out: dict[tuple[str, str], tuple[float, float, str]] = {}
+    for f in _keys(cls):
+        if "range" in f.metadata:
+            out[(section, f.name)] = f.metadata["range"]
+        elif is_dataclass(hints[f.name]):
+            out.update(_ranges(hints[f.name], f.name))
+    return out
+
+
+# Types: int, float (ints accepted), bool, str, "strs" (a string or a list of strings),
+# "table" (free keys, checked by the caller), dict (a sub-schema).
+SCHEMA: dict[str, Any] = _schema(StudyConfig)
+#: The keys every study file must give: the fields without a default.
+REQUIRED = tuple(f.name for f in _keys(StudyConfig) if f.default is MISSING and f.default_factory is MISSING)
+#: (section, key) -> (lowest, highest, what to say): checked after the types, before anything runs.
+RANGES: dict[tuple[str, str], tuple[float, float, str]] = _ranges(StudyConfig)
 
 
 # --------------------------------------------------------------------------- locating keys
-
-
-#: (section, key) -> (lowest, highest, what to say): checked after the types, before anything runs.
-RANGES: dict[tuple[str, str], tuple[float, float, str]] = {
-    ("", "seed"): (0, 2**32 - 1, "between 0 and 2**32 - 1"),
-    ("", "n_trials"): (1, math.inf, "at least 1"),
-    ("data", "train_limit"): (1, math.inf, "at least 1"),
-    ("data", "test_limit"): (1, math.inf, "at least 1"),
-    ("data", "seed"): (0, 2**32 - 1, "between 0 and 2**32 - 1"),
-    ("screening", "batch_size"): (1, math.inf, "at least 1"),
-    ("screening", "batches"): (1, math.inf, "at least 1"),
-    ("screening", "seeds"): (1, math.inf, "at least 1"),
-    ("training", "steps"): (0, math.inf, "0 (screening only) or more"),
-    ("training", "epochs"): (0, math.inf, "0 (screening only) or more"),
-    ("training", "batch_size"): (1, math.inf, "at least 1"),
-    ("training", "base_lr"): (0, math.inf, "0 or more"),
-    ("training", "base_batch_size"): (1, math.inf, "at least 1"),
-    ("training", "momentum"): (0, 1, "between 0 and 1"),
-    ("training", "weight_decay"): (0, math.inf, "0 or more"),
-    ("training", "decay_at"): (0, 1, "between 0 and 1 (a fraction of the run)"),
-    ("workers", "heartbeat_interval"): (1, math.inf, "at least 1 (seconds)"),
-    ("workers", "grace_period"): (1, math.inf, "at least 1 (seconds)"),
-    ("workers", "max_retry"): (0, math.inf, "0 or more"),
-}
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
@@ -322,8 +319,8 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         raise check.fail(("objectives",), "name at least one objective")
 
     config = StudyConfig(name=name, models=models, objectives=objectives, path=path, text=text)
-    for key in ("description", "seed", "n_trials", "sampler", "storage", "aggregate"):
-        if key in data:
+    for key, kind in SCHEMA.items():  # the top-level keys that are neither required nor a section
+        if key in data and key not in REQUIRED and not isinstance(kind, dict):
             setattr(config, key, data[key])
     if config.sampler not in SAMPLERS:
         raise check.fail(("sampler",), f"must be one of {', '.join(SAMPLERS)}, got {config.sampler!r}")
@@ -349,15 +346,13 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
             raise check.fail((section, key) if section else (key,), f"must be {what}, got {value!r}")
 
     config.space = _parse_space(check, data.get("space", {}))
-    if any(OBJECTIVE_NAMES[o][0] == "train" for o in objectives) and not training.enabled:
-        first = next(o for o in objectives if OBJECTIVE_NAMES[o][0] == "train")
+    if any(OBJECTIVE_NAMES[o][0] == TrialAttr.TRAIN for o in objectives) and not training.enabled:
+        first = next(o for o in objectives if OBJECTIVE_NAMES[o][0] == TrialAttr.TRAIN)
         raise check.fail(("objectives", first), "needs training, but training.steps is 0")
     return config
 
 
 def _parse_space(check: _Checker, data: dict[str, Any]) -> SpaceConfig:
-    from explorer.registry import SLOTS
-
     space = SpaceConfig(presets=data.get("presets", []), fixed=data.get("fixed", ""),
                         tie_axes=data.get("tie_axes", False))
     for slot, names in data.get("slots", {}).items():

@@ -1,0 +1,155 @@
+"""Measurements as they are stored: the predictor and training records, JSON-safe numbers.
+
+Core (no optuna): ``explorer.score`` and ``normx score`` write these records as much as the
+search does, so the predictor names and the one encoder/decoder for non-finite floats live here,
+and :mod:`explorer.search.schema` (the trial schema in code) builds on them. JSON has no
+``inf``/``nan``: they are stored as the strings ``"inf"``, ``"-inf"``, ``"nan"``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, overload
+
+
+def json_safe(value: Any) -> Any:
+    """Floats that JSON cannot hold become "inf", "-inf", "nan"; tensors and tuples plain lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist"):
+        return json_safe(value.tolist())
+    if hasattr(value, "item"):
+        return json_safe(value.item())
+    return str(value)
+
+
+@overload
+def to_float(value: Any) -> float | None: ...
+@overload
+def to_float(value: Any, default: float) -> float: ...
+
+
+def to_float(value: Any, default: float | None = None) -> float | None:
+    """A stored number as a float ("inf", "-inf", "nan" strings included); ``default`` when it is no number."""
+    if isinstance(value, bool) or value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return default
+    return default
+
+
+#: The scalar predictors a study can optimise, with the direction in which each gets *worse*
+#: ("maximize": a higher value is worse). Screening, aggregation over models and the study file's
+#: objectives all read this table.
+OBJECTIVE_PREDICTORS: dict[str, str] = {
+    "cosine_similarity": "maximize",
+    "grad_explosion_exponent": "maximize",
+    "stable_rank": "minimize",
+}
+#: Every scalar predictor, in the order reports show them (the variance growth's rate included).
+SCALAR_PREDICTORS: tuple[str, ...] = (*OBJECTIVE_PREDICTORS, "variance_growth_rate")
+#: Per-layer predictors, in forward order.
+LAYER_PREDICTORS: tuple[str, ...] = ("activation_variance", "grad_norm")
+#: The kinds of activation-variance growth, from harmless to worst.
+VARIANCE_GROWTH_KINDS: tuple[str, ...] = ("flat", "linear", "exponential")
+
+
+@dataclass
+class Predictors:
+    """The init predictors of one composition on one model (the ``predictors`` trial attribute)."""
+
+    cosine_similarity: float = math.nan
+    grad_explosion_exponent: float = math.nan
+    stable_rank: float = math.nan
+    activation_variance: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    variance_growth: dict[str, Any] = field(default_factory=lambda: {"kind": "flat", "rate": 0.0})
+    overflow: bool = False
+    spread: dict[str, float] = field(default_factory=dict)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The JSON-safe form stored in a trial."""
+        return json_safe(asdict(self))
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Predictors:
+        """The record of a stored (or freshly scored) dict; keys it does not know are ignored."""
+        def number(v: Any) -> float:
+            return to_float(v, math.nan)
+
+        out = cls()
+        for key in ("cosine_similarity", "grad_explosion_exponent", "stable_rank"):
+            if key in attrs:
+                setattr(out, key, number(attrs[key]))
+        for key in LAYER_PREDICTORS:
+            if isinstance(attrs.get(key), list):
+                setattr(out, key, [number(v) for v in attrs[key]])
+        growth = attrs.get("variance_growth")
+        if isinstance(growth, dict):
+            out.variance_growth = {"kind": str(growth.get("kind", "flat")), "rate": number(growth.get("rate", 0.0))}
+        out.overflow = bool(attrs.get("overflow", False))
+        if isinstance(attrs.get("spread"), dict):
+            out.spread = {str(k): number(v) for k, v in attrs["spread"].items()}
+        return out
+
+
+#: The keys of a stored predictor record (docs/trial-schema.md).
+PREDICTOR_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Predictors))
+
+
+@dataclass
+class TrainResult:
+    """What a training run measured (:func:`explorer.training.train`); ``to_attrs()`` is the
+    ``train`` user attribute of a trial."""
+
+    loss_curve: list[list[float]] = field(default_factory=list)
+    mean_train_accuracy: float = 0.0
+    test_accuracy: float = 0.0
+    diverged: bool = False
+    diverged_step: int | None = None
+    wall_time_s: float = 0.0
+    device: str = "cpu"
+    steps: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The JSON-safe form stored in a trial (a diverged run's NaN losses as "nan")."""
+        return json_safe(asdict(self))
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> TrainResult:
+        """The record of a stored ``train`` dict; missing keys keep their defaults."""
+        def number(key: str, default: float) -> float:
+            return to_float(attrs.get(key), default)
+
+        curve = attrs.get("loss_curve") if isinstance(attrs.get("loss_curve"), list) else []
+        step = attrs.get("diverged_step")
+        return cls(
+            loss_curve=[[float(p[0]), to_float(p[1], math.nan)] for p in curve
+                        if isinstance(p, (list, tuple)) and len(p) == 2],
+            mean_train_accuracy=number("mean_train_accuracy", 0.0),
+            test_accuracy=number("test_accuracy", 0.0),
+            diverged=bool(attrs.get("diverged", False)),
+            diverged_step=int(step) if isinstance(step, int) else None,
+            wall_time_s=number("wall_time_s", 0.0),
+            device=str(attrs.get("device", "cpu")),
+            steps=int(attrs.get("steps", 0) or 0),
+        )

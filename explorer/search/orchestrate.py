@@ -1,0 +1,175 @@
+"""Running a study: the study created or resumed, workers started, signals turned into interruptions.
+
+``run_study`` runs one worker in this process, or ``workers`` worker processes that each prepare
+their own context and send their events back through a queue. Ctrl-C (or SIGTERM) reaches every
+worker: each records its running trial as ``interrupted`` and enqueues its retry, so running
+the same command again resumes the study.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from types import FrameType
+
+import torch
+
+from explorer.errors import NormxError
+from explorer.search import default_storage
+from explorer.search.context import StudyContext, prepare
+from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
+from explorer.search.schema import StudyAttr
+from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub
+from explorer.search.study import budget_counts, create_or_load_study, make_sampler, state_counts
+from explorer.search.study_file import StudyConfig, StudyFileError
+from explorer.search.worker import Worker, worker_name
+
+
+@dataclass
+class StudyOutcome:
+    name: str
+    storage: str
+    created: bool
+    interrupted: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in this process's main thread.
+
+    A process started in the background by a non-interactive shell inherits SIGINT ignored, and a
+    batch scheduler stops jobs with SIGTERM: either way the running trial must still be recorded
+    as interrupted, so both are turned into the interruption the worker already handles.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | None = None, workers: int = 1,
+              on_trial_event: TrialEventHandler | None = None, ctx: StudyContext | None = None) -> StudyOutcome:
+    """Create or resume the study and run ``workers`` worker processes until its budget is spent.
+
+    ``storage`` (a URL or a file) wins over the study file's; ``n_trials`` over its ``n_trials``.
+    Raises :class:`KeyboardInterrupt` after recording the interrupted trials.
+    """
+    on_event = on_trial_event or PlainLines()
+    target = resolve_storage(storage or config.storage or default_storage())
+    budget = n_trials if n_trials is not None else config.n_trials
+    if budget < 1:
+        raise StudyFileError("--n-trials must be at least 1")
+    if workers < 1:
+        raise StudyFileError("--workers must be at least 1")
+    ctx = ctx or prepare(config)  # everything is checked before anything is created in storage
+    heartbeat = config.workers.heartbeat_interval if target.supports_heartbeat else None
+    storage_obj = open_storage(target, heartbeat, config.workers.grace_period, config.workers.max_retry)
+    try:
+        study, created = create_or_load_study(config, storage_obj, make_sampler(config))
+    except NormxError:
+        raise
+    except Exception as err:  # noqa: BLE001 - storage failures past opening (schema, permissions)
+        raise StorageError(f"storage {target.display}: {scrub(str(err).splitlines()[0], target.url)}") from None
+    if not created:
+        # Another process (a worker on another machine, or an earlier run) drew from the same seed:
+        # a fresh random state keeps this one from repeating its draws. One process running a study
+        # from start to end stays reproducible by the study's seed.
+        study.sampler.reseed_rng()
+    study.set_user_attr(StudyAttr.N_TRIALS, budget)  # the budget of the latest run: what progress and reports count to
+    taken, _, _ = budget_counts(study)
+    outcome = StudyOutcome(config.name, target.display, created)
+    verb = "created" if created else f"resumed ({taken} of {budget} trials done or running)"
+    on_event(TrialEvent(kind="study", study=config.name,
+                        message=f"{verb} in {target.display}; budget {budget} trials, {workers} worker(s)"))
+    try:
+        if workers == 1:
+            worker = Worker(ctx, target, budget, on_event, storage=storage_obj, study=study)
+            worker.run()
+        else:
+            _run_processes(config, target, budget, workers, on_event)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        outcome.counts = state_counts(study)
+        on_event(TrialEvent(kind="study_done", study=config.name,
+                            message="interrupted; run the same command again to resume"))
+        raise
+    outcome.counts = state_counts(study)
+    summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(outcome.counts.items()))
+    on_event(TrialEvent(kind="study_done", study=config.name, message=f"done: {summary}"))
+    return outcome
+
+
+def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, index: int,
+                    events: multiprocessing.Queue | None, threads: int) -> None:
+    """A worker process: prepares its own context and runs until the budget is spent."""
+    interrupt_on_signals()
+    torch.set_num_threads(max(1, threads))
+    on_event = events.put if events is not None else PlainLines()
+    try:
+        ctx = prepare(config)
+        Worker(ctx, target, budget, on_event, index=index).run()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.exit(130)
+    except NormxError as err:
+        on_event(TrialEvent(kind="error", study=config.name, message=str(err), worker=worker_name()))
+        sys.exit(2)
+
+
+def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, workers: int,
+                   on_event: TrialEventHandler) -> None:
+    """Run ``workers`` worker processes and pass their events on until every one has stopped."""
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    processes = [context.Process(target=_worker_process, args=(config, target, budget, i, events, threads),
+                                 name=f"normx-worker-{i}") for i in range(workers)]
+    for p in processes:
+        p.start()
+    errors: list[str] = []
+
+    def drain(block: bool) -> None:
+        while True:
+            try:
+                event = events.get(timeout=0.2) if block else events.get_nowait()
+            except queue_module.Empty:
+                return
+            if event.kind == "error":
+                errors.append(event.message)
+            else:
+                on_event(event)
+            block = False
+
+    try:
+        while any(p.is_alive() for p in processes):
+            drain(block=True)
+        drain(block=False)
+    except KeyboardInterrupt:
+        for p in processes:  # a SIGINT sent to the parent alone reaches the workers too
+            if p.is_alive() and p.pid:
+                try:
+                    os.kill(p.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        for p in processes:
+            p.join(timeout=60)
+        drain(block=False)
+        raise
+    for p in processes:
+        p.join()
+    if errors:
+        raise NormxError(errors[0])
+    bad = [p.exitcode for p in processes if p.exitcode not in (0, None)]
+    if 130 in bad:
+        raise KeyboardInterrupt
+    if bad:
+        raise NormxError(f"{len(bad)} worker process(es) failed (exit codes {bad})")

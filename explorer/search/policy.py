@@ -1,0 +1,132 @@
+"""How a study judges one composition: screening thresholds and aggregation over models.
+
+Pure functions on the stored records (dicts as ``docs/trial-schema.md`` describes them, numbers
+possibly the strings "inf"/"nan"), so each rule is tested on its own. With several models the
+study sees the worst model by default: a composition is only as good as on its hardest model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from explorer.records import LAYER_PREDICTORS, OBJECTIVE_PREDICTORS, VARIANCE_GROWTH_KINDS, to_float
+from explorer.search.schema import TrialAttr
+from explorer.search.study_file import OBJECTIVE_NAMES, ScreeningConfig, StudyConfig
+
+Record = dict[str, Any]
+
+
+def _number(value: Any) -> float:
+    """A stored number that must be one (a measurement the worker just made)."""
+    number = to_float(value)
+    if number is None:
+        raise ValueError(f"not a number: {value!r}")
+    return number
+
+
+def aggregate_predictors(by_model: dict[str, Record]) -> Record:
+    """The predictors of the worst model for each key: the study's view of one composition.
+
+    NaN counts as the worst value; the per-layer lists are those of the model whose gradients
+    explode most, so that they stay one model's curves.
+    """
+    if len(by_model) == 1:
+        return dict(next(iter(by_model.values())))
+    rows = list(by_model.values())
+
+    def worst(key: str, higher_is_worse: bool) -> Any:
+        values = [r[key] for r in rows if key in r]
+        if not values:
+            return None
+        floats = [_number(v) for v in values]
+        floats = [f if not math.isnan(f) else (math.inf if higher_is_worse else -math.inf) for f in floats]
+        index = max(range(len(floats)), key=lambda i: floats[i] if higher_is_worse else -floats[i])
+        return values[index]
+
+    out: Record = {key: worst(key, direction == "maximize") for key, direction in OBJECTIVE_PREDICTORS.items()}
+    out["overflow"] = any(bool(r.get("overflow")) for r in rows)
+    explosions = [_number(r.get("grad_explosion_exponent", 0.0)) for r in rows]
+    worst_model = max(range(len(rows)), key=lambda i: explosions[i] if not math.isnan(explosions[i]) else math.inf)
+    for key in LAYER_PREDICTORS:
+        out[key] = rows[worst_model].get(key, [])
+    growths = [r.get("variance_growth") or {"kind": "flat", "rate": 0.0} for r in rows]
+    out["variance_growth"] = max(growths, key=_growth_severity)
+    spread: Record = {}
+    for r in rows:
+        for key, value in (r.get("spread") or {}).items():
+            try:
+                spread[key] = max(_number(spread.get(key, 0.0)), _number(value))
+            except ValueError:
+                spread[key] = value
+    out["spread"] = spread
+    return out
+
+
+def _growth_severity(growth: Record) -> tuple[int, float]:
+    kind = growth.get("kind")
+    order = VARIANCE_GROWTH_KINDS.index(kind) if kind in VARIANCE_GROWTH_KINDS else 0
+    return order, _number(growth.get("rate", 0.0))
+
+
+def aggregate_training(by_model: dict[str, Record]) -> Record:
+    """One ``train`` record for several models: worst accuracies, any divergence, summed time."""
+    rows = list(by_model.values())
+    if len(rows) == 1:
+        return dict(rows[0])
+    worst = min(range(len(rows)), key=lambda i: rows[i]["test_accuracy"])
+    steps = [r["diverged_step"] for r in rows if r.get("diverged_step") is not None]
+    return {
+        "loss_curve": rows[worst]["loss_curve"],
+        "mean_train_accuracy": min(r["mean_train_accuracy"] for r in rows),
+        "test_accuracy": min(r["test_accuracy"] for r in rows),
+        "diverged": any(r["diverged"] for r in rows),
+        "diverged_step": min(steps) if steps else None,
+        "wall_time_s": sum(r["wall_time_s"] for r in rows),
+        "device": rows[0]["device"],
+    }
+
+
+def objective_values(config: StudyConfig, predictors_by_model: dict[str, Record],
+                     train_by_model: dict[str, Record]) -> list[float]:
+    """The study's objectives, each aggregated over models (worst case for its direction, or mean)."""
+    values = []
+    for name, direction in config.objectives.items():
+        source, key, _ = OBJECTIVE_NAMES[name]
+        table = predictors_by_model if source == TrialAttr.PREDICTORS else train_by_model
+        per_model = []
+        for record in table.values():
+            if key == "final_loss":
+                curve = record.get("loss_curve") or [[0, math.inf]]
+                # a diverged run's last loss is NaN; for the study it is the worst possible loss
+                per_model.append(math.inf if record.get("diverged") else _number(curve[-1][1]))
+            else:
+                per_model.append(_number(record[key]))
+        if config.aggregate == "mean":
+            values.append(sum(per_model) / len(per_model))
+        else:
+            values.append(min(per_model) if direction == "maximize" else max(per_model))
+    return values
+
+
+def screening_verdict(screening: ScreeningConfig, by_model: dict[str, Record]) -> str | None:
+    """Why screening rejects the composition, or None when it passes every threshold."""
+    s = screening
+    for model, p in by_model.items():
+        if s.prune_overflow and p.get("overflow"):
+            return f"NaN/inf at initialization on {model}"
+        explosion = _number(p.get("grad_explosion_exponent", 0.0))
+        if s.prune_overflow and math.isnan(explosion):
+            return f"NaN gradient explosion exponent on {model}"
+        if s.max_grad_explosion is not None and explosion > s.max_grad_explosion:
+            return (f"gradient explosion exponent {explosion:.3g} > {s.max_grad_explosion:g} "
+                    f"(screening.max_grad_explosion) on {model}")
+        growth = p.get("variance_growth") or {}
+        if growth.get("kind") in s.reject_variance_growth and (rate := _number(growth.get("rate", 0.0))) > 0:
+            return (f"{growth.get('kind')} activation-variance growth (rate {rate:.3g}) "
+                    f"on {model} (screening.reject_variance_growth)")
+        cosine = _number(p.get("cosine_similarity", 0.0))
+        if s.max_cosine_similarity is not None and cosine > s.max_cosine_similarity:
+            return (f"cosine similarity {cosine:.3g} > {s.max_cosine_similarity:g} "
+                    f"(screening.max_cosine_similarity) on {model}")
+    return None

@@ -1,0 +1,90 @@
+"""The Optuna study of a study file: its sampler, its creation (baselines enqueued), its budget.
+
+A trial holds a place in the study-wide budget when it is complete, pruned, running, or failed
+with an error (an error is a result: retrying it forever would never end the study). Interrupted
+trials and trials whose worker died are retried, so they do not count.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.samplers import BaseSampler
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from explorer import __version__
+from explorer.errors import NormxError
+from explorer.search.schema import Stage, StudyAttr, TrialAttr
+from explorer.search.study_file import StudyConfig
+
+
+class StudyMismatchError(NormxError):
+    """The study exists in the storage with other objectives than the study file asks for."""
+
+
+def make_sampler(config: StudyConfig, worker_index: int = 0) -> BaseSampler:
+    """The study file's sampler, seeded by the study's seed (each worker process its own seed)."""
+    seed = config.seed + 1000 * worker_index
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+
+
+def create_or_load_study(config: StudyConfig, storage: BaseStorage,
+                         sampler: BaseSampler | None = None) -> tuple[optuna.Study, bool]:
+    """The study named by the file, created with its baselines enqueued if it does not exist yet.
+
+    Returns (study, created). An existing study with other objectives is a StudyMismatchError.
+    """
+    wanted = [{"name": k, "direction": v} for k, v in config.objectives.items()]
+    try:
+        study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler)
+    except KeyError:
+        study = None
+    if study is not None:
+        stored = study.user_attrs.get(StudyAttr.OBJECTIVES)
+        if stored is not None and stored != wanted:
+            shown = ", ".join(f"{o['name']} ({o['direction']})" for o in stored)
+            raise StudyMismatchError(
+                f"study {config.name!r} already exists with objectives {shown}; rename the study "
+                "(name = ...) or use another storage")
+        return study, False
+    try:
+        study = optuna.create_study(study_name=config.name, storage=storage, sampler=sampler,
+                                    directions=config.directions)
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it first
+        return optuna.load_study(study_name=config.name, storage=storage, sampler=sampler), False
+    study.set_user_attr(StudyAttr.NORMX_VERSION, __version__)
+    study.set_user_attr(StudyAttr.STUDY_FILE, config.text)
+    study.set_user_attr(StudyAttr.OBJECTIVES, wanted)
+    study.set_user_attr(StudyAttr.MODELS, list(config.models))
+    study.set_user_attr(StudyAttr.DATA, config.data.name)
+    for preset in config.space.presets:
+        study.enqueue_trial({}, user_attrs={TrialAttr.BASELINE: preset})
+    return study, True
+
+
+def budget_counts(study: optuna.Study) -> tuple[int, int, int]:
+    """(trials holding a place in the budget, running trials, waiting trials)."""
+    taken = running = waiting = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            taken += 1
+        elif t.state == TrialState.RUNNING:
+            taken += 1
+            running += 1
+        elif t.state == TrialState.WAITING:
+            waiting += 1
+        elif t.state == TrialState.FAIL and t.user_attrs.get(TrialAttr.STAGE) == Stage.FAILED:
+            taken += 1
+    return taken, running, waiting
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials the study has in each state (``COMPLETE``, ``PRUNED``, ...)."""
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
