@@ -16,7 +16,7 @@ from explorer.predictors import Recorder, grad_explosion_exponent, variance_grow
 from explorer.records import OBJECTIVE_PREDICTORS, json_safe
 from explorer.spec import Spec, parse_spec
 
-__all__ = ["ScoreError", "aggregate", "check_batch_size", "json_safe", "measure", "score"]
+__all__ = ["ScoreError", "aggregate", "check_batch_size", "measure", "score"]
 
 
 class ScoreError(NormxError, ValueError):

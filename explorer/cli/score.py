@@ -68,7 +68,8 @@ def run_score(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ScoreError("--device cuda was asked for but torch sees no CUDA device")
     from explorer.data import iter_batches, load_dataset
-    from explorer.scoring import json_safe, score
+    from explorer.records import json_safe
+    from explorer.scoring import score
 
     limit = args.batch_size * args.batches if args.data in ("gaussian", "synthetic") else None
     data = load_dataset(args.data, "train", limit=limit, seed=0, device=args.device, root=args.data_dir,
@@ -110,7 +111,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     import torch
 
     from explorer import claims
-    from explorer.scoring import json_safe
+    from explorer.records import json_safe
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

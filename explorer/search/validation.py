@@ -16,9 +16,10 @@ import numpy as np
 from scipy import stats
 
 from explorer.errors import NormxError
+from explorer.records import OBJECTIVE_PREDICTORS
 from explorer.search.results import StudyData
 
-PREDICTORS = ("cosine_similarity", "grad_explosion_exponent", "stable_rank")
+PREDICTORS: tuple[str, ...] = tuple(OBJECTIVE_PREDICTORS)
 MEASURES = ("mean_train_accuracy", "test_accuracy")
 
 

@@ -12,6 +12,7 @@ from rich.rule import Rule
 from rich.text import Text
 
 from explorer.search.results import PREDICTORS, StudyData, TrialRow
+from explorer.records import json_safe
 from explorer.search.validation import ValidationError, validate_study
 from explorer.tui.charts import tradeoff_plot
 from explorer.tui.tables import best_table, pareto_table, summary_text, validation_table
@@ -21,17 +22,9 @@ def validation(data: StudyData, resamples: int = 1000) -> dict[str, Any] | str:
     """Rank correlations of the init predictors with training speed and accuracy (the search layer's
     :func:`explorer.search.validation.validate_study`), or why there are none yet."""
     try:
-        return _json_safe(validate_study(data, n_boot=resamples))
+        return json_safe(validate_study(data, n_boot=resamples))
     except ValidationError as err:
         return str(err)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return _json_number(value)
 
 
 def _json_number(value: Any) -> Any:

@@ -13,36 +13,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from explorer.records import LAYER_PREDICTORS, SCALAR_PREDICTORS, to_float
+
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from explorer.search.results.rdb_reader import TrialRecord
 
 #: the scalar init predictors, in the order the UI shows them
-PREDICTORS: tuple[str, ...] = ("cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth_rate")
+PREDICTORS: tuple[str, ...] = SCALAR_PREDICTORS
 #: measured outcomes a predictor can be validated against
 OUTCOMES: tuple[str, ...] = ("test_accuracy", "mean_train_accuracy")
 #: per-layer curves of a trial's predictors
-LAYER_CURVES: tuple[str, ...] = ("activation_variance", "grad_norm")
+LAYER_CURVES: tuple[str, ...] = LAYER_PREDICTORS
 #: "interrupted": a FAIL that is not a result (Ctrl-C, or a worker that died); it is retried and,
 #: like the runner's budget, not counted as finished.
 STATES: tuple[str, ...] = ("complete", "running", "pruned", "failed", "interrupted", "waiting")
 _STATE_NAMES = {"COMPLETE": "complete", "RUNNING": "running", "PRUNED": "pruned", "FAIL": "failed",
                 "WAITING": "waiting"}
-
-
-def to_float(value: Any) -> float | None:
-    """A stored number as a float: accepts the strings "inf", "-inf", "nan" the schema uses; else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
 
 
 def finite(value: float | None) -> bool:
