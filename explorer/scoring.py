@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from explorer.errors import NormxError
 from explorer.models import canonical_model_name, create_model
 from explorer.predictors import Recorder, grad_explosion_exponent, variance_growth
-from explorer.records import OBJECTIVE_PREDICTORS, json_safe
+from explorer.records import OBJECTIVE_PREDICTORS
 from explorer.spec import Spec, parse_spec
 
 __all__ = ["ScoreError", "aggregate", "check_batch_size", "measure", "score"]
