@@ -1,4 +1,5 @@
-"""Datasets as tensors on the target device: Gaussian noise, a synthetic natural-image set, CIFAR, folders.
+"""Datasets as tensors on the target device: Gaussian noise, a synthetic natural-image set, handwritten
+digits, CIFAR, folders.
 
 Every dataset is a :class:`Dataset` of float images (N, C, H, W) normalized to mean/std 0.5 per
 channel, i.e. ``(pixel - 0.5) / 0.5`` for pixels in [0, 1] (the paper's preprocessing), and long labels.
@@ -17,7 +18,11 @@ from torch import Tensor
 
 from explorer.errors import NormxError
 
-DATASETS = ("gaussian", "synthetic", "cifar10", "cifar100", "folder:PATH")
+DATASETS = ("gaussian", "synthetic", "digits", "cifar10", "cifar100", "folder:PATH")
+#: Size of the digits images after upsampling from scikit-learn's 8x8 (the models' CIFAR resolution).
+DIGITS_SIZE = 32
+#: Share of the 1,797 digits held out as the fixed test split.
+DIGITS_TEST_SHARE = 0.2
 #: Samples of the generated datasets when no limit is given.
 GENERATED_SIZE = {"train": 10000, "test": 2000}
 SYNTHETIC_CLASSES = 10
@@ -47,7 +52,7 @@ def default_data_dir() -> Path:
 def load_dataset(name: str, split: str = "train", limit: int | None = None, seed: int = 0,
                  device: str | torch.device = "cpu", root: str | Path | None = None,
                  download: bool = False) -> Dataset:
-    """Load ``name`` (gaussian, synthetic, cifar10, cifar100, folder:PATH) onto ``device``.
+    """Load ``name`` (gaussian, synthetic, digits, cifar10, cifar100, folder:PATH) onto ``device``.
 
     ``limit`` keeps a seeded random subset (or the number of generated samples); CIFAR is read
     from ``root`` (default :func:`default_data_dir`) and downloaded only when ``download`` is set.
@@ -61,6 +66,8 @@ def load_dataset(name: str, split: str = "train", limit: int | None = None, seed
         return _gaussian(split, limit, seed, device)
     if name == "synthetic":
         return _synthetic(split, limit, seed, device)
+    if name == "digits":
+        return _subset(_digits(split), limit, seed, device)
     if name in ("cifar10", "cifar100"):
         return _subset(_cifar(name, split, Path(root) if root else default_data_dir(), download), limit, seed, device)
     if isinstance(name, str) and name.startswith("folder:"):
@@ -139,6 +146,24 @@ def _synthetic(split: str, limit: int | None, seed: int, device: torch.device, s
     brightness = 0.5 + 0.15 * torch.randn(n, 1, 1, 1, generator=gen, device=device)
     pixels = (brightness + contrast * image).clamp(0.0, 1.0)
     return Dataset((pixels - 0.5) / 0.5, y, k, "synthetic")
+
+
+def _digits(split: str) -> Dataset:
+    """Real handwritten digits with no download: scikit-learn's bundled 1,797 8x8 images (UCI
+    optical digits, 16 grey levels), upsampled bilinearly to 32x32, one channel. The train/test
+    split is fixed (a seeded permutation, 20 % test) whatever the study's seed."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("the digits dataset needs scikit-learn: pip install scikit-learn") from None
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
+    x = torch.nn.functional.interpolate(x, size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False)
+    y = torch.as_tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    test = int(round(len(y) * DIGITS_TEST_SHARE))
+    keep = order[:test] if split == "test" else order[test:]
+    return Dataset((x[keep].clamp_(0.0, 1.0) - 0.5) / 0.5, y[keep], 10, "digits")
 
 
 def _cifar(name: str, split: str, root: Path, download: bool) -> Dataset:

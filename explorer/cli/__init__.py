@@ -60,12 +60,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"normx: error: out of memory: {err}".splitlines()[0], file=sys.stderr)
         return 1
     except RuntimeError as err:
-        if type(err).__name__ != "OutOfMemoryError":
+        where = out_of_memory(err)
+        if where is None:
             raise
-        print("normx: error: out of memory on the device; use a smaller --batch-size or model", file=sys.stderr)
+        print(f"normx: error: out of memory on the {where}; use a smaller --batch-size, --width or model",
+              file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0
+
+
+def out_of_memory(err: RuntimeError) -> str | None:
+    """"GPU" or "CPU" when ``err`` is torch failing to allocate memory, else None. CUDA raises
+    torch.OutOfMemoryError; the CPU allocator a plain RuntimeError ("can't allocate memory")."""
+    if type(err).__name__ == "OutOfMemoryError":
+        return "GPU"
+    text = str(err)
+    if "DefaultCPUAllocator" in text or "can't allocate memory" in text or "not enough memory" in text:
+        return "CPU"
+    return None
 
 
 def entry() -> None:

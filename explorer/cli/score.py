@@ -19,7 +19,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="a preset or composition, e.g. bn or 'gn(group_size=4) | tlu'")
     p.add_argument("--model", default="cnn10", help="model in call form (see 'normx models'); default cnn10")
     p.add_argument("--data", default="synthetic",
-                   help="gaussian, synthetic, cifar10, cifar100 or folder:PATH; default synthetic")
+                   help="gaussian, synthetic, digits, cifar10, cifar100 or folder:PATH; default synthetic")
     p.add_argument("--data-dir", default=None, help="where CIFAR files are (default $NORMX_DATA or ~/.cache/normx/data)")
     p.add_argument("--download", action="store_true", help="download CIFAR if it is missing")
     p.add_argument("--batch-size", type=int, default=64, help="samples per batch (default 64)")

@@ -18,6 +18,7 @@ import hashlib
 import os
 import random
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import text
 
 from explorer.errors import NormxError
+from explorer.search.storage_files import (StorageFileError, check_writable_file, first_journal_problem,
+                                           repair_journal_tail)
 
 _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^\s]*?)(?P<at>@)(?=[^@]*$|[^@\s]*\s)")
 
@@ -39,16 +42,24 @@ class StorageError(NormxError):
     """A storage that cannot be opened or used (missing file, unreachable server, not Optuna's)."""
 
 
+#: A password given as a query parameter (``postgresql://u@h/db?password=secret``), which libpq accepts.
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<password>[^&\s#]*)", re.IGNORECASE)
+
+
 def mask_password(text: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db`` (anywhere in ``text``).
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db`` (anywhere in ``text``), and
+    ``?password=secret`` -> ``?password=***``.
 
     The password runs to the last ``@`` of the URL, so one holding ``/`` or ``@`` is masked whole.
     """
-    return _PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('at')}", text)
+    text = _PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('at')}", text)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m.group('head')}***", text)
 
 
 def _passwords(url: str) -> list[str]:
-    return [m.group("password") for m in _PASSWORD.finditer(url) if m.group("password")]
+    found = [m.group("password") for m in _PASSWORD.finditer(url)]
+    found += [m.group("password") for m in _QUERY_PASSWORD.finditer(url)]
+    return [p for p in found if p]
 
 
 def scrub(message: str, url: str) -> str:
@@ -101,6 +112,11 @@ def resolve_storage(value: str) -> StorageTarget:
     if scheme.startswith("sqlite"):
         path = value.split(":///", 1)[1].split("?", 1)[0] if ":///" in value else ""
         return StorageTarget(value, "sqlite", os.path.abspath(path) if path and path != ":memory:" else None)
+    if value.split("://", 1)[1].split("?", 1)[0].count("@") > 1:
+        # SQLAlchemy would end the password at the first "@" and send the rest to the driver as the
+        # host name, which then prints it in its error message.
+        raise StorageError(f"storage {mask_password(value)}: the user name or password contains '@'; "
+                           "write it percent-encoded as %40 (or set the URL in $NORMX_STORAGE)")
     if scheme.startswith("postgres"):
         return StorageTarget(_postgres_driver(value, scheme), "postgresql")
     return StorageTarget(value, "rdb")
@@ -131,17 +147,14 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
         target = resolve_storage(target)
     quiet_optuna()
     if target.kind == "journal":
-        directory = os.path.dirname(target.path) or "."
-        if not os.path.isdir(directory):
-            raise StorageError(f"cannot open storage {target.display}: no directory {directory}")
-        try:
-            return optuna.storages.JournalStorage(JournalFileBackend(target.path))
-        except Exception as err:  # noqa: BLE001 - any failure to open is a one-line user error
-            raise StorageError(f"cannot open storage {target.display}: {scrub(err, target.url)}") from None
+        return _open_journal(target)
     engine_kwargs: dict[str, Any] = {}
     if target.kind == "sqlite":
-        if target.path and not os.path.isdir(os.path.dirname(target.path) or "."):
-            raise StorageError(f"cannot open storage {target.display}: no directory {os.path.dirname(target.path)}")
+        if target.path:
+            try:
+                check_writable_file("sqlite", target.path)
+            except StorageFileError as err:
+                raise StorageError(f"cannot open storage {target.display}: {err}") from None
         # Several local workers may write at once: wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif target.kind == "postgresql":
@@ -158,6 +171,29 @@ def open_storage(target: StorageTarget | str, heartbeat_interval: int | None = N
         message = str(getattr(err, "orig", None) or err).strip().splitlines()
         first = message[0] if message else type(err).__name__
         raise StorageError(f"cannot open storage {target.display}: {scrub(first, target.url)}") from None
+
+
+def _open_journal(target: StorageTarget) -> Any:
+    """A journal opened for writing: only an Optuna journal or a new journal-named file, never one
+    with unreadable lines; a last line cut off by a crash is repaired (with a backup) first."""
+
+    try:
+        check_writable_file("journal", target.path)
+        if os.path.exists(target.path):
+            problem = first_journal_problem(target.path)
+            if problem is not None:
+                raise StorageFileError(f"{target.path} is damaged at {problem}; normx will not append to it")
+    except StorageFileError as err:
+        raise StorageError(f"cannot open storage {target.display}: {err}") from None
+    try:
+        backend = JournalFileBackend(target.path)
+        backup = repair_journal_tail(target.path, backend._lock)
+        if backup is not None:
+            print(f"normx: warning: {target.path} ended in a line cut off mid-write (a crash); removed it, "
+                  f"the original is kept as {backup}", file=sys.stderr)
+        return optuna.storages.JournalStorage(backend)
+    except Exception as err:  # noqa: BLE001 - any failure to open is a one-line user error
+        raise StorageError(f"cannot open storage {target.display}: {scrub(_first_line(err), target.url)}") from None
 
 
 #: Errors of two processes creating Optuna's tables in one new database at the same moment.
@@ -214,7 +250,8 @@ def open_readonly(target: StorageTarget | str) -> BaseStorage:
         try:
             return optuna.storages.JournalStorage(JournalFileBackend(target.path))
         except Exception as err:  # noqa: BLE001 - a corrupt or foreign file
-            raise StorageError(f"cannot read journal storage {target.path}: {_first_line(err)}") from None
+            why = first_journal_problem(target.path) or f"{type(err).__name__}: {_first_line(err)}"
+            raise StorageError(f"cannot read journal storage {target.path}: {why}") from None
     url, engine_kwargs = target.url, {"pool_pre_ping": True}
     if target.kind == "sqlite" and target.path:
         if not os.path.isfile(target.path):

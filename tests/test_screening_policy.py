@@ -1,0 +1,51 @@
+"""The relative screening policy's decisions on hand-made predictor values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from explorer.search.screening import RelativePolicy, dominated, percentile_ranks, relative_verdict, scores
+
+
+def c(cos, expl):
+    return {"cosine_similarity": cos, "grad_explosion_exponent": expl}
+
+
+def test_percentile_ranks_share_ties_and_put_missing_values_last():
+    assert percentile_ranks([0.3, 0.1, 0.2], "minimize") == [1.0, 0.0, 0.5]
+    assert percentile_ranks([0.3, 0.1, 0.2], "maximize") == [0.0, 1.0, 0.5]
+    assert percentile_ranks([0.1, 0.1, 0.5], "minimize") == [0.25, 0.25, 1.0]
+    assert percentile_ranks([math.nan, 0.2, None], "minimize")[1] == 0.0
+
+
+def test_the_combined_score_averages_both_ranks():
+    pool = [c(0.1, 0.9), c(0.9, 0.1), c(0.5, 0.5), c(0.95, 0.95)]
+    assert scores(pool, RelativePolicy()) == pytest.approx([1 / 3, 1 / 3, 1 / 3, 1.0])
+    assert scores(pool, RelativePolicy(score="cosine_similarity")) == [0.1, 0.9, 0.5, 0.95]
+    assert scores([{"stable_rank": 3.0}], RelativePolicy(score="stable_rank", direction="maximize")) == [-3.0]
+
+
+def test_warm_up_trains_everything_first():
+    policy = RelativePolicy(warmup=3, top_fraction=0.1)
+    assert relative_verdict(policy, c(0.99, 0.99), [c(0.1, 0.1)] * 5, trained=2) is None
+
+
+def test_after_warm_up_only_the_top_fraction_or_the_non_dominated_train():
+    policy = RelativePolicy(warmup=1, top_fraction=0.25, keep_nondominated=True)
+    screened = [c(0.1, 0.1), c(0.2, 0.2), c(0.3, 0.3)]
+    reason = relative_verdict(policy, c(0.9, 0.9), screened, trained=3)
+    assert reason is not None and reason.startswith("rank 4 of 4") and "top 1" in reason
+    assert relative_verdict(policy, c(0.05, 0.05), screened, trained=3) is None  # best so far
+    # worse on cosine, best on explosion: nothing dominates it, so it trains despite its rank
+    assert relative_verdict(policy, c(0.9, 0.0), screened, trained=3) is None
+    strict = RelativePolicy(warmup=1, top_fraction=0.25, keep_nondominated=False)
+    assert relative_verdict(strict, c(0.9, 0.0), screened, trained=3) is not None
+
+
+def test_dominance_needs_one_strictly_better_part():
+    assert dominated(c(0.5, 0.5), [c(0.4, 0.5)])
+    assert not dominated(c(0.5, 0.5), [c(0.5, 0.5)])
+    assert not dominated(c(0.5, 0.5), [c(0.4, 0.6)])
+    assert dominated(c(math.nan, 0.5), [c(0.9, 0.5)])  # a NaN similarity is the worst similarity
