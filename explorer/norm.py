@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from explorer.errors import SpecError
+from explorer.plugins import get_registry
 from explorer.registry import Registry
 from explorer.spec import Spec, Step, parse_spec
 from explorer.statistics import ShapeError, check_input, to_x3
@@ -25,11 +26,8 @@ PLACEMENTS = ("pre", "post")
 
 
 def _registry(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    from explorer.plugins import get_registry
-
-    return get_registry()
+    """The given registry, else the one the installed plugins fill."""
+    return registry if registry is not None else get_registry()
 
 
 def _build_step(step: Step | None, channels: int, registry: Registry) -> nn.Module | None:
