@@ -11,7 +11,7 @@ spec, ``probes`` lists the modules whose outputs the predictors hook (in forward
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -20,8 +20,10 @@ from torch.nn.utils import parametrize
 from explorer.errors import NormxError, SpecError
 from explorer.norm import NormalizedLayer, Normalizer
 from explorer.plugins import get_registry
-from explorer.registry import ModelEntry, Registry
 from explorer.spec import Spec, bind_arguments, format_value, parse_calls, parse_spec
+
+if TYPE_CHECKING:
+    from explorer.registry import ModelEntry, Registry
 
 
 class ModelError(NormxError, ValueError):

@@ -10,7 +10,7 @@ need no special case in any model. Every model in norm-explorer is built from th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -18,9 +18,12 @@ from torch.nn.utils import parametrize
 
 from explorer.errors import SpecError
 from explorer.plugins import get_registry
-from explorer.registry import Registry
-from explorer.spec import Spec, Step, parse_spec
+from explorer.spec import Spec, parse_spec
 from explorer.statistics import ShapeError, check_input, to_x3
+
+if TYPE_CHECKING:
+    from explorer.registry import Registry
+    from explorer.spec import Step
 
 PLACEMENTS = ("pre", "post")
 

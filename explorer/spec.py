@@ -19,11 +19,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from explorer.errors import SpecError, closest, unknown_name_message
 from explorer.plugins import get_registry
-from explorer.registry import SLOTS, Param, Primitive, Registry
+from explorer.registry import SLOTS
+
+if TYPE_CHECKING:
+    from explorer.registry import Param, Primitive, Registry
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![A-Za-z_])"

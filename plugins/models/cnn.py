@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
 from explorer.models import ModelError, NormxModel, init_weights
 from explorer.norm import create_conv
-from explorer.spec import Spec
+
+if TYPE_CHECKING:
+    from explorer.spec import Spec
 
 #: Layer widths, ``(width, 2)`` for a stride-2 layer.
 CNN10 = [64, (64, 2), 128, (128, 2), 256, (256, 2), 512, (512, 2), 512, 512]

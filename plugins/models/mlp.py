@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
 from explorer.models import ModelError, NormxModel, init_weights
 from explorer.norm import create_linear
-from explorer.spec import Spec
+
+if TYPE_CHECKING:
+    from explorer.spec import Spec
 
 
 class MLP(NormxModel):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from explorer.models import ModelError, NormxModel, activation_only, init_weights, weight_only
 from explorer.norm import create_activation, create_conv, create_norm
-from explorer.spec import Spec
+
+if TYPE_CHECKING:
+    from explorer.spec import Spec
 
 RESNET_VARIANTS = ("standard", "skipinit", "resrelu", "preact")
 
