@@ -10,7 +10,7 @@ from typing import Any
 
 from explorer.errors import NormxError, PluginError, SpecError
 from explorer.hookspecs import hookimpl
-from explorer.registry import SLOTS, Param, Preset, Primitive
+from explorer.registry import SLOTS, ModelEntry, Param, Preset, Primitive
 from explorer.spec import Spec, Step, format_spec, parse_spec
 
 __version__ = "0.1.0"
@@ -44,6 +44,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "NormxError", "PluginError", "SpecError", "hookimpl", "SLOTS", "Param", "Preset", "Primitive",
+    "NormxError", "PluginError", "SpecError", "hookimpl", "SLOTS", "ModelEntry", "Param", "Preset", "Primitive",
     "Spec", "Step", "format_spec", "parse_spec", *_LAZY,
 ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:
-    from explorer.registry import Preset, Primitive
+    from explorer.registry import ModelEntry, Preset, Primitive
 
 hookspec = pluggy.HookspecMarker("normx")
 hookimpl = pluggy.HookimplMarker("normx")
@@ -38,9 +38,12 @@ def register_presets(register: Callable[["Preset"], None]) -> None:
 
 
 @hookspec
-def register_models(register: Callable[..., None]) -> None:
-    """Contribute model architectures: ``register(name, factory, description)``.
+def register_models(register: Callable[["ModelEntry"], None]) -> None:
+    """Contribute model architectures, named in call form: ``plaincnn(depth=30, width=64)``.
 
-    ``factory(spec, **params)`` returns an ``nn.Module`` whose normalization sites are built with
-    :func:`explorer.create_normalized_layer`.
+    Call ``register(model)`` with an :class:`explorer.registry.ModelEntry` for each architecture.
+    Its ``factory(spec, num_classes=..., in_channels=..., **params)`` returns an
+    :class:`explorer.models.NormxModel` whose normalization sites are built from ``spec`` (with
+    :func:`explorer.create_conv`, :func:`explorer.create_normalized_layer`, ...); its name must be
+    unique across all plugins.
     """

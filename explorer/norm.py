@@ -10,26 +10,27 @@ need no special case in any model. Every model in norm-explorer is built from th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from explorer.errors import SpecError
-from explorer.registry import Registry
-from explorer.spec import Spec, Step, parse_spec
+from explorer.plugins import get_registry
+from explorer.spec import Spec, parse_spec
 from explorer.statistics import ShapeError, check_input, to_x3
+
+if TYPE_CHECKING:
+    from explorer.registry import Registry
+    from explorer.spec import Step
 
 PLACEMENTS = ("pre", "post")
 
 
 def _registry(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    from explorer.plugins import get_registry
-
-    return get_registry()
+    """The given registry, else the one the installed plugins fill."""
+    return registry if registry is not None else get_registry()
 
 
 def _build_step(step: Step | None, channels: int, registry: Registry) -> nn.Module | None:

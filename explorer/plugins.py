@@ -12,8 +12,9 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -30,6 +31,8 @@ _manager: pluggy.PluginManager | None = None
 _registry: Registry | None = None
 _versions: dict[str, str] = {}
 _failed: dict[str, str] = {}
+
+R = TypeVar("R", Primitive, Preset, ModelEntry)
 
 
 def _truthy(name: str) -> bool:
@@ -71,7 +74,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def register(plugin: Any, name: str | None = None, version: str = "0") -> None:
+def register(plugin: object, name: str | None = None, version: str = "0") -> None:
     """Register a plugin object or module from Python (no entry point needed)."""
     pm = get_plugin_manager()
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
@@ -95,11 +98,10 @@ def reset_registry() -> None:
     _registry = None
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, make: Callable[[tuple, dict], Any],
-             add: Callable[[Any], None]) -> None:
+def _collect(pm: pluggy.PluginManager, hook_name: str, kind: type[R], add: Callable[[R], None]) -> None:
     """Call one hook of every plugin; a plugin's registrations count only if its hook returns.
 
-    ``register(...)`` calls are buffered per plugin and turned into items by ``make``, so a hook
+    ``register(item)`` calls are buffered per plugin and checked to be a ``kind``, so a hook
     that registers something and then raises, or registers something malformed, leaves nothing
     half-registered: the plugin is named in a warning (an error in strict mode) and the others
     keep working. A name clash between two plugins is always an error naming both.
@@ -114,7 +116,7 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, make: Callable[[tuple, di
 
         try:
             impl.function(register=callback)
-            items = [_stamp(make(args, kwargs), plugin_name) for args, kwargs in calls]
+            items = [replace(_instance_of(kind, args, kwargs), plugin=plugin_name) for args, kwargs in calls]
         except Exception as err:  # noqa: BLE001 - a broken plugin must not take the others down
             _fail(plugin_name, err)
             continue
@@ -122,16 +124,12 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, make: Callable[[tuple, di
             add(item)
 
 
-def _instance_of(kind: type) -> Callable[[tuple, dict], Any]:
-    """``make`` for hooks whose ``register`` takes one ready-made object of ``kind``."""
-
-    def make(args: tuple, kwargs: dict) -> Any:
-        item = args[0] if args else next(iter(kwargs.values()), None)
-        if not isinstance(item, kind):
-            raise PluginError(f"it registered {item!r}, which is not an explorer.{kind.__name__}")
-        return item
-
-    return make
+def _instance_of(kind: type[R], args: tuple, kwargs: dict) -> R:
+    """The one ready-made ``kind`` object a ``register(...)`` call passed."""
+    item = args[0] if args else next(iter(kwargs.values()), None)
+    if not isinstance(item, kind):
+        raise PluginError(f"it registered {item!r}, which is not an explorer.{kind.__name__}")
+    return item
 
 
 def get_registry() -> Registry:
@@ -141,9 +139,9 @@ def get_registry() -> Registry:
         return _registry
     pm = get_plugin_manager()
     registry = Registry()
-    _collect(pm, "register_primitives", _instance_of(Primitive), registry.add_primitive)
-    _collect(pm, "register_presets", _instance_of(Preset), registry.add_preset)
-    _collect(pm, "register_models", lambda args, kwargs: ModelEntry(*args, **kwargs), registry.add_model)
+    _collect(pm, "register_primitives", Primitive, registry.add_primitive)
+    _collect(pm, "register_presets", Preset, registry.add_preset)
+    _collect(pm, "register_models", ModelEntry, registry.add_model)
     registry.plugin_versions = {
         name: _versions.get(name, "?") for name, _ in pm.list_name_plugin() if name not in _failed
     }
@@ -151,8 +149,3 @@ def get_registry() -> Registry:
     _registry = registry
     return registry
 
-
-def _stamp(item: Any, plugin: str) -> Any:
-    from dataclasses import replace
-
-    return replace(item, plugin=plugin)

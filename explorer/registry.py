@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from explorer.axes import parse_axes
 from explorer.errors import PluginError, SpecError, unknown_name_message
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: The slots of a composition, in the order they are applied and written.
 SLOTS: tuple[str, ...] = ("weight", "center", "scale", "gate", "affine", "activation", "regularizer")
@@ -44,8 +48,6 @@ class Param:
             return None
         try:
             if self.type == "axes":
-                from explorer.axes import parse_axes
-
                 value = parse_axes(value)
             elif self.type is bool:
                 if isinstance(value, str):
@@ -90,11 +92,14 @@ class Primitive:
     depends on the slot (see ``docs/plugins.md``). ``canonicalize(params)`` may rewrite the
     parameters into one canonical spelling (GN with one group is LN) and returns
     ``(name, params)``; ``check(params)`` raises :class:`SpecError` for invalid combinations.
+
+    Two declarations tell the core what it cannot read from the parameters, so that it never has
+    to know a primitive by name: ``reads_batch_statistics`` and ``is_identity``.
     """
 
     name: str
     slot: str
-    factory: Callable[..., Any]
+    factory: Callable[..., nn.Module]
     params: tuple[Param, ...] = ()
     formula: str = ""
     doc: str = ""
@@ -102,6 +107,12 @@ class Primitive:
     check: Callable[[dict[str, Any]], None] | None = None
     #: Names of positional parameters, in order (``mean(bx)`` means ``mean(axes=bx)``).
     positional: tuple[str, ...] = ()
+    #: The step reduces over the batch whatever its parameters say (EvoNorm-B0's max), so it cannot
+    #: normalize a batch of one sample in training. A step whose ``axes`` contain ``b`` needs no flag.
+    reads_batch_statistics: bool = False
+    #: The step is "nothing": written after a preset (``bn | identity``) it empties the preset's slot,
+    #: and a search drawing from every primitive of the slot (``"*"``) leaves it out (``none`` says it).
+    is_identity: bool = False
     plugin: str = ""
 
     def __post_init__(self) -> None:
@@ -131,17 +142,26 @@ class Preset:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A model architecture: ``factory(spec, **params) -> nn.Module``."""
+    """A model architecture, contributed by a plugin and named in call form: ``plaincnn(depth=30)``.
+
+    ``factory(spec, num_classes=..., in_channels=..., **params)`` returns the model (a
+    :class:`explorer.models.NormxModel`, so that the predictors find its probes and head) with every
+    normalization site built from ``spec``. ``params`` are bound and coerced like a primitive's.
+    """
 
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., nn.Module]
+    #: The model's parameters in call form, in positional order; defaults fill the ones not given.
+    params: tuple[Param, ...] = ()
     description: str = ""
     plugin: str = ""
-    #: The model's parameters in call form (``plaincnn(depth=30, width=64)``), coerced like a spec's.
-    params: tuple[Param, ...] = ()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+
+#: What a plugin registers through one of the hooks.
+Registrable = Primitive | Preset | ModelEntry
 
 
 @dataclass
@@ -156,7 +176,7 @@ class Registry:
     #: plugin name -> load error, for every plugin that failed to load
     failed: dict[str, str] = field(default_factory=dict)
 
-    def _add(self, table: dict[str, Any], kind: str, item: Any) -> None:
+    def _add(self, table: dict[str, Any], kind: str, item: Registrable) -> None:
         existing = table.get(item.name)
         if existing is not None:
             raise PluginError(

@@ -9,16 +9,24 @@ Syntax: steps separated by ``|``; a step is a primitive or a preset in call form
 A preset expands to its primitives; an explicitly written primitive replaces the preset's step in
 the same slot. The canonical form lists the steps in slot order with default parameters left out,
 so two spellings of one normalizer format to the same string, and ``parse(format(s)) == s``.
+
+Names in call form are parsed and bound here once, for specs and models alike: :func:`parse_calls`
+reads ``name(args, key=value)`` steps, :func:`bind_arguments` binds them to declared parameters.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from explorer.errors import SpecError, unknown_name_message
-from explorer.registry import SLOTS, Primitive, Registry
+from explorer.errors import SpecError, closest, unknown_name_message
+from explorer.plugins import get_registry
+from explorer.registry import SLOTS
+
+if TYPE_CHECKING:
+    from explorer.registry import Param, Primitive, Registry
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![A-Za-z_])"
@@ -27,6 +35,9 @@ _TOKEN = re.compile(
     r"|(?P<punct>[|(),=]))"
 )
 _BARE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+#: How the spec with no steps is written; core syntax (like ``|``), whatever the plugins register.
+EMPTY_SPEC = "identity"
 
 
 @dataclass(frozen=True)
@@ -71,11 +82,16 @@ class Spec:
     def without(self, slot: str) -> Spec:
         return Spec(tuple(s for s in self.steps if s.slot != slot))
 
-    def uses_batch_statistics(self) -> bool:
-        """True when any step reduces over the batch axis (needs batch > 1 in training)."""
-        return any("b" in str(s.get("axes", "")) or s.get("batch_axes") for s in self.steps) or any(
-            s.name in _BATCH_PRIMITIVES for s in self.steps
-        )
+    def uses_batch_statistics(self, registry: Registry | None = None) -> bool:
+        """True when any step reduces over the batch axis (needs batch > 1 in training).
+
+        A step says so by its ``axes`` (containing ``b``), or its primitive declares it
+        (:attr:`Primitive.reads_batch_statistics`) in ``registry`` (the plugins' by default).
+        """
+        if any("b" in str(s.get("axes", "")) or s.get("batch_axes") for s in self.steps):
+            return True
+        primitives = (registry or get_registry()).primitives
+        return any(s.name in primitives and primitives[s.name].reads_batch_statistics for s in self.steps)
 
     def resolved(self, channels: int) -> Spec:
         """The canonical spec for a layer of ``channels`` channels (group size = width is LN)."""
@@ -85,10 +101,6 @@ class Spec:
             _canonical_groups(params, channels)
             steps.append(Step(step.name, step.slot, tuple(params.items())))
         return Spec(tuple(steps))
-
-
-#: Scale/center primitives that use batch statistics without an ``axes`` parameter containing b.
-_BATCH_PRIMITIVES = {"evo_max"}
 
 
 def format_value(value: Any) -> str:
@@ -113,15 +125,21 @@ def format_step(step: Step) -> str:
 
 
 def format_spec(spec: Spec) -> str:
-    """The canonical string form of a spec; ``identity`` when it has no steps."""
-    return " | ".join(format_step(s) for s in spec.steps) or "identity"
+    """The canonical string form of a spec; :data:`EMPTY_SPEC` when it has no steps."""
+    return " | ".join(format_step(s) for s in spec.steps) or EMPTY_SPEC
 
 
 # --------------------------------------------------------------------------- parsing
 
 
 @dataclass
-class _RawStep:
+class Call:
+    """One name in call form as written, before binding: ``plaincnn(30, width=64)``.
+
+    ``args`` and ``kwargs`` hold the literals (numbers, names, quoted strings); ``position`` is
+    where the name starts in the text, for error messages.
+    """
+
     name: str
     args: list[Any]
     kwargs: dict[str, Any]
@@ -153,10 +171,11 @@ def _tokenize(text: str) -> list[tuple[str, Any, int]]:
     return tokens
 
 
-def _parse_raw(text: str) -> list[_RawStep]:
+def parse_calls(text: str) -> list[Call]:
+    """The ``|``-separated names in call form of ``text``, unbound; a SpecError points at a syntax error."""
     tokens = _tokenize(text)
     i = 0
-    steps: list[_RawStep] = []
+    steps: list[Call] = []
 
     def expect(kind: str, value: str | None = None) -> tuple[str, Any, int]:
         nonlocal i
@@ -170,7 +189,7 @@ def _parse_raw(text: str) -> list[_RawStep]:
 
     while True:
         _, name, position = expect("name")
-        step = _RawStep(name.lower(), [], {}, position)
+        step = Call(name.lower(), [], {}, position)
         if tokens[i][:2] == ("punct", "("):
             i += 1
             if tokens[i][:2] != ("punct", ")"):
@@ -203,6 +222,44 @@ def _parse_raw(text: str) -> list[_RawStep]:
         if tokens[i][0] == "end":
             return steps
         expect("punct", "|")
+
+
+def bind_arguments(owner: str, params: Sequence[Param], args: Sequence[Any] = (),
+                   kwargs: Mapping[str, Any] | None = None, *, positional: Sequence[str] | None = None,
+                   kind: str = "", defaults: bool = True) -> dict[str, Any]:
+    """Bind a call's arguments to declared parameters: the one binding of primitives, presets and models.
+
+    Positional arguments fill ``positional`` in order (every parameter, when None); each value is
+    coerced by its :class:`Param`; an unknown name is refused with the closest one. With
+    ``defaults`` the parameters not given take their defaults. Errors are :class:`SpecError`
+    naming ``owner`` (``kind`` prefixes it where the kind is worth saying: ``preset gn``).
+    """
+    positions = [p.name for p in params] if positional is None else list(positional)
+    given = dict(kwargs or {})
+    if len(args) > len(positions):
+        raise SpecError(f"{owner} takes at most {len(positions)} positional argument(s), got {len(args)}")
+    for key, value in zip(positions, args):
+        if key in given:
+            raise SpecError(f"{owner}: parameter {key!r} given twice")
+        given[key] = value
+    declared = {p.name: p for p in params}
+    bound: dict[str, Any] = {}
+    for key, value in given.items():
+        param = declared.get(key)
+        if param is None:
+            raise SpecError(_unknown_parameter(f"{kind} {owner}" if kind else owner, key, declared))
+        bound[key] = param.coerce(value, owner)
+    if defaults:
+        for param in params:
+            bound.setdefault(param.name, param.default)
+    return bound
+
+
+def _unknown_parameter(owner: str, key: str, declared: Mapping[str, Param]) -> str:
+    """``plaincnn has no parameter 'widht' (parameters: depth, width); did you mean 'width'?``"""
+    near = closest(key, declared)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"{owner} has no parameter {key!r} (parameters: {', '.join(declared) or 'none'}){hint}"
 
 
 def _canonical_groups(params: dict[str, Any], channels: int | None = None) -> None:
@@ -251,28 +308,17 @@ def _check_groups(prim: Primitive, params: dict[str, Any]) -> None:
         raise SpecError(f"{prim.name}({axes}): groups= and group_size= need the 'g' axis, e.g. gx")
 
 
-def make_step(registry: Registry, name: str, args: list[Any] = (), kwargs: dict[str, Any] | None = None) -> Step | None:
-    """Build the canonical :class:`Step` for a primitive call; ``None`` when it canonicalizes away."""
+def make_step(registry: Registry, name: str, args: Sequence[Any] = (),
+              kwargs: Mapping[str, Any] | None = None) -> Step | None:
+    """Build the canonical :class:`Step` for a primitive call; ``None`` for an identity step or one
+    that canonicalizes away."""
     prim = registry.primitive(name)
-    kwargs = dict(kwargs or {})
-    if len(args) > len(prim.positional):
-        raise SpecError(f"{name} takes at most {len(prim.positional)} positional argument(s), got {len(args)}")
-    for key, value in zip(prim.positional, args):
-        if key in kwargs:
-            raise SpecError(f"{name}: parameter {key!r} given twice")
-        kwargs[key] = value
-    params: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        param = prim.param(key)
-        if param is None:
-            valid = ", ".join(p.name for p in prim.params) or "none"
-            raise SpecError(f"{name} has no parameter {key!r} (parameters: {valid})")
-        params[key] = param.coerce(value, name)
-    for param in prim.params:
-        params.setdefault(param.name, param.default)
+    params = bind_arguments(name, prim.params, args, kwargs, positional=prim.positional)
     _check_groups(prim, params)
     if prim.check is not None:
         prim.check(params)
+    if prim.is_identity:
+        return None
     _canonical_groups(params)
     if prim.canonicalize is not None:
         new_name, params = prim.canonicalize(params)
@@ -286,7 +332,7 @@ def make_step(registry: Registry, name: str, args: list[Any] = (), kwargs: dict[
     return Step(prim.name, prim.slot, ordered)
 
 
-def _expand(registry: Registry, raw: _RawStep, text: str, depth: int) -> list[tuple[Step, bool]]:
+def _expand(registry: Registry, raw: Call, text: str, depth: int) -> list[tuple[Step, bool]]:
     """(step, from_preset) pairs for one raw step."""
     if raw.name in registry.presets:
         if depth > 8:
@@ -294,16 +340,11 @@ def _expand(registry: Registry, raw: _RawStep, text: str, depth: int) -> list[tu
         preset = registry.presets[raw.name]
         if raw.args:
             raise SpecError(f"preset {raw.name} takes keyword arguments only, e.g. {raw.name}(key=value)", text, raw.position)
-        kwargs: dict[str, Any] = {}
-        for key, value in raw.kwargs.items():
-            param = preset.param(key)
-            if param is None:
-                valid = ", ".join(p.name for p in preset.params) or "none"
-                raise SpecError(f"preset {raw.name} has no parameter {key!r} (parameters: {valid})", text, raw.position)
-            try:
-                kwargs[key] = param.coerce(value, raw.name)
-            except SpecError as err:
-                raise SpecError(err.bare_message, text, raw.position) from None
+        try:
+            # Only the given parameters: the preset's expand() holds its own defaults.
+            kwargs = bind_arguments(raw.name, preset.params, (), raw.kwargs, kind="preset", defaults=False)
+        except SpecError as err:
+            raise SpecError(err.bare_message, text, raw.position) from None
         try:
             expansion = preset.expand(**kwargs)
             inner = _resolve(registry, expansion, depth + 1)
@@ -320,14 +361,14 @@ def _expand(registry: Registry, raw: _RawStep, text: str, depth: int) -> list[tu
         step = make_step(registry, raw.name, raw.args, raw.kwargs)
     except SpecError as err:
         raise SpecError(err.bare_message, text, raw.position) from None
-    if step is None:  # e.g. identity: an explicit "nothing" that still clears a preset's slot
+    if step is None:  # an identity step: an explicit "nothing" that still clears a preset's slot
         step = Step("", registry.primitives[raw.name].slot)
     return [(step, False)]
 
 
 def _resolve(registry: Registry, text: str, depth: int = 0) -> list[Step]:
     by_slot: dict[str, tuple[Step, bool, str]] = {}
-    for raw in _parse_raw(text):
+    for raw in parse_calls(text):
         for step, from_preset in _expand(registry, raw, text, depth):
             held = by_slot.get(step.slot)
             if held is not None:
@@ -349,12 +390,9 @@ def parse_spec(text: str | Spec, registry: Registry | None = None) -> Spec:
     """Parse a spec string (primitives and presets) into its canonical :class:`Spec`."""
     if isinstance(text, Spec):
         return text
-    if registry is None:
-        from explorer.plugins import get_registry
-
-        registry = get_registry()
+    registry = registry or get_registry()
     if not isinstance(text, str) or not text.strip():
         raise SpecError("empty spec; write a preset such as bn, or primitives such as 'mean(bx) | std(bx)'")
-    if text.strip() == "identity" and "identity" not in registry.primitives:
+    if text.strip() == EMPTY_SPEC:
         return Spec()
     return Spec(tuple(_resolve(registry, text)))

@@ -62,10 +62,6 @@ class SiLU(nn.Module):
         return F.silu(y)
 
 
-def _drop(params: dict) -> tuple[str, dict]:
-    return "", params
-
-
 @hookimpl
 def register_primitives(register):
     register(Primitive(name="relu", slot="activation", factory=ReLU, formula="max(y, 0)", doc="ReLU"))
@@ -77,5 +73,5 @@ def register_primitives(register):
     register(Primitive(name="gelu", slot="activation", factory=GELU, formula="y·Φ(y)", doc="GELU"))
     register(Primitive(name="silu", slot="activation", factory=SiLU, formula="y·sigmoid(y)", doc="SiLU / swish"))
     register(Primitive(name="identity", slot="activation", factory=lambda channels: nn.Identity(),
-                       canonicalize=_drop, formula="y",
+                       is_identity=True, formula="y",
                        doc="no activation (written to remove a preset's activation: bn | identity)"))

@@ -1,7 +1,8 @@
 """The normalizers of the seed papers, each written as a composition of primitives.
 
-Formulas use the notation of ``../shared/NOTES.md``: b batch, c channels, x spatial positions,
-c/g a group of channels; A the activation entering the normalizer.
+``normx normalizers`` lists them with their compositions and formulas, which use this notation:
+b batch, c channels, x spatial positions, c/g a group of channels; A the activation entering the
+normalizer.
 """
 
 from __future__ import annotations

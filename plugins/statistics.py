@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from explorer import Param, Primitive, hookimpl
+from explorer.errors import SpecError
 from explorer.statistics import AxisStatistics, BatchSizeError, channel_view, to_x3
+from normx_plugins.affine import Affine
 
 AXES = Param("axes", "axes", None, doc="statistic axes: b batch, c channels, g groups, x spatial")
 GROUPS = Param("groups", int, None, doc="number of channel groups (with the g axis)", minimum=1)
@@ -18,15 +20,11 @@ EPS = Param("eps", float, 1e-5, doc="added to the variance / mean square", minim
 
 def _foldable(affine: nn.Module | None) -> bool:
     """Whether the affine step is the built-in per-channel γ, β that torch's kernels fold in."""
-    from normx_plugins.affine import Affine
-
     return type(affine) is Affine
 
 
 def _require_axes(params: dict) -> None:
     if params.get("axes") is None:
-        from explorer.errors import SpecError
-
         raise SpecError("give the statistic axes, e.g. mean(bx); letters b, c, g, x")
 
 
@@ -146,7 +144,7 @@ def register_primitives(register):
         doc="divide by the root mean square over axes A (no centering)",
     ))
     register(Primitive(
-        name="evo_max", slot="scale", factory=EvoMax, params=(EPS,),
+        name="evo_max", slot="scale", factory=EvoMax, params=(EPS,), reads_batch_statistics=True,
         formula="/ max(sqrt(σ²_{b,x}(x) + ε), v·x + sqrt(σ²_{x}(x) + ε))",
         doc="EvoNorm-B0's denominator: batch std against a learned instance term (v per channel, init 1)",
     ))

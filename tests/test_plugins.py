@@ -14,12 +14,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
 import explorer
+from explorer.models import ModelError
+from explorer.plugins import unregister
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "normx-example-plugin"
@@ -237,3 +240,64 @@ def test_builtins_are_plugins_of_the_same_entry_point_group():
     registry = explorer.get_registry()
     assert registry.primitives["std"].plugin == "statistics"
     assert registry.presets["bn"].plugin == "presets"
+
+
+def docs_model_source() -> str:
+    """The model plugin written out in docs/plugins.md (section 7), so the guide's example is the tested one."""
+    section = (ROOT / "docs" / "plugins.md").read_text().split("## 7. Models", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_third_party_model_registered_with_model_entry_builds_with_create_model():
+    module = types.ModuleType("ladder_models")
+    exec(compile(docs_model_source(), "docs/plugins.md", "exec"), module.__dict__)
+    explorer.register_plugin(module, name="ladder")
+    try:
+        registry = explorer.get_registry()
+        assert registry.models["ladder"].plugin == "ladder"
+        assert registry.contributions()["ladder"] == {"models": ["ladder"]}
+        model = explorer.create_model("ladder(4, width=4)", "gn(group_size=2)", num_classes=5)
+        assert model.model_name == "ladder(rungs=4, width=4)"
+        assert [layer.op.out_channels for layer in model.normalized_layers] == [4, 8, 16, 32]
+        assert all(str(layer.spec) == "mean(gx, group_size=2) | std(gx, group_size=2) | affine | relu"
+                   for layer in model.normalized_layers)
+        assert model.probes == model.normalized_layers
+        x = torch.randn(3, 3, 8, 8, requires_grad=True)
+        out = model(x)
+        assert out.shape == (3, 5)
+        out.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        assert explorer.create_model("ladder", "bn").model_name == "ladder"  # defaults: the bare name
+        with pytest.raises(ModelError, match="ladder has no parameter 'rung' .*did you mean 'rungs'"):
+            explorer.create_model("ladder(rung=2)", "bn")
+        with pytest.raises(ModelError, match="ladder: rungs and width must be at least 1"):
+            explorer.create_model("ladder(rungs=0)", "bn")
+        result = explorer.score("bn", model="ladder(rungs=2)", inputs=[torch.randn(4, 3, 8, 8)])
+        assert result["model"] == "ladder(rungs=2)" and len(result["activation_variance"]) == 2
+    finally:
+        unregister("ladder")
+    assert "ladder" not in explorer.get_registry().models
+
+
+OLD_STYLE_MODEL = """
+    from explorer import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register("oldnet", lambda spec, **params: None, "registered without a ModelEntry")
+"""
+
+
+def test_installed_model_plugin_is_listed_and_an_old_style_registration_is_refused(tmp_path, normx_exe):
+    make_plugin(tmp_path / "ladder", "ladder-models", "0.1", "ladder_models", docs_model_source())
+    make_plugin(tmp_path / "old", "old-models", "0.1", "old_models", OLD_STYLE_MODEL)
+    path = Path(f"{tmp_path / 'ladder'}{os.pathsep}{tmp_path / 'old'}")
+    result = run_normx(normx_exe, "models", "--json", path=path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "old-models:old_models" in warnings[0] and "explorer.ModelEntry" in warnings[0]
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert "oldnet" not in rows
+    assert rows["ladder"]["plugin"] == "ladder-models:ladder_models"
+    assert rows["ladder"]["params"]["rungs"]["default"] == 3
+    assert rows["resnet56"]["plugin"] == "models"  # the built-ins, registered the same way

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
-from explorer import Spec, SpecError, format_spec, parse_spec
-from explorer.plugins import get_registry
-from explorer.registry import SLOTS, Param
+import explorer
+from explorer import Primitive, Spec, SpecError, format_spec, hookimpl, parse_spec
+from explorer.models import ModelError, create_model, resolve_model
+from explorer.plugins import get_registry, unregister
+from explorer.registry import SLOTS, Param, Registry
+from explorer.scoring import ScoreError
+from explorer.spec import bind_arguments
 
 # ----------------------------------------------------------------------------- generated compositions
 
@@ -267,3 +273,88 @@ def test_invalid_compositions_say_why(text, words):
     with pytest.raises(SpecError, match=None) as info:
         parse_spec(text)
     assert words in str(info.value)
+
+
+# ----------------------------------------------------------------------------- one binding for specs and models
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    ("plaincnn(dept=3)", "plaincnn has no parameter 'dept' (parameters: depth, width); did you mean 'depth'?"),
+    ("plaincnn(colour=3)", "plaincnn has no parameter 'colour' (parameters: depth, width)"),
+    ("plaincnn(depth=deep)", "plaincnn: parameter 'depth' must be int, got 'deep'"),
+    ("plaincnn(width=2.5)", "plaincnn: parameter 'width' must be int, got 2.5"),
+    ("plaincnn(1, 2, 3)", "plaincnn takes at most 2 positional argument(s), got 3"),
+    ("plaincnn(3, depth=3)", "plaincnn: parameter 'depth' given twice"),
+])
+def test_call_form_binding_gives_specs_and_models_the_same_errors(call, message):
+    """A primitive declaring the same parameters as the plaincnn model binds a call exactly as the model does."""
+    model = get_registry().models["plaincnn"]
+    registry = Registry()
+    registry.add_model(model)
+    registry.add_primitive(Primitive(name="plaincnn", slot="scale", factory=nn.Identity, params=model.params,
+                                     positional=tuple(p.name for p in model.params)))
+    with pytest.raises(SpecError) as spec_error:
+        parse_spec(call, registry)
+    with pytest.raises(ModelError) as model_error:
+        resolve_model(call, registry)
+    assert spec_error.value.bare_message == str(model_error.value) == message
+
+
+def test_call_form_binding_fills_positions_coerces_and_defaults_alike():
+    model = get_registry().models["plaincnn"]
+    bound = bind_arguments("plaincnn", model.params, [12.0], {"width": "8"})
+    assert bound == {"depth": 12, "width": 8} and type(bound["depth"]) is int
+    entry, params, canonical = resolve_model("plaincnn(12.0, width=8)")
+    assert entry is model and params == bound and canonical == "plaincnn(depth=12, width=8)"
+    assert create_model(canonical, Spec()).model_name == canonical
+    registry = Registry()
+    registry.add_primitive(Primitive(name="stretch", slot="scale", factory=nn.Identity, params=model.params,
+                                     positional=("depth", "width")))
+    assert parse_spec("stretch(12.0, width=8)", registry).slot("scale").kwargs == bound
+
+
+# ----------------------------------------------------------------------------- what a primitive declares
+
+
+class BatchPeak(nn.Module):
+    """Divide by the largest |x| of each channel over the batch and the positions."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x3: torch.Tensor) -> torch.Tensor:
+        return x3.abs().amax(dim=(0, 2), keepdim=True) + self.eps
+
+
+class DeclaringPlugin:
+    """A third-party plugin whose primitives tell the core what their parameters cannot."""
+
+    @hookimpl
+    def register_primitives(self, register):
+        register(Primitive(name="batch_peak", slot="scale", factory=BatchPeak, reads_batch_statistics=True,
+                           formula="/ (max_{b,x} |x| + ε)", doc="divide by the batch's peak magnitude"))
+        register(Primitive(name="keep", slot="activation", factory=lambda channels: nn.Identity(),
+                           is_identity=True, formula="y", doc="no activation"))
+
+
+@pytest.fixture
+def declaring_plugin():
+    explorer.register_plugin(DeclaringPlugin(), name="declaring")
+    yield get_registry()
+    unregister("declaring")
+
+
+def test_a_plugin_primitive_declared_batch_reading_is_refused_a_batch_of_one(declaring_plugin):
+    spec = parse_spec("mean(x) | batch_peak | affine | relu")
+    assert spec.uses_batch_statistics()
+    assert not parse_spec("mean(x) | std(x) | affine | relu").uses_batch_statistics()
+    with pytest.raises(ScoreError, match="uses batch statistics, which need a batch size of at least 2"):
+        explorer.score(spec, model="plaincnn(depth=2, width=4)", inputs=[torch.randn(1, 3, 8, 8)])
+    result = explorer.score(spec, model="plaincnn(depth=2, width=4)", inputs=[torch.randn(4, 3, 8, 8)])
+    assert len(result["activation_variance"]) == 2
+
+
+def test_a_plugin_primitive_declared_identity_empties_its_slot(declaring_plugin):
+    assert parse_spec("bn | keep") == parse_spec("bn | identity") == parse_spec("bn").without("activation")
+    assert parse_spec("keep") == Spec()

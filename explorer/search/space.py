@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from explorer.errors import SpecError, suggestion
 from explorer.registry import SLOTS, Param, Primitive, Registry
 from explorer.search.study_file import DEFAULT_AXES, DEFAULT_GROUP_SIZES, StudyConfig, StudyFileError, locate
-from explorer.spec import Spec, format_value, parse_spec
+from explorer.spec import EMPTY_SPEC, Spec, format_value, parse_spec
 
 NONE = "none"
 ANY = "*"
@@ -56,7 +56,7 @@ class SearchSpace:
             for name in space.slots[slot]:
                 if name == ANY:
                     names += sorted(p.name for p in registry.primitives.values()
-                                    if p.slot == slot and p.name != "identity")
+                                    if p.slot == slot and not p.is_identity)
                 else:
                     names.append(name)
             self.slot_choices[slot] = list(dict.fromkeys(names))
@@ -177,7 +177,7 @@ class SearchSpace:
             if slot == "center":
                 center_params = params
             parts.append(_call(name, params))
-        text = " | ".join(parts) or "identity"
+        text = " | ".join(parts) or EMPTY_SPEC
         try:
             return Candidate(text, parse_spec(text, self.registry))
         except SpecError as err:

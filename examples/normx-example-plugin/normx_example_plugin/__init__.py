@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from explorer import Param, Preset, Primitive, hookimpl
+from explorer import Param, Preset, Primitive, SpecError, hookimpl
 from explorer.statistics import AxisStatistics
 
 __version__ = "0.2.0"
@@ -33,8 +33,6 @@ class MeanAbsoluteDeviation(nn.Module):
 
 
 def _require_axes(params: dict) -> None:
-    from explorer import SpecError
-
     if params.get("axes") is None:
         raise SpecError("mad needs statistic axes, e.g. mad(cx)")
 
