@@ -350,10 +350,10 @@ def missing_data(result: dict) -> str | None:
 
 def _describe_growth(growth: dict) -> str:
     if growth["kind"] == "exponential":
-        return f"exponential, {_num(growth['rate'])} doublings per block"
+        return f"exponentially ({_num(growth['rate'])} doublings per block)"
     if growth["kind"] == "linear":
-        return f"linear, +{_num(growth['rate'])} per block"
-    return "flat"
+        return f"linearly (+{_num(growth['rate'])} per block)"
+    return "not at all (flat)"
 
 
 def _verdict_claim1(result: dict) -> tuple[bool, str]:
@@ -376,23 +376,23 @@ def _verdict_claim2(result: dict) -> tuple[bool, str]:
     slower = s["wn/resrelu"]["rate"] < 0.8 * s["wn/standard"]["rate"]
     standard = (f"WN and SWS grow exponentially in the standard ResNet ({_num(s['wn/standard']['rate'])} and "
                 f"{_num(s['sws/standard']['rate'])} doublings per block; criterion > 0.5)")
-    skip = (f"SkipInit keeps SWS flat but not WN ({_describe_growth(s['wn/skipinit'])}), as in Figure 3b"
-            if skipinit else f"SkipInit leaves SWS {_describe_growth(s['sws/skipinit'])} and WN "
+    skip = (f"SkipInit keeps SWS flat while WN still grows {_describe_growth(s['wn/skipinit'])}, as in Figure 3b"
+            if skipinit else f"with SkipInit SWS grows {_describe_growth(s['sws/skipinit'])} and WN "
             f"{_describe_growth(s['wn/skipinit'])}, where Figure 3b has SWS flat and WN exponential")
     if resrelu_flat:
         residual = "with the nonlinearity on the residual path both stay flat, as in Figure 3c"
     else:
         residual = (f"Figure 3c does not reproduce: with the nonlinearity on the residual path WN grows "
-                    f"{_describe_growth(s['wn/resrelu'])} and SWS {_describe_growth(s['sws/resrelu'])}, "
-                    f"{'slower than' if slower else 'not slower than'} the standard ResNet's WN, where the paper "
-                    "shows them flat (Claim 2's own argument predicts the doubling; see the README)")
+                    f"{_describe_growth(s['wn/resrelu'])}, {'slower than' if slower else 'no slower than'} in the "
+                    f"standard ResNet, and SWS {_describe_growth(s['sws/resrelu'])}, where the paper shows both flat "
+                    "(Claim 2's own argument predicts the doubling; see the README)")
     if len(explodes) == 2 and skipinit and (slower or resrelu_flat):
         return True, f"Claim 2 holds: {standard}; {skip}. {residual}."
     if len(explodes) < 2:
         others = [n.upper() for n in ("wn", "sws") if n not in explodes]
         return False, (f"Claim 2 does not hold: {' and '.join(others)} "
                        f"{'does' if len(others) == 1 else 'do'} not grow exponentially in the standard ResNet "
-                       f"({'; '.join(_describe_growth(s[f'{n.lower()}/standard']) for n in others)}; "
+                       f"(they grow {'; '.join(_describe_growth(s[f'{n.lower()}/standard']) for n in others)}; "
                        "criterion: exponential, > 0.5 doublings per block). " + f"{skip}. {residual}.")
     return False, f"Claim 2 holds only in part: {standard}; but {skip}. {residual}."
 

@@ -102,8 +102,9 @@ def figure_claim3(result: dict) -> Figure:
     spread = _finite([r.get("stable_rank_spread", 0.0) for r in rows])
     ax.errorbar(x, y, yerr=[0.0 if math.isnan(s) else s for s in spread], fmt="o", color="tab:green", capsize=3,
                 label="GN, mean over seeds (± std)")
-    for r, xi, yi in zip(rows, x, y):
-        ax.annotate(f"G={r['group_size']}", (xi, yi), textcoords="offset points", xytext=(7, 3), fontsize="small")
+    top = ax.secondary_xaxis("top")  # the group sizes, on the points' own positions
+    top.set_xticks(x, [str(r["group_size"]) for r in rows], fontsize="small")
+    top.set_xlabel("group size", fontsize="small")
     fit = result["summary"].get("fit")
     if fit:
         xs = [min(x), max(x)]

@@ -79,7 +79,7 @@ def test_claim1_verdict():
     assert claims.verdict(good) == (True, claims.verdict(good)[1]) and "linearly" in claims.verdict(good)[1]
     bad = dict(good, summary=dict(good["summary"], ln=_growth("exponential", 1.2)))
     holds, sentence = claims.verdict(bad)
-    assert not holds and "LN grows exponential, 1.20 doublings per block" in sentence
+    assert not holds and "LN grows exponentially (1.20 doublings per block)" in sentence
 
 
 def test_claim2_verdict_says_figure_3c_does_not_reproduce():
@@ -136,7 +136,7 @@ def test_cli_without_matplotlib_hints_and_still_writes_json_and_csv(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'norm-explorer[plots]'" in proc.stderr
     assert [line for line in proc.stderr.splitlines() if "matplotlib" in line] == [figures_hint()]
-    assert "[1/3] claim3: gn(group_size=1) on plaincnn(depth=4, width=8), seed 1/1" in proc.stderr  # piped progress
+    assert "[1/4] claim3: gn(group_size=1) on plaincnn(depth=4, width=8), seed 1/1" in proc.stderr  # piped progress
     assert "Claim 3" in proc.stdout and "criterion" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["claim3.csv", "claim3.json"]
     saved = json.loads((out / "claim3.json").read_text())
