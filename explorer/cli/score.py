@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="measure the predictors at initialization of one normalizer on one model")
