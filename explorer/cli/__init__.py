@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "spec": "explorer.cli.catalog",
     "score": "explorer.cli.score",
     "models": "explorer.cli.score",
-    "reproduce": "explorer.cli.score",
+    "reproduce": "explorer.cli.reproduce",
     "study": "explorer.cli.study",
     "view": "explorer.cli.view",
     "report": "explorer.cli.report",

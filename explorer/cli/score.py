@@ -1,17 +1,13 @@
-"""``normx score``, ``normx models`` and ``normx reproduce``: predictors at initialization from the shell."""
+"""``normx score`` and ``normx models``: predictors at initialization from the shell."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
 
 from explorer.cli.render import print_models, print_score, show
 from explorer.errors import NormxError
 
-#: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
-CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -32,17 +28,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the model architectures with their parameters")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_models)
-
-    p = sub.add_parser("reproduce", help="run the paper's measurements for one claim; write JSON and CSV")
-    p.add_argument("claim", choices=CLAIM_NAMES, help="which claim or figure")
-    p.add_argument("--out", default="runs/reproduce", help="output directory (default runs/reproduce)")
-    p.add_argument("--small", action="store_true", help="small models and batches: a quick CPU run")
-    p.add_argument("--data", default=None,
-                   help="dataset for claims on natural images (default cifar100 at paper scale, synthetic with --small)")
-    p.add_argument("--data-dir", default=None, help="where CIFAR files are")
-    p.add_argument("--download", action="store_true", help="download CIFAR if it is missing")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.set_defaults(func=run_reproduce)
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -89,55 +74,4 @@ def run_models(args: argparse.Namespace) -> int:
     from explorer.models import list_models
 
     return show(list_models(), args.json, print_models)
-
-
-def _write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
-    import csv
-
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def run_reproduce(args: argparse.Namespace) -> int:
-    import os
-    import time
-    from pathlib import Path
-
-    import torch
-
-    from explorer import claims
-    from explorer.records import json_safe
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NormxError("--device cuda was asked for but torch sees no CUDA device")
-    scale = claims.SMALL if args.small else claims.PAPER
-    data = args.data or ("synthetic" if args.small else "cifar100")
-    kwargs: dict[str, Any] = {"device": device}
-    if args.claim not in ("claim3", "fig6b"):
-        kwargs.update(data=data, data_dir=args.data_dir, download=args.download)
-        from explorer.data import load_dataset
-
-        load_dataset(data, "test", limit=1, device="cpu", root=args.data_dir, download=args.download)  # fail early
-    start = time.perf_counter()
-    result = claims.CLAIMS[args.claim](scale, **kwargs)
-    result.update({"scale": "small" if args.small else "paper", "device": device,
-                   "wall_time_s": round(time.perf_counter() - start, 2)})
-    if "data" in kwargs:
-        result["data"] = data
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = out / f"{args.claim}.json", out / f"{args.claim}.csv"
-    tmp = out / f".{args.claim}.json.tmp"
-    tmp.write_text(json.dumps(json_safe(result), indent=2))
-    _write_csv(out / f".{args.claim}.csv.tmp", json_safe(result["rows"]))
-    os.replace(tmp, json_path)
-    os.replace(out / f".{args.claim}.csv.tmp", csv_path)
-    print(json.dumps(json_safe(result["summary"]), indent=2))
-    print(f"wrote {json_path} and {csv_path}", file=sys.stderr)
     return 0

@@ -1,0 +1,196 @@
+"""``normx reproduce``: run one of the paper's claims, show progress, write JSON, CSV and a figure, and say
+whether the claim held."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from explorer.claims import Step
+
+#: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
+CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9")
+PLOTS_HINT = "no figure: matplotlib is not installed (pip install 'norm-explorer[plots]')"
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="run the paper's measurements for one claim; write JSON, CSV and a figure")
+    p.add_argument("claim", choices=CLAIM_NAMES, help="which claim or figure")
+    p.add_argument("--out", default="runs/reproduce", help="output directory (default runs/reproduce)")
+    p.add_argument("--small", action="store_true", help="small models and batches: a quick CPU run")
+    p.add_argument("--data", default=None,
+                   help="dataset for claims on natural images (default cifar100 at paper scale, synthetic with --small)")
+    p.add_argument("--data-dir", default=None, help="where CIFAR files are")
+    p.add_argument("--download", action="store_true", help="download CIFAR if it is missing")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--train-epochs", type=float, default=None,
+                   help="fig9: epochs to train each group size for its test accuracy (default 60 at paper scale, "
+                        "none with --small)")
+    p.add_argument("--json", action="store_true", help="print the summary, verdict and files as one JSON object")
+    p.set_defaults(func=run)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def check_out_dir(out: Path) -> None:
+    """Create ``out`` and prove it writable before any compute; one-line NormxError otherwise."""
+    import tempfile
+
+    from explorer.errors import NormxError
+
+    if out.exists() and not out.is_dir():
+        raise NormxError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".normx-write-check-"):
+            pass
+    except OSError as err:
+        raise NormxError(f"--out {out} is not a writable directory: {err.strerror or err}") from None
+
+
+class _ProgressDisplay:
+    """Renders :class:`explorer.claims.Step` reports: a rich progress bar on a terminal, plain lines when piped."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.task: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+    @staticmethod
+    def describe(step: Step) -> str:
+        seed = f", seed {step.seed + 1}/{step.seeds}" if step.task == "score" else ", training"
+        return f"{step.claim}: {step.spec} on {step.model}{seed}"
+
+    def __call__(self, step: Step) -> None:
+        if self.bar is None:
+            print(f"[{step.index}/{step.total}] {self.describe(step)}", file=sys.stderr, flush=True)
+            return
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("", total=step.total)
+        self.bar.update(self.task, completed=step.index - 1, description=self.describe(step))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print_report(result: dict[str, Any], verdict: tuple[bool, str] | None, files: list[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from explorer.claims import table_rows
+
+    console = Console()
+    rows = table_rows(result)
+    table = Table(title=f"{result['claim']} · {result.get('scale', '')} scale · {result.get('wall_time_s', '?')} s")
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    for name in columns:
+        table.add_column(name.replace("_", " "), justify="right" if all(
+            isinstance(r.get(name), (int, float)) for r in rows) else "left")
+    for row in rows:
+        table.add_row(*(_cell(row.get(name)) for name in columns))
+    console.print(table)
+    if verdict is not None:
+        holds, sentence = verdict
+        console.print(sentence, style="bold green" if holds else "bold yellow", highlight=False)
+    console.print("wrote " + ", ".join(str(f) for f in files), style="dim", highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import replace
+
+    import torch
+
+    from explorer import claims
+    from explorer.errors import NormxError
+    from explorer.records import json_safe
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NormxError("--device cuda was asked for but torch sees no CUDA device")
+    if args.train_epochs is not None and args.train_epochs < 0:
+        raise NormxError(f"--train-epochs must be 0 or more, got {args.train_epochs}")
+    scale = claims.SMALL if args.small else claims.PAPER
+    if args.train_epochs is not None:
+        scale = replace(scale, train_epochs=args.train_epochs)
+    data = args.data or ("synthetic" if args.small else "cifar100")
+    kwargs: dict[str, Any] = {"device": device}
+    if args.claim not in ("claim3", "fig6b"):
+        kwargs.update(data=data, data_dir=args.data_dir, download=args.download)
+        from explorer.data import load_dataset
+
+        load_dataset(data, "test", limit=1, device="cpu", root=args.data_dir, download=args.download)  # fail early
+    out = Path(args.out)
+    check_out_dir(out)
+    try:
+        import explorer.figures as figures
+    except ImportError:
+        figures = None
+    display = _ProgressDisplay()
+    start = time.perf_counter()
+    try:
+        result = claims.CLAIMS[args.claim](scale, progress=display, **kwargs)
+    finally:
+        display.close()
+    result.update({"scale": "small" if args.small else "paper", "device": device,
+                   "wall_time_s": round(time.perf_counter() - start, 2)})
+    if "data" in kwargs:
+        result["data"] = data
+    verdict = claims.verdict(result)
+    if verdict is not None:
+        result["verdict"] = {"holds": verdict[0], "sentence": verdict[1]}
+
+    stem = out / args.claim
+    staged = [(out / f".{args.claim}.json.tmp", stem.with_suffix(".json")),
+              (out / f".{args.claim}.csv.tmp", stem.with_suffix(".csv"))]
+    staged[0][0].write_text(json.dumps(json_safe(result), indent=2))
+    _write_csv(staged[1][0], json_safe(result["rows"]))
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    files = [path for _, path in staged]
+    note = None
+    if figures is None:
+        note = PLOTS_HINT
+    else:
+        try:
+            files += figures.write_figure(result, stem)
+        except ValueError as err:
+            note = f"no figure: {err}"
+    if note:
+        print(note, file=sys.stderr)
+    if args.json:
+        print(json.dumps(json_safe({"claim": args.claim, "summary": result["summary"],
+                                    "verdict": result.get("verdict"), "files": [str(f) for f in files]}), indent=2))
+        return 0
+    _print_report(result, verdict, files)
+    return 0
