@@ -9,6 +9,7 @@ from typing import Any
 
 #: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
 CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9")
+CLAIM_NAMES += ("normfree",)  # issue 12: can DyT/Derf/SeeDNorm replace BN/GN (explorer.claims.normfree)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
