@@ -495,6 +495,35 @@ def table_rows(result: dict) -> list[dict]:
     return out
 
 
+#: The normalization-free question's specs: BN and GN as the references, the 2025 layers, no normalization.
+NORMFREE_SPECS = ("bn", "gn(group_size=4)", "dyt", "derf", "seednorm", "none")
+
+
+def normfree(scale: Scale = SMALL, data: str = "synthetic", device: str = "cpu", **kw: Any) -> dict:
+    """Do DyT, Derf and SeeDNorm replace BN/GN in CNNs and ResNets? Their predictors at init.
+
+    Per model and spec: variance growth over the residual stream (Claims 1-2's measure), cosine
+    similarity, gradient-explosion exponent and stable rank. (Trained accuracy: the
+    ``normalizer_free`` study.)
+    """
+    inputs, classes = _inputs(data, scale, scale.batch_size, scale.batches, device, **kw)
+    rows, summary = [], {}
+    for model in (scale.cnn[0], scale.resnet):
+        for spec in NORMFREE_SPECS:
+            result = _score(spec, model, inputs, scale, device, classes)
+            summary[f"{model}/{spec}"] = {
+                "variance_growth": result["variance_growth"], "cosine_similarity": result["cosine_similarity"],
+                "grad_explosion_exponent": result["grad_explosion_exponent"], "stable_rank": result["stable_rank"],
+                "overflow": result["overflow"],
+            }
+            rows += [{"model": model, "spec": spec, "layer": i, "activation_variance": v, "grad_norm": g,
+                      "cosine_similarity": result["cosine_similarity"],
+                      "grad_explosion_exponent": result["grad_explosion_exponent"]}
+                     for i, (v, g) in enumerate(zip(result["activation_variance"], result["grad_norm"]))]
+    return {"claim": "normfree", "rows": rows, "summary": summary}
+
+
 CLAIMS: dict[str, Callable[..., dict]] = {
     "claim1": claim1, "claim2": claim2, "claim3": claim3, "claim4": claim4, "fig6b": fig6b, "fig9": fig9,
+    "normfree": normfree,
 }

@@ -50,8 +50,8 @@ def placement(step: Step | None) -> str:
 class Normalizer(nn.Module):
     """The activation-space steps of a spec at one placement.
 
-    ``y = activation(affine(gate(x - center(x), x) / scale(x)))``; center, scale and gate see the
-    (N, C, S) view, affine and activation the channels-second tensor. A sequence (N, L, C) is
+    ``y = activation(affine(bound(gate(x - center(x), x) / scale(x))))``; center, scale and gate see
+    the (N, C, S) view, bound, affine and activation the channels-second tensor. A sequence (N, L, C) is
     normalized as N·L tokens. When the scale step recognises the composition as one of torch's
     native ops (BN, GN, LN, IN, RMSNorm), the native kernel runs instead of the generic path
     (``fuse=False`` keeps the generic path, for checking one against the other).
@@ -60,16 +60,18 @@ class Normalizer(nn.Module):
     def __init__(self, center: nn.Module | None = None, scale: nn.Module | None = None,
                  gate: nn.Module | None = None, affine: nn.Module | None = None,
                  activation: nn.Module | None = None, regularizer: nn.Module | None = None,
-                 fuse: bool = True, channels: int | None = None):
+                 fuse: bool = True, channels: int | None = None, bound: nn.Module | None = None):
         super().__init__()
         #: The channel count inputs must have (checked at each forward when known).
         self.channels = channels
         self.center, self.scale, self.gate = center, scale, gate
         self.affine, self.activation, self.regularizer = affine, activation, regularizer
+        #: The elementwise bounded map after the statistics, before the regularizer and affine (DyT, Derf).
+        self.bound = bound
         self._fused = None
         self._fused_affine = False
         if fuse and scale is not None and gate is None and hasattr(scale, "fuse"):
-            fuse_affine = affine if regularizer is None else None
+            fuse_affine = affine if regularizer is None and bound is None else None
             # fuse() returns (method, folds_affine): a method of the scale module called as
             # method(y, center, affine) that reads the modules at call time, so that .to(),
             # .double() and copy.deepcopy carry the native path along with the module.
@@ -99,6 +101,8 @@ class Normalizer(nn.Module):
             if self.scale is not None:
                 num = num / self.scale(x3)
             y = num.reshape(y.shape)
+        if self.bound is not None:
+            y = self.bound(y)
         if self.regularizer is not None:
             self.regularizer_loss = self.regularizer(y) if self.training and torch.is_grad_enabled() else None
         if self.affine is not None and not self._fused_affine:
@@ -146,6 +150,7 @@ def _post_normalizer(spec: Spec, post: dict[str, Step | None], channels: int, ac
         center=_build_step(post["center"], channels, registry),
         scale=_build_step(post["scale"], channels, registry),
         gate=_build_step(spec.slot("gate"), channels, registry),
+        bound=_build_step(spec.slot("bound"), channels, registry),
         affine=_build_step(spec.slot("affine"), channels, registry),
         activation=_build_step(spec.slot("activation"), channels, registry) if activation else None,
         regularizer=_build_step(spec.slot("regularizer"), channels, registry),

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from torch import nn
 
 #: The slots of a composition, in the order they are applied and written.
-SLOTS: tuple[str, ...] = ("weight", "center", "scale", "gate", "affine", "activation", "regularizer")
+SLOTS: tuple[str, ...] = ("weight", "center", "scale", "gate", "bound", "affine", "activation", "regularizer")
 
 SLOT_DOCS: dict[str, str] = {
     "weight": "weight-space normalization of the layer's conv/linear weight",
     "center": "subtract a mean (the numerator's shift)",
     "scale": "divide by a statistic (std, RMS, ...)",
     "gate": "multiply the numerator by a learned gate",
+    "bound": "an elementwise bounded map with learnable scalars (tanh(α·y), erf(α·y + s)): DyT, Derf",
     "affine": "per-channel gain and bias",
     "activation": "the nonlinearity after the normalizer",
     "regularizer": "a loss term added to the training loss",

@@ -13,6 +13,8 @@ from explorer.errors import SpecError
 GROUPS = Param("groups", int, None, doc="number of channel groups (default 32)")
 GROUP_SIZE = Param("group_size", int, None, doc="channels per group (instead of groups)")
 STRENGTH = Param("strength", float, 0.1, doc="λ of the batch-mean penalty")
+ALPHA = Param("alpha", float, 0.5, doc="initial value of the learnable scalar α")
+SHIFT = Param("shift", float, 0.0, doc="initial value of the learnable scalar shift s")
 
 
 def _grouping(groups: int | None, group_size: int | None) -> str:
@@ -65,6 +67,23 @@ PRESETS: list[Preset] = [
            params=(STRENGTH,), formula="LN(A); loss += λ·mean_c(μ{b,x}(LN(A))²)",
            doc="RegNorm: LayerNorm plus a loss driving each channel's batch mean to 0"),
     Preset("none", _fixed("relu"), formula="A", doc="no normalization (the activation alone)"),
+    # The normalization-free layers of 2025 (plugins/bounded.py). Checked against the papers'
+    # text and public code: DyT's alpha_init_value = 0.5, γ = 1, β = 0; Derf's alpha_init_value
+    # = 0.5 and shift_init_value = 0 (code released with arXiv 2512.10938). SeeDNorm's formula is
+    # the paper's (arXiv 2510.22777, Eq. for SeeDNorm(x) with σ = tanh); its initial values were
+    # not in the text we could read: we take γ = 1, α = 1, β = 0 (SeeDNorm = RMSNorm at init),
+    # and leave out the paper's multi-head variant. Evidence for all three is from transformers.
+    Preset("dyt", lambda alpha=0.5: f"tanh_scale(alpha={alpha!r}) | affine | relu", params=(ALPHA,),
+           formula="γ ⊙ tanh(α·A) + β", doc="Dynamic Tanh (Zhu, Chen, He, LeCun, Liu, CVPR 2025): "
+           "α one learnable scalar (init 0.5); no statistic. Shown for transformers only"),
+    Preset("derf", lambda alpha=0.5, shift=0.0: f"erf_scale(alpha={alpha!r}, shift={shift!r}) | affine | relu",
+           params=(ALPHA, SHIFT), formula="γ ⊙ erf(α·A + s) + β",
+           doc="Dynamic erf (Chen, Lu, Zhu, Sun, Liu, arXiv 2512.10938): α, s learnable scalars (init 0.5, 0). "
+           "Shown for transformers only"),
+    Preset("seednorm", _fixed("root_mean_square(cx) | tanh_gain | relu"),
+           formula="[α ⊙ tanh(A·βᵀ) + γ] ⊙ A / RMS{c,x}(A)",
+           doc="SeeDNorm (Cai, Zhu, Liu, Min, arXiv 2510.22777): RMSNorm whose gain depends on the input; "
+           "A·βᵀ per token (per position of a feature map); init γ = 1, α = 1, β = 0"),
 ]
 
 

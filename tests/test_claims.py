@@ -70,3 +70,22 @@ def test_fig6b_cosine_similarity_rises_with_group_size():
 def test_linear_fit_r2():
     fit = claims.linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
     assert fit["slope"] == pytest.approx(2) and fit["intercept"] == pytest.approx(1) and fit["r2"] == pytest.approx(1)
+
+
+def test_normfree_bounded_maps_without_a_statistic():
+    """DyT and Derf in a plain CNN at Kaiming init: tanh(0.5·z) then ReLU keeps about a quarter of
+    the variance per layer, so activations and gradients vanish (negative exponents), where BN holds
+    them flat; in a ResNet their bounded branches make the residual stream grow far slower than with
+    no normalization at all (README, "Normalization-free layers in CNNs and ResNets")."""
+    result = claims.normfree(TINY)
+    s = result["summary"]
+    cnn, resnet = TINY.cnn[0], TINY.resnet
+    assert {f"{m}/{spec}" for m in (cnn, resnet) for spec in claims.NORMFREE_SPECS} == set(s)
+    for key, value in s.items():
+        assert not value["overflow"] and all(math.isfinite(value[k]) for k in
+                                             ("cosine_similarity", "grad_explosion_exponent", "stable_rank")), key
+    for spec in ("dyt", "derf"):
+        assert s[f"{cnn}/{spec}"]["variance_growth"]["rate"] < -1.0, s[f"{cnn}/{spec}"]
+        assert s[f"{cnn}/{spec}"]["grad_explosion_exponent"] < -0.1 < s[f"{cnn}/bn"]["grad_explosion_exponent"] + 0.1
+        assert s[f"{resnet}/{spec}"]["variance_growth"]["rate"] < 0.5 * s[f"{resnet}/none"]["variance_growth"]["rate"]
+    assert {r["spec"] for r in result["rows"]} == set(claims.NORMFREE_SPECS)

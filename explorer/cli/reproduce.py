@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from explorer.claims import Step
 
 #: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
-CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9")
+CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9", "normfree")
 PLOTS_HINT = "no figure: matplotlib is not installed (pip install 'norm-explorer[plots]')"
 
 
