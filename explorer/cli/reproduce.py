@@ -4,11 +4,18 @@ whether the claim held."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
+import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from explorer.errors import NormxError
+from explorer.records import json_safe
 
 if TYPE_CHECKING:
     from explorer.claims import Step
@@ -36,7 +43,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import csv
 
     keys: list[str] = []
     for row in rows:
@@ -49,9 +55,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def check_out_dir(out: Path) -> None:
     """Create ``out`` and prove it writable before any compute; one-line NormxError otherwise."""
-    import tempfile
 
-    from explorer.errors import NormxError
 
     if out.exists() and not out.is_dir():
         raise NormxError(f"--out {out} is a file, not a directory")
@@ -126,14 +130,10 @@ def _cell(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-    from dataclasses import replace
 
     import torch
 
     from explorer import claims
-    from explorer.errors import NormxError
-    from explorer.records import json_safe
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -20,6 +20,8 @@ import os
 import shutil
 import time
 
+from optuna.storages.journal._file import get_lock_file  # the lock every journal writer takes
+
 JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -95,8 +97,6 @@ def check_writable_file(kind: str, path: str) -> None:
 def repair_journal_tail(path: str, lock: object) -> str | None:
     """Cut a last line left without its newline by a crash mid-write, under the journal's write
     ``lock`` (Optuna's lock object). Returns the backup's path when the file was repaired."""
-    from optuna.storages.journal._file import get_lock_file  # the lock every journal writer takes
-
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return None
     with get_lock_file(lock):
