@@ -304,7 +304,8 @@ def crossing(rows: list[dict]) -> int | None:
 # --------------------------------------------------------------------------- verdicts
 
 #: the layer-wise quantity each per-layer claim records (the others record one row per configuration)
-PER_LAYER = {"claim1": "activation_variance", "claim2": "activation_variance", "claim4": "grad_norm"}
+PER_LAYER = {"claim1": "activation_variance", "claim2": "activation_variance", "claim4": "grad_norm",
+             "normfree": "activation_variance"}
 
 
 def label(spec: str) -> str:
@@ -345,6 +346,8 @@ def missing_data(result: dict) -> str | None:
 
 
 def _describe_growth(growth: dict) -> str:
+    if growth["kind"] == "exponential" and growth["rate"] < 0:
+        return f"shrinking exponentially ({_num(-growth['rate'])} halvings per block)"
     if growth["kind"] == "exponential":
         return f"exponentially ({_num(growth['rate'])} doublings per block)"
     if growth["kind"] == "linear":
@@ -456,9 +459,30 @@ def _verdict_fig9(result: dict) -> tuple[bool, str]:
                    f"({'; '.join(parts)}; {criterion}).")
 
 
+def _verdict_normfree(result: dict) -> tuple[bool, str]:
+    summary = result["summary"]
+    models = list(dict.fromkeys(key.rsplit("/", 1)[0] for key in summary))
+    parts, holds = [], True
+    for model in models:
+        bn = summary[f"{model}/bn"]
+        for spec in ("dyt", "derf"):
+            mine = summary[f"{model}/{spec}"]
+            ok = (mine["variance_growth"]["kind"] == bn["variance_growth"]["kind"] and math.isfinite(mine["cosine_similarity"])
+                  and mine["cosine_similarity"] <= bn["cosine_similarity"] + 0.1)
+            holds = holds and ok
+            parts.append(f"{model} {spec.upper()}: variance growth {_describe_growth(mine['variance_growth'])}, cosine "
+                         f"similarity {_num(mine['cosine_similarity'])} (BN {_num(bn['cosine_similarity'])}), explosion "
+                         f"{_num(mine['grad_explosion_exponent'], 3)} (BN {_num(bn['grad_explosion_exponent'], 3)})"
+                         + ("" if ok else " (unlike BN)"))
+    criterion = ("criterion: at initialization, variance growth of BN's kind and a cosine similarity at most 0.1 "
+                 "above BN's, in every model; training decides the rest (the normalizer_free study)")
+    verb = "look like BN at initialization" if holds else "do not look like BN at initialization"
+    return holds, f"Normalization-free layers {verb}: {'; '.join(parts)} ({criterion})."
+
+
 VERDICTS: dict[str, Callable[[dict], tuple[bool, str]]] = {
     "claim1": _verdict_claim1, "claim2": _verdict_claim2, "claim3": _verdict_claim3, "claim4": _verdict_claim4,
-    "fig6b": _verdict_fig6b, "fig9": _verdict_fig9,
+    "fig6b": _verdict_fig6b, "fig9": _verdict_fig9, "normfree": _verdict_normfree,
 }
 
 
@@ -482,13 +506,15 @@ def table_rows(result: dict) -> list[dict]:
     value = PER_LAYER[claim]
     configs: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = tuple((k, v) for k, v in r.items() if k not in ("layer", value))
+        key = tuple((k, v) for k, v in r.items() if k not in ("layer", value, "grad_norm"))
         configs.setdefault(key, []).append(r)
     out = []
     for key, mine in configs.items():
         row = dict(key)
         row.update({"layers": len(mine), f"first {value}": mine[0][value], f"last {value}": mine[-1][value]})
-        if claim != "claim4":
+        if claim == "normfree":
+            row["growth"] = _describe_growth(result["summary"][f"{row['model']}/{row['spec']}"]["variance_growth"])
+        elif claim != "claim4":
             growth = result["summary"][row["spec"] if claim == "claim1" else f"{row['spec']}/{row['variant']}"]
             row["growth"] = _describe_growth(growth)
         out.append(row)
@@ -499,7 +525,8 @@ def table_rows(result: dict) -> list[dict]:
 NORMFREE_SPECS = ("bn", "gn(group_size=4)", "dyt", "derf", "seednorm", "none")
 
 
-def normfree(scale: Scale = SMALL, data: str = "synthetic", device: str = "cpu", **kw: Any) -> dict:
+def normfree(scale: Scale = SMALL, data: str = "synthetic", device: str = "cpu",
+             progress: ProgressCallback | None = None, **kw: Any) -> dict:
     """Do DyT, Derf and SeeDNorm replace BN/GN in CNNs and ResNets? Their predictors at init.
 
     Per model and spec: variance growth over the residual stream (Claims 1-2's measure), cosine
@@ -507,10 +534,11 @@ def normfree(scale: Scale = SMALL, data: str = "synthetic", device: str = "cpu",
     ``normalizer_free`` study.)
     """
     inputs, classes = _inputs(data, scale, scale.batch_size, scale.batches, device, **kw)
+    run = _Run("normfree", scale, device, 2 * len(NORMFREE_SPECS), progress)
     rows, summary = [], {}
     for model in (scale.cnn[0], scale.resnet):
         for spec in NORMFREE_SPECS:
-            result = _score(spec, model, inputs, scale, device, classes)
+            result = run.score(spec, model, inputs, classes)
             summary[f"{model}/{spec}"] = {
                 "variance_growth": result["variance_growth"], "cosine_similarity": result["cosine_similarity"],
                 "grad_explosion_exponent": result["grad_explosion_exponent"], "stable_rank": result["stable_rank"],

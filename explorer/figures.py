@@ -22,7 +22,7 @@ from explorer.claims import label, missing_data
 
 #: one colour per normalizer, the same in every figure
 COLOURS = {"in": "tab:red", "bn": "tab:blue", "gn": "tab:green", "ln": "tab:purple", "wn": "tab:orange",
-           "sws": "tab:brown"}
+           "sws": "tab:brown", "dyt": "tab:cyan", "derf": "tab:olive", "seednorm": "tab:pink", "none": "black"}
 DPI = 100
 
 
@@ -213,9 +213,31 @@ def figure_fig9(result: dict) -> Figure:
     return figure
 
 
+def figure_normfree(result: dict) -> Figure:
+    """Figures 2-3's layout for the 2025 question: log activation variance over depth per layer, one panel per
+    model (a CNN, a ResNet), BN and GN beside DyT, Derf, SeeDNorm and no normalization."""
+    models = list(dict.fromkeys(r["model"] for r in result["rows"]))
+    figure, axes = _new(4.4 * len(models), 3.8, columns=len(models))
+    groups = _by(result["rows"], "model", "spec")
+    for ax, model in zip(axes[0], models):
+        for (m, spec), rows in groups.items():
+            if m == model:
+                growth = result["summary"][f"{model}/{spec}"]["variance_growth"]["kind"]
+                ax.semilogy([r["layer"] for r in rows], _finite([r["activation_variance"] for r in rows]),
+                            marker="o", markersize=3, color=_colour(spec), label=f"{label(spec)} ({growth})")
+        ax.set_title(model, fontsize="medium")
+        ax.set_xlabel("layer")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(title="normalizer (variance growth)", fontsize="x-small", title_fontsize="x-small")
+    axes[0][0].set_ylabel("activation variance (log scale)")
+    figure.suptitle(f"Figure 3 layout, normalization-free layers (DyT, Derf, SeeDNorm) in place of BN\n{_subtitle(result)}",
+                    fontsize="medium")
+    return figure
+
+
 FIGURES: dict[str, Callable[[dict], Figure]] = {
     "claim1": figure_claim1, "claim2": figure_claim2, "claim3": figure_claim3, "claim4": figure_claim4,
-    "fig6b": figure_fig6b, "fig9": figure_fig9,
+    "fig6b": figure_fig6b, "fig9": figure_fig9, "normfree": figure_normfree,
 }
 
 

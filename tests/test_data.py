@@ -59,7 +59,7 @@ def test_image_folder(tmp_path):
 
 
 def test_errors_name_what_is_missing(tmp_path):
-    with pytest.raises(DataError, match="valid datasets: gaussian, synthetic, cifar10"):
+    with pytest.raises(DataError, match="valid datasets: gaussian, synthetic, digits, cifar10"):
         load_dataset("imagenet")
     (tmp_path / "junk").mkdir()
     with pytest.raises(DataError, match=str(tmp_path / "cifar-10-batches-py")):

@@ -40,7 +40,8 @@ def test_each_figure_writes_png_and_svg_from_the_claim_code(claim, tmp_path):
     held = claims.verdict(result)
     assert held is not None and held[1].split(":")[0] in {f"{n} {v}" for n in (
         "Claim 1", "Claim 2", "Claim 3", "Claim 4", "Figure 6b", "Figure 9's trade-off")
-        for v in ("holds", "does not hold", "holds only in part")} | {"No verdict"}
+        for v in ("holds", "does not hold", "holds only in part")} | {"No verdict"} | {
+        f"Normalization-free layers {v} like BN at initialization" for v in ("look", "do not look")}
 
 
 def test_fig9_trained_result_has_test_accuracy():
