@@ -19,7 +19,8 @@ Definitions (``docs/predictors.md`` has the references and directions):
 
 "Layers" are the weights of the conv/linear ops: the parameters with two or more dimensions (a
 weight-normalized layer's direction and gain included); per-channel affine parameters are not.
-Every proxy here is "higher is better" as in the literature.
+Every proxy here is "higher is better" as in the literature. ``plugins/zero_cost.py`` registers
+them as predictors; these are the definitions.
 """
 
 from __future__ import annotations
@@ -32,13 +33,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from explorer.predictors import layer_weights
+
 #: Added to the correlation eigenvalues in jacob_cov (Mellor et al.'s constant).
 JACOB_COV_EPS = 1e-5
-
-
-def layer_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The weights the gradient proxies sum over: parameters with two or more dimensions."""
-    return [p for p in model.parameters() if p.dim() >= 2]
 
 
 def parameter_count(model: nn.Module) -> int:
