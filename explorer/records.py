@@ -158,6 +158,17 @@ def scalar_predictors(record: dict[str, Any]) -> list[str]:
     return out
 
 
+def worse_directions(records: list[dict[str, Any]]) -> dict[str, str]:
+    """The scalar predictors of some records with the direction in which each gets *worse*
+    ("maximize": a higher value is worse), as :data:`OBJECTIVE_PREDICTORS` writes it."""
+    out = dict(OBJECTIVE_PREDICTORS)
+    for record in records:
+        for name, direction in (record.get("directions") or {}).items():
+            if not isinstance(record.get(name), dict):
+                out.setdefault(name, "maximize" if direction == "lower" else "minimize")
+    return out
+
+
 def direction_of(record: dict[str, Any], name: str) -> str | None:
     """"lower" or "higher" (which is better) for a stored predictor, or None when unknown."""
     directions = record.get("directions") if isinstance(record.get("directions"), dict) else {}

@@ -8,6 +8,7 @@ so a composition or a number looks the same wherever it appears.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,39 @@ def plugins_table(rows: list[dict[str, Any]]) -> Table:
             parts.append(": " + ", ".join(names))
         table.add_row(row["name"], row["version"], parts if parts.plain else "-")
     return table
+
+
+#: How ``normx predictors`` writes each need, short enough for 80 columns.
+NEED_WORDS = {"activations": "act", "output_gradients": "out-grad", "weight_gradients": "w-grad",
+              "separate_pass": "own pass"}
+
+
+def predictors_table(rows: list[dict[str, Any]], width: int = 80) -> Group:
+    """The registered predictors (``normx predictors``), stacked to fit ``width`` columns: a line
+    with the full name, ↓/↑ (lower/higher is better), what it needs and the plugin, then its doc
+    line indented below."""
+    name_width = max((len(r["name"]) + 1 for r in rows), default=4)
+    need_width = max((len(_needs(r)) for r in rows), default=5)
+    header = Text(f"{'name':<{name_width}}  {'':1}  {'needs':<{need_width}}  plugin", style="bold")
+    lines: list[Text] = [Text("predictors at initialization (* computed by default)", style="bold"), header]
+    for r in rows:
+        line = Text()
+        line.append(f"{r['name'] + ('*' if r.get('default') else ''):<{name_width}}", style="bold")
+        line.append(f"  {'↓' if r['direction'] == 'lower' else '↑'}  ")
+        line.append(f"{_needs(r):<{need_width}}", style="cyan")
+        line.append(f"  {r['plugin']}")
+        lines.append(line)
+        for part in textwrap.wrap(r["doc"], width=width - 4) or [""]:
+            lines.append(Text(f"    {part}", style="dim"))
+    for part in textwrap.wrap("↓ lower is better, ↑ higher. needs: act = activations, out-grad = output gradients, "
+                              "w-grad = weight gradients (from the shared backward), own pass = a pass of its own",
+                              width=width):
+        lines.append(Text(part, style="italic"))
+    return Group(*lines)
+
+
+def _needs(row: dict[str, Any]) -> str:
+    return ", ".join(NEED_WORDS.get(n, n) for n in row["needs"]) or "-"
 
 
 def normalizers_table(rows: list[dict[str, Any]]) -> Table:
@@ -98,21 +132,32 @@ def _layer_values(values: Sequence[Any], limit: int = 12) -> str:
 
 
 def score_table(result: dict[str, Any]) -> Group:
-    """The init predictors of one composition (the fields of ``normx score --json``)."""
+    """The init predictors of one composition (the fields of ``normx score --json``): every
+    predictor computed, its direction, and the reason of any that is missing."""
     table = Table(title=f"{result.get('spec', '?')}  on  {result.get('model', '?')}", show_header=True)
-    table.add_column("predictor", style="bold")
+    table.add_column("predictor", style="bold", no_wrap=True)
+    table.add_column("", no_wrap=True)
     table.add_column("value", justify="right")
     table.add_column("spread over seeds", justify="right", style="dim")
     spread = result.get("spread") or {}
-    for key in ("cosine_similarity", "grad_explosion_exponent", "stable_rank"):
-        if key in result:
-            table.add_row(key.replace("_", " "), format_number(result[key], 4), format_number(spread.get(key), 4)
-                          if key in spread else "")
-    growth = result.get("variance_growth")
-    if isinstance(growth, dict):
-        table.add_row("variance growth", f"{growth.get('kind', '?')} (rate {format_number(growth.get('rate'), 3)})", "")
+    missing = result.get("missing") or {}
+    directions = result.get("directions") or {key: "" for key in ("cosine_similarity", "grad_explosion_exponent",
+                                                                  "stable_rank", "variance_growth")}
+    for name, direction in directions.items():
+        key = name
+        arrow = {"lower": "↓", "higher": "↑"}.get(direction, "")
+        value = result.get(key)
+        key = key.replace("_", " ")
+        if name in missing:
+            table.add_row(key, arrow, Text(f"missing: {missing[name]}", style="red"), "")
+        elif isinstance(value, dict):
+            table.add_row(key, arrow, f"{value.get('kind', '?')} (rate {format_number(value.get('rate'), 3)})",
+                          format_number(spread.get(f"{name}_rate"), 3) if f"{name}_rate" in spread else "")
+        elif name in result:
+            table.add_row(key, arrow, format_number(value, 4),
+                          format_number(spread.get(name), 4) if name in spread else "")
     if "overflow" in result:
-        table.add_row("overflow", Text("yes", style="bold red") if result["overflow"] else "no", "")
+        table.add_row("overflow", "", Text("yes", style="bold red") if result["overflow"] else "no", "")
     layers = Table(title="per layer (forward order)", show_header=True)
     layers.add_column("quantity", style="bold")
     layers.add_column("values")
