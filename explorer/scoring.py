@@ -118,6 +118,8 @@ def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]],
             for x, y in batches:
                 recorder.step(x.detach().requires_grad_(True), y)  # a new leaf: the caller's x is left alone
             result = recorder.result()
+        for p, r in zip(model.parameters(), requires):  # the model as built: parameter_count counts trainable ones
+            p.requires_grad_(r)
         seed = SeedPass(model, batches, result["activation_variance"], result["grad_norm"], result["stages"])
         for entry in entries:
             if entry.per == "seed":

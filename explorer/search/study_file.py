@@ -373,8 +373,7 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         if kind not in VARIANCE_GROWTH_KINDS:
             raise check.fail(("screening", "reject_variance_growth"),
                              f"must list kinds among {', '.join(VARIANCE_GROWTH_KINDS)}, got {kind!r}")
-    for name in config.screening.predictors:
-        _check_predictor(check, ("screening", "predictors"), name)
+    config.screening.predictors = _predictor_list(check, ("screening", "predictors"), config.screening.predictors)
     config.training = TrainingConfig(**data.get("training", {}))
     training = config.training
     if training.lr_rule not in ("linear", "constant"):
@@ -394,17 +393,27 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     return config
 
 
-def _check_predictor(check: _Checker, key: tuple[str, ...], name: str) -> None:
-    """A registered predictor's name, or one line listing the valid ones (a screening criterion,
-    ``[screening] predictors``)."""
-    if name in BUILTIN_DIRECTIONS or name in NOT_SCALAR:
-        return
-    from explorer.plugins import get_registry
-    from explorer.registry import unknown_predictor_message
+def _predictor_list(check: _Checker, key: tuple[str, ...], names: list[str]) -> list[str]:
+    """``[screening] predictors`` with ``default`` and ``all`` expanded (as ``normx score
+    --predictors`` does); an unknown name is one line listing the valid ones."""
+    out: list[str] = []
+    for name in names:
+        if name == "default":
+            out += DEFAULT_PREDICTORS
+        elif name in BUILTIN_DIRECTIONS or name in NOT_SCALAR:
+            out.append(name)
+        else:
+            from explorer.plugins import get_registry  # "all" or a plugin's predictor: load the plugins
+            from explorer.registry import unknown_predictor_message
 
-    registry = get_registry()
-    if name not in registry.predictors:
-        raise check.fail(key, unknown_predictor_message(name, registry.predictors))
+            registry = get_registry()
+            if name == "all":
+                out += list(registry.predictors)
+            elif name in registry.predictors:
+                out.append(name)
+            else:
+                raise check.fail(key, unknown_predictor_message(name, registry.predictors))
+    return list(dict.fromkeys(out))
 
 
 def _parse_space(check: _Checker, data: dict[str, Any]) -> SpaceConfig:
