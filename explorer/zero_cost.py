@@ -65,9 +65,13 @@ def naswot(codes: Tensor) -> float:
     """log |det K| for binary activation codes (N samples, U units), K_ij = agreements of i and j.
 
     -inf when two samples share a code (K is singular): the network cannot tell them apart.
+    Exact for fewer than 2**24 units.
     """
-    c = codes.detach().double()
-    kernel = c @ c.T + (1.0 - c) @ (1.0 - c).T
+    # K = c cᵀ + (1 − c)(1 − c)ᵀ = 2 c cᵀ − s 1ᵀ − 1 sᵀ + U (s the row sums, U the units): one
+    # product instead of two, in float32, which holds these integer sums exactly below 2**24.
+    c = codes.detach().float()
+    rows = c.sum(dim=1)
+    kernel = (2 * (c @ c.T) - rows[:, None] - rows[None, :] + c.shape[1]).double()
     sign, logdet = torch.linalg.slogdet(kernel)
     return float(logdet) if sign > 0 else -math.inf
 
