@@ -315,3 +315,18 @@ def test_a_predictor_registered_from_python_is_a_study_objective(tmp_path):
             parse_study_text(text.replace("naswot =", "variance_growth ="), "objective.toml")
     finally:
         unregister("spread")
+
+
+def test_several_models_aggregate_every_stored_predictor_at_its_worst():
+    from explorer.search.policy import aggregate_predictors
+
+    def record(cos, snip, missing=None):
+        return {"cosine_similarity": cos, "grad_explosion_exponent": 0.1, "stable_rank": 3.0, "snip": snip,
+                "variance_growth": {"kind": "flat", "rate": 0.0}, "activation_variance": [1.0], "grad_norm": [1.0],
+                "overflow": False, "spread": {}, "missing": missing or {},
+                "directions": {"cosine_similarity": "lower", "snip": "higher"}}
+
+    out = aggregate_predictors({"a": record(0.2, 5.0), "b": record(0.4, 2.0, {"synflow": "RuntimeError: x"})})
+    assert out["cosine_similarity"] == 0.4 and out["snip"] == 2.0  # the worst model for each direction
+    assert out["directions"] == {"cosine_similarity": "lower", "snip": "higher"}
+    assert out["missing"] == {"synflow": "b: RuntimeError: x"}
