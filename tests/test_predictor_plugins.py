@@ -330,3 +330,16 @@ def test_several_models_aggregate_every_stored_predictor_at_its_worst():
     assert out["cosine_similarity"] == 0.4 and out["snip"] == 2.0  # the worst model for each direction
     assert out["directions"] == {"cosine_similarity": "lower", "snip": "higher"}
     assert out["missing"] == {"synflow": "b: RuntimeError: x"}
+
+
+def test_a_screening_criterion_names_any_scalar_predictor_or_fails_listing_them():
+    from explorer.search.study_file import StudyFileError, _Checker, require_predictor
+
+    check = _Checker("s.toml", "[screening]\nscore = \"snp\"\n")
+    assert require_predictor(check, ("screening", "score"), "snip") == "higher"
+    assert require_predictor(check, ("screening", "score"), "cosine_similarity") == "lower"
+    with pytest.raises(StudyFileError, match=r"^s.toml:2: screening.score: unknown predictor 'snp'; closest: snip; "
+                                             r"valid: .*naswot"):
+        require_predictor(check, ("screening", "score"), "snp")
+    with pytest.raises(StudyFileError, match="unknown predictor 'variance_growth'"):  # a kind and a rate: no order
+        require_predictor(check, ("screening", "score"), "variance_growth")
