@@ -10,7 +10,7 @@ from typing import Any
 
 from explorer.errors import NormxError, PluginError, SpecError
 from explorer.hookspecs import hookimpl
-from explorer.registry import SLOTS, ModelEntry, Param, Preset, Primitive
+from explorer.registry import SLOTS, ModelEntry, Param, PredictorEntry, Preset, Primitive
 from explorer.spec import Spec, Step, format_spec, parse_spec
 
 __version__ = "0.1.0"
@@ -44,6 +44,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "NormxError", "PluginError", "SpecError", "hookimpl", "SLOTS", "ModelEntry", "Param", "Preset", "Primitive",
+    "NormxError", "PluginError", "SpecError", "hookimpl", "SLOTS", "ModelEntry", "Param", "PredictorEntry", "Preset",
+    "Primitive",
     "Spec", "Step", "format_spec", "parse_spec", *_LAZY,
 ]

@@ -28,6 +28,10 @@ class PluginError(NormxError):
     """A plugin that cannot be loaded or that conflicts with another one."""
 
 
+class PredictorError(NormxError, ValueError):
+    """An unknown predictor name, or a predictor asked for where it cannot be used."""
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """The valid names closest to ``name`` (for 'did you mean' messages)."""
     return difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.5)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:
-    from explorer.registry import ModelEntry, Preset, Primitive
+    from explorer.registry import ModelEntry, PredictorEntry, Preset, Primitive
 
 hookspec = pluggy.HookspecMarker("normx")
 hookimpl = pluggy.HookimplMarker("normx")
@@ -46,4 +46,19 @@ def register_models(register: Callable[["ModelEntry"], None]) -> None:
     :class:`explorer.models.NormxModel` whose normalization sites are built from ``spec`` (with
     :func:`explorer.create_conv`, :func:`explorer.create_normalized_layer`, ...); its name must be
     unique across all plugins.
+    """
+
+
+@hookspec
+def register_predictors(register: Callable[["PredictorEntry"], None]) -> None:
+    """Contribute predictors at initialization: numbers measured on a freshly built model that say
+    how it will train (the paper's cosine similarity, a zero-cost proxy, ...).
+
+    Call ``register(predictor)`` with an :class:`explorer.registry.PredictorEntry` for each one: its
+    name (unique across all plugins; it becomes a key of the stored ``predictors`` record, a study
+    objective and a screening criterion), its direction (``"lower"`` or ``"higher"`` is better),
+    what it ``needs`` of the measurement (``activations``, ``output_gradients``,
+    ``weight_gradients``, ``separate_pass``), a doc line, and ``compute``, called with an
+    :class:`explorer.predictors.BatchPass` per batch (``per="batch"``) or an
+    :class:`explorer.predictors.SeedPass` per built model (``per="seed"``).
     """

@@ -20,7 +20,7 @@ import pluggy
 
 from explorer import hookspecs
 from explorer.errors import PluginError
-from explorer.registry import ModelEntry, Preset, Primitive, Registry
+from explorer.registry import ModelEntry, PredictorEntry, Preset, Primitive, Registry
 
 ENTRY_POINT_GROUP = "normx"
 BUILTIN_DISTRIBUTION = "norm-explorer"
@@ -32,7 +32,7 @@ _registry: Registry | None = None
 _versions: dict[str, str] = {}
 _failed: dict[str, str] = {}
 
-R = TypeVar("R", Primitive, Preset, ModelEntry)
+R = TypeVar("R", Primitive, Preset, ModelEntry, PredictorEntry)
 
 
 def _truthy(name: str) -> bool:
@@ -133,7 +133,7 @@ def _instance_of(kind: type[R], args: tuple, kwargs: dict) -> R:
 
 
 def get_registry() -> Registry:
-    """Every primitive, preset and model the loaded plugins contribute."""
+    """Every primitive, preset, model and predictor the loaded plugins contribute."""
     global _registry
     if _registry is not None:
         return _registry
@@ -142,6 +142,7 @@ def get_registry() -> Registry:
     _collect(pm, "register_primitives", Primitive, registry.add_primitive)
     _collect(pm, "register_presets", Preset, registry.add_preset)
     _collect(pm, "register_models", ModelEntry, registry.add_model)
+    _collect(pm, "register_predictors", PredictorEntry, registry.add_predictor)
     registry.plugin_versions = {
         name: _versions.get(name, "?") for name, _ in pm.list_name_plugin() if name not in _failed
     }

@@ -13,19 +13,27 @@ Definitions (docs/predictors.md has the reasoning):
   from the output (positive = gradients grow toward the input);
 * variance growth: linear vs exponential least-squares fits per stage, compared in log space.
 
-The recorder keeps every statistic on the device; nothing is copied to the host until the end.
+These are the definitions; the predictors a measurement computes are registered by plugins
+(``plugins/predictors.py`` for the paper's, ``plugins/zero_cost.py`` for the baselines), and
+each receives a :class:`BatchPass` or a :class:`SeedPass`. The recorder keeps every statistic on
+the device; nothing is copied to the host until the end.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from explorer.errors import NormxError
 from explorer.norm import NormalizedLayer
+
+if TYPE_CHECKING:
+    from explorer.registry import PredictorEntry
 
 #: A variance that grows by less than this factor over a stage is "flat".
 FLAT_GROWTH = 1.5
@@ -165,6 +173,57 @@ def variance_growth(variances: Sequence[float], stages: Sequence[int] | None = N
     return {"kind": "linear", "rate": r}
 
 
+# --------------------------------------------------------------------------- what predictors receive
+
+
+@dataclass
+class BatchPass:
+    """One batch's shared forward + backward, as a ``per="batch"`` predictor receives it.
+
+    ``outputs`` are the probes' outputs in forward order, ``output_grads`` d loss / d output
+    (None for a probe the loss does not reach), ``features`` the classifier's input. The loss is
+    cross-entropy with the batch's labels. ``weight_grads`` (d loss / d weight, aligned with
+    ``weights``: the parameters with two or more dimensions) come from the same backward, and only
+    when some selected predictor needs ``weight_gradients``; otherwise they are None. The model is
+    in training mode; a predictor with a ``separate_pass`` may run it again itself.
+    """
+
+    model: nn.Module
+    x: Tensor
+    y: Tensor
+    logits: Tensor
+    loss: Tensor
+    outputs: list[Tensor]
+    output_grads: list[Tensor | None]
+    features: Tensor
+    weights: list[nn.Parameter]
+    weight_grads: list[Tensor | None] | None
+    stages: list[int]
+
+
+@dataclass
+class SeedPass:
+    """One built model after every batch, as a ``per="seed"`` predictor receives it: the model, the
+    batches, and the shared pass's per-probe curves (means over the batches)."""
+
+    model: nn.Module | None
+    batches: list[tuple[Tensor, Tensor]]
+    activation_variance: list[float]
+    grad_norm: list[float]
+    stages: list[int]
+
+
+def layer_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The weights of the conv/linear ops: parameters with two or more dimensions (a
+    weight-normalized layer's direction and gain included; per-channel affine parameters not)."""
+    return [p for p in model.parameters() if p.dim() >= 2]
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line saying why a predictor failed, as it is stored under ``missing``."""
+    return " ".join(f"{type(err).__name__}: {err}".split())[:300]
+
+
 # --------------------------------------------------------------------------- recorder
 
 
@@ -188,20 +247,28 @@ def find_probes(model: nn.Module) -> tuple[list[nn.Module], list[int], nn.Module
 
 
 class Recorder:
-    """Hooks a model's probes and classifier input; accumulates the predictors on the device.
+    """Hooks a model's probes and classifier input; accumulates the per-layer curves and the
+    ``per="batch"`` predictors on the device.
 
-    For each batch: one forward (hooks record activation variance and keep the output tensors),
-    then one ``torch.autograd.grad`` of the loss with respect to those outputs (no weight
-    gradients are computed). Sums stay on the device; :meth:`result` copies them once.
+    For each batch: one forward (hooks keep the probes' outputs and the classifier's input), then
+    one ``torch.autograd.grad`` of the loss with respect to those outputs, and to the layer
+    weights as well when a predictor needs weight gradients (one backward for both). Each
+    predictor then computes its value from that :class:`BatchPass`. Sums stay on the device;
+    :meth:`result` copies them once. A predictor that raises is recorded in ``missing`` with its
+    reason and not asked again; the others go on.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, predictors: Sequence[PredictorEntry] = ()):
         self.model = model
         self.probes, self.stages, self.head = find_probes(model)
+        self.predictors = [p for p in predictors if p.per == "batch"]
+        self.weight_gradients = any("weight_gradients" in p.needs for p in self.predictors)
         self.outputs: list[Tensor | None] = [None] * len(self.probes)
         self.features: Tensor | None = None
+        self.missing: dict[str, str] = {}
         self._handles = []
-        self._sums: Tensor | None = None  # rows: variance, grad norm; then cos, stable rank, finite flag
+        self._sums: Tensor | None = None  # variance, grad norm per probe, then the overflow flag
+        self._values: dict[str, Tensor] = {}
         self.batches = 0
 
     def __enter__(self) -> Recorder:
@@ -227,42 +294,62 @@ class Recorder:
         self.features = inputs[0]
 
     def step(self, x: Tensor, y: Tensor) -> None:
-        """One forward + backward on (x, y), accumulating every predictor on the device."""
+        """One forward + backward on (x, y), accumulating the curves and every predictor on the device."""
         logits = self.model(x)
         loss = nn.functional.cross_entropy(logits.float(), y)
         outs = self.outputs
-        used = [i for i, o in enumerate(outs) if o is not None and o.requires_grad]
-        grads = torch.autograd.grad(loss, [outs[i] for i in used], allow_unused=True) if used else []
         n = len(self.probes)
         device = logits.device
+        used = [i for i, o in enumerate(outs) if o is not None and o.requires_grad]
+        weights = layer_weights(self.model)
+        asked = [outs[i] for i in used] + (weights if self.weight_gradients else [])
+        grads = list(torch.autograd.grad(loss, asked, allow_unused=True)) if asked else []
+        output_grads: list[Tensor | None] = [None] * n
+        for i, g in zip(used, grads):
+            output_grads[i] = g
+        weight_grads = grads[len(used):] if self.weight_gradients else None
         variances = torch.stack([activation_variance(o) if o is not None else torch.zeros((), device=device)
                                  for o in outs]) if n else torch.zeros(0, device=device)
-        norms = torch.zeros(n, device=device)
-        if used:
-            norms[used] = torch.stack([gradient_norm(g) if g is not None else torch.zeros((), device=device)
-                                       for g in grads])
-        # cosine similarity of the last probed layer's output (flattened, before pooling: after
-        # pooling InstanceNorm's features are one constant for every sample); stable rank of the
-        # classifier's input (the pooled penultimate features, Figure 6a)
+        norms = torch.stack([gradient_norm(g) if g is not None else torch.zeros((), device=device)
+                             for g in output_grads]) if n else torch.zeros(0, device=device)
         feats = self.features
-        cos = cosine_similarity(outs[-1] if n else feats)
-        rank = stable_rank(feats)
-        # NaN similarity on a batch of several samples: features that overflowed or collapsed to 0
-        finite = torch.isfinite(feats).all() & torch.isfinite(loss) & (torch.isfinite(cos) | (feats.shape[0] < 2))
-        row = torch.cat([variances, norms, torch.stack([cos, rank, (~finite).float()])])
+        # Overflow: non-finite features or loss, or a sample whose last probed output overflowed or
+        # collapsed to 0 (it has no direction: its cosine similarity would be NaN).
+        last = (outs[-1] if n and outs[-1] is not None else feats).detach().flatten(1)
+        alive = torch.isfinite(last).all() & ((last.abs().amax(dim=1) > 0).all() | (last.shape[0] < 2))
+        finite = torch.isfinite(feats).all() & torch.isfinite(loss) & alive
+        row = torch.cat([variances, norms, (~finite).float().reshape(1)])
         self._sums = row if self._sums is None else self._sums + row
+        batch = BatchPass(self.model, x, y, logits, loss, [o for o in outs if o is not None], output_grads,
+                          feats, weights, weight_grads, list(self.stages))
+        for predictor in self.predictors:
+            if predictor.name in self.missing:
+                continue
+            try:
+                value = torch.as_tensor(predictor.compute(batch), device=device).detach().double().reshape(())
+            except Exception as err:  # noqa: BLE001 - a predictor that fails is missing, not a crash
+                self.missing[predictor.name] = failure_reason(err)
+                continue
+            total = self._values.get(predictor.name)
+            self._values[predictor.name] = value if total is None else total + value
         self.batches += 1
         self.outputs = [None] * n
         self.features = None
 
     def result(self) -> dict:
-        """Means over the recorded batches (one host copy)."""
+        """Means over the recorded batches (one host copy): the curves, ``overflow``, ``missing``
+        and each per-batch predictor (NaN when it is missing)."""
         n = len(self.probes)
         if self._sums is None:
             raise RuntimeError("no batch was recorded")
+        names = [p.name for p in self.predictors if p.name in self._values and p.name not in self.missing]
         values = (self._sums / self.batches).cpu().tolist()
-        variances, norms = values[:n], values[n:2 * n]
-        cos, rank, nonfinite = values[2 * n:]
-        overflow = nonfinite > 0 or not all(math.isfinite(v) for v in values)
-        return {"activation_variance": variances, "grad_norm": norms, "cosine_similarity": cos,
-                "stable_rank": rank, "overflow": bool(overflow), "stages": list(self.stages)}
+        means = (torch.stack([self._values[k] for k in names]) / self.batches).cpu().tolist() if names else []
+        variances, norms, nonfinite = values[:n], values[n:2 * n], values[2 * n]
+        out = {"activation_variance": variances, "grad_norm": norms,
+               "overflow": bool(nonfinite > 0 or not all(math.isfinite(v) for v in values)),
+               "stages": list(self.stages), "missing": dict(self.missing)}
+        for p in self.predictors:
+            out[p.name] = math.nan
+        out.update(zip(names, means))
+        return out

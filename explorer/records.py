@@ -62,6 +62,19 @@ OBJECTIVE_PREDICTORS: dict[str, str] = {
     "grad_explosion_exponent": "maximize",
     "stable_rank": "minimize",
 }
+#: The predictors ``normx score``, ``explorer.score`` and every study compute unless told otherwise:
+#: the paper's four (one forward + backward, no weight gradients) and the parameter count, the
+#: baseline every predictor must beat (docs/predictors.md, "Choosing predictors").
+DEFAULT_PREDICTORS: tuple[str, ...] = (
+    "cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth", "parameter_count",
+)
+#: Which way each built-in predictor is better, for records stored before they said so themselves
+#: (a record's ``directions`` wins).
+BUILTIN_DIRECTIONS: dict[str, str] = {
+    "cosine_similarity": "lower", "grad_explosion_exponent": "lower", "stable_rank": "higher",
+    "variance_growth_rate": "lower", "parameter_count": "higher", "forward_flops": "higher",
+    "weight_grad_norm": "higher", "snip": "higher", "synflow": "higher", "naswot": "higher", "jacob_cov": "higher",
+}
 #: Every scalar predictor, in the order reports show them (the variance growth's rate included).
 SCALAR_PREDICTORS: tuple[str, ...] = (*OBJECTIVE_PREDICTORS, "variance_growth_rate")
 #: Per-layer predictors, in forward order.
@@ -82,10 +95,19 @@ class Predictors:
     variance_growth: dict[str, Any] = field(default_factory=lambda: {"kind": "flat", "rate": 0.0})
     overflow: bool = False
     spread: dict[str, float] = field(default_factory=dict)
+    #: predictor name -> why it could not be computed (its value is NaN)
+    missing: dict[str, str] = field(default_factory=dict)
+    #: predictor name -> "lower" or "higher" (which is better), for every predictor computed
+    directions: dict[str, str] = field(default_factory=dict)
+    #: every other registered predictor's value (parameter_count, snip, ...), stored as a key of
+    #: its own beside the fixed ones
+    extra: dict[str, float] = field(default_factory=dict)
 
     def to_attrs(self) -> dict[str, Any]:
-        """The JSON-safe form stored in a trial."""
-        return json_safe(asdict(self))
+        """The JSON-safe form stored in a trial: the fixed keys, then one key per extra predictor."""
+        out = asdict(self)
+        extra = out.pop("extra")
+        return json_safe({**out, **extra})
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> Predictors:
@@ -106,11 +128,56 @@ class Predictors:
         out.overflow = bool(attrs.get("overflow", False))
         if isinstance(attrs.get("spread"), dict):
             out.spread = {str(k): number(v) for k, v in attrs["spread"].items()}
+        for key in ("missing", "directions"):
+            if isinstance(attrs.get(key), dict):
+                setattr(out, key, {str(k): str(v) for k, v in attrs[key].items()})
+        out.extra = {k: number(v) for k, v in attrs.items()
+                     if k not in PREDICTOR_KEYS and to_float(v) is not None}
         return out
 
 
-#: The keys of a stored predictor record (docs/trial-schema.md).
-PREDICTOR_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Predictors))
+def predictor_value(record: dict[str, Any], name: str) -> float | None:
+    """A stored predictor as a number: a scalar, or the rate of ``<name>_rate`` for a
+    dict-valued one (``variance_growth_rate``); None when the record does not hold it."""
+    if name.endswith("_rate") and isinstance(record.get(name[:-5]), dict):
+        return to_float(record[name[:-5]].get("rate"))
+    return to_float(record.get(name))
+
+
+def scalar_predictors(record: dict[str, Any]) -> list[str]:
+    """The names of the scalar predictors a stored record holds, in its order (a dict-valued one,
+    variance growth, as its ``_rate``)."""
+    out = []
+    for key, value in record.items():
+        if key in ("activation_variance", "grad_norm", "overflow", "spread", "missing", "directions"):
+            continue
+        if isinstance(value, dict) and "rate" in value:
+            out.append(f"{key}_rate")
+        elif to_float(value) is not None:
+            out.append(key)
+    return out
+
+
+def worse_directions(records: list[dict[str, Any]]) -> dict[str, str]:
+    """The scalar predictors of some records with the direction in which each gets *worse*
+    ("maximize": a higher value is worse), as :data:`OBJECTIVE_PREDICTORS` writes it."""
+    out = dict(OBJECTIVE_PREDICTORS)
+    for record in records:
+        for name, direction in (record.get("directions") or {}).items():
+            if not isinstance(record.get(name), dict):
+                out.setdefault(name, "maximize" if direction == "lower" else "minimize")
+    return out
+
+
+def direction_of(record: dict[str, Any], name: str) -> str | None:
+    """"lower" or "higher" (which is better) for a stored predictor, or None when unknown."""
+    directions = record.get("directions") if isinstance(record.get("directions"), dict) else {}
+    base = name[:-5] if name.endswith("_rate") and name[:-5] in directions else name
+    return directions.get(base) or BUILTIN_DIRECTIONS.get(name)
+
+
+#: The fixed keys of a stored predictor record (docs/trial-schema.md); each extra predictor adds its own.
+PREDICTOR_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Predictors) if f.name != "extra")
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""The registry of primitives, presets and models, filled by plugins through pluggy hooks.
+"""The registry of primitives, presets, models and predictors, filled by plugins through pluggy hooks.
 
 Plain data: a :class:`Primitive` says which slot it fills, which parameters it takes and how to
-build its module; a :class:`Preset` is a named spec in call form. Nothing here builds modules.
+build its module; a :class:`Preset` is a named spec in call form; a :class:`PredictorEntry` says
+what a predictor at initialization needs and which way is better. Nothing here builds modules.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from explorer.axes import parse_axes
-from explorer.errors import PluginError, SpecError, unknown_name_message
+from explorer.errors import PluginError, PredictorError, SpecError, closest, unknown_name_message
 
 if TYPE_CHECKING:
     from torch import nn
@@ -161,8 +162,64 @@ class ModelEntry:
         return next((p for p in self.params if p.name == name), None)
 
 
+#: What a predictor can ask of the measurement (``PredictorEntry.needs``): the probes' outputs and
+#: the classifier's input, d loss / d probe output, d loss / d layer weight (the shared backward
+#: then computes them too), or a pass of its own (it runs the model itself).
+PREDICTOR_NEEDS: tuple[str, ...] = ("activations", "output_gradients", "weight_gradients", "separate_pass")
+#: Which way a predictor is better, and when it is computed (``PredictorEntry.per``).
+PREDICTOR_DIRECTIONS: tuple[str, ...] = ("lower", "higher")
+PREDICTOR_SCOPES: tuple[str, ...] = ("batch", "seed")
+#: Keys a predictor record already uses for something else (docs/trial-schema.md), and the
+#: training measures a study's objectives name: no predictor may take them.
+RESERVED_PREDICTOR_NAMES: tuple[str, ...] = (
+    "activation_variance", "grad_norm", "overflow", "spread", "missing", "directions", "stages",
+    "variance_growth_rate", "combined", "test_accuracy", "mean_train_accuracy", "final_loss", "wall_time_s",
+)
+
+
+@dataclass(frozen=True)
+class PredictorEntry:
+    """A predictor at initialization, contributed by a plugin (``normx predictors`` lists them).
+
+    ``compute`` receives what the measurement gives (:mod:`explorer.predictors`): with
+    ``per="batch"`` a :class:`explorer.predictors.BatchPass` once per batch, after the shared
+    forward + backward (its value is averaged over batches, then over seeds); with ``per="seed"`` a
+    :class:`explorer.predictors.SeedPass` once per built model, after every batch (averaged over
+    seeds). It returns a number (a 0-d tensor may stay on the device); ``scalar=False`` marks a
+    value that is a dict (variance growth: kind and rate) and cannot be an objective. An exception
+    records the predictor as missing with its reason; the other predictors are kept.
+    """
+
+    name: str
+    direction: str
+    compute: Callable[[Any], Any]
+    needs: tuple[str, ...] = ()
+    doc: str = ""
+    per: str = "batch"
+    #: where the predictor comes from (a paper), shown by ``normx predictors --json``
+    reference: str = ""
+    scalar: bool = True
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name != self.name.lower() or not self.name.replace("_", "").isalnum():
+            raise PluginError(f"predictor {self.name!r}: names are lower-case letters, digits and '_'")
+        if self.name in RESERVED_PREDICTOR_NAMES:
+            raise PluginError(f"predictor {self.name!r}: the name is taken by a stored field or a training measure")
+        if self.direction not in PREDICTOR_DIRECTIONS:
+            raise PluginError(f"predictor {self.name!r}: direction must be 'lower' or 'higher' (which is better), "
+                              f"got {self.direction!r}")
+        if self.per not in PREDICTOR_SCOPES:
+            raise PluginError(f"predictor {self.name!r}: per must be 'batch' or 'seed', got {self.per!r}")
+        unknown = [n for n in self.needs if n not in PREDICTOR_NEEDS]
+        if unknown:
+            raise PluginError(f"predictor {self.name!r}: unknown need {unknown[0]!r} (needs: {', '.join(PREDICTOR_NEEDS)})")
+        if not callable(self.compute):
+            raise PluginError(f"predictor {self.name!r}: compute must be callable")
+
+
 #: What a plugin registers through one of the hooks.
-Registrable = Primitive | Preset | ModelEntry
+Registrable = Primitive | Preset | ModelEntry | PredictorEntry
 
 
 @dataclass
@@ -172,6 +229,7 @@ class Registry:
     primitives: dict[str, Primitive] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    predictors: dict[str, PredictorEntry] = field(default_factory=dict)
     #: plugin name -> version, for every plugin that loaded
     plugin_versions: dict[str, str] = field(default_factory=dict)
     #: plugin name -> load error, for every plugin that failed to load
@@ -184,7 +242,7 @@ class Registry:
                 f"{kind} {item.name!r} is registered twice: by plugin {existing.plugin!r} "
                 f"and by plugin {item.plugin!r}"
             )
-        if kind != "model" and (item.name in self.primitives or item.name in self.presets):
+        if kind in ("primitive", "preset") and (item.name in self.primitives or item.name in self.presets):
             other = self.primitives.get(item.name) or self.presets.get(item.name)
             raise PluginError(
                 f"{kind} {item.name!r} from plugin {item.plugin!r} clashes with the "
@@ -201,6 +259,9 @@ class Registry:
     def add_model(self, model: ModelEntry) -> None:
         self._add(self.models, "model", model)
 
+    def add_predictor(self, predictor: PredictorEntry) -> None:
+        self._add(self.predictors, "predictor", predictor)
+
     def primitive(self, name: str) -> Primitive:
         try:
             return self.primitives[name]
@@ -214,6 +275,12 @@ class Registry:
             return self.models[name]
         except KeyError:
             raise SpecError(unknown_name_message("model", name, self.models)) from None
+
+    def predictor(self, name: str) -> PredictorEntry:
+        try:
+            return self.predictors[name]
+        except KeyError:
+            raise PredictorError(unknown_predictor_message(name, self.predictors)) from None
 
     def by_slot(self) -> Mapping[str, list[Primitive]]:
         out: dict[str, list[Primitive]] = {slot: [] for slot in SLOTS}
@@ -230,4 +297,14 @@ class Registry:
             out.setdefault(preset.plugin, {}).setdefault("presets", []).append(preset.name)
         for model in self.models.values():
             out.setdefault(model.plugin, {}).setdefault("models", []).append(model.name)
+        for predictor in self.predictors.values():
+            out.setdefault(predictor.plugin, {}).setdefault("predictors", []).append(predictor.name)
         return out
+
+
+def unknown_predictor_message(name: str, valid: Any) -> str:
+    """``unknown predictor 'snp'; closest: snip; valid: cosine_similarity, ...`` (every valid name:
+    there are few, and a user choosing predictors wants to see them all)."""
+    found = closest(name, valid)
+    near = f"closest: {', '.join(found)}; " if found else ""
+    return f"unknown predictor {name!r}; {near}valid: {', '.join(sorted(valid))}"

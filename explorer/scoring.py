@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from explorer.errors import NormxError
+from explorer.errors import NormxError, PredictorError
 from explorer.models import canonical_model_name, create_model
-from explorer.predictors import Recorder, grad_explosion_exponent, variance_growth
-from explorer.records import OBJECTIVE_PREDICTORS
+from explorer.predictors import Recorder, SeedPass, failure_reason
+from explorer.records import DEFAULT_PREDICTORS, PREDICTOR_KEYS, to_float
+from explorer.registry import PredictorEntry
 from explorer.spec import Spec, parse_spec
 
-__all__ = ["ScoreError", "aggregate", "check_batch_size", "measure", "score"]
+__all__ = ["ScoreError", "aggregate", "check_batch_size", "measure", "predictor_record", "resolve_predictors",
+           "score"]
 
 
 class ScoreError(NormxError, ValueError):
@@ -59,36 +61,101 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> dict[str, Any]:
-    """The predictors of one built model over the batches (train mode, no weight gradients)."""
+def resolve_predictors(names: str | Iterable[str] | None = None) -> list[PredictorEntry]:
+    """The registered predictors ``names`` asks for, in registration order.
+
+    ``None`` or ``"default"`` is :data:`explorer.records.DEFAULT_PREDICTORS`, ``"all"`` every
+    registered one; a string is comma-separated (``"snip, synflow"``), and ``default``/``all`` may
+    be combined with names (``default,snip``). An unknown name raises :class:`PredictorError`
+    listing the valid ones.
+    """
+    from explorer.plugins import get_registry  # entry points: loaded when predictors are chosen
+
+    registry = get_registry()
+    if names is None:
+        names = ["default"]
+    elif isinstance(names, str):
+        names = [n.strip() for n in names.split(",")]
+    wanted: list[str] = []
+    for name in names:
+        if name == "default":
+            wanted += [n for n in DEFAULT_PREDICTORS if n in registry.predictors]
+        elif name == "all":
+            wanted += list(registry.predictors)
+        elif name:
+            wanted.append(registry.predictor(name).name)
+    if not wanted:
+        raise PredictorError(f"no predictors were asked for; valid: {', '.join(sorted(registry.predictors))}")
+    order = predictor_order(registry.predictors)
+    return [registry.predictors[n] for n in sorted(set(wanted), key=order.index)]
+
+
+def predictor_order(names: Iterable[str]) -> list[str]:
+    """The order predictors are listed, computed and stored in: the defaults first (the paper's
+    four, the parameter count), then the others by name."""
+    names = list(names)
+    return [n for n in DEFAULT_PREDICTORS if n in names] + sorted(n for n in names if n not in DEFAULT_PREDICTORS)
+
+
+def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]],
+            predictors: Sequence[PredictorEntry] | str | Iterable[str] | None = None) -> dict[str, Any]:
+    """The predictors of one built model over the batches (train mode).
+
+    One forward + backward per batch for every ``per="batch"`` predictor; weight gradients only
+    when one of them needs them. Then each ``per="seed"`` predictor once. A predictor that fails
+    is NaN in the result and its reason is under ``missing``.
+    """
+    entries = (list(predictors) if predictors and all(isinstance(p, PredictorEntry) for p in predictors)
+               else resolve_predictors(predictors))  # type: ignore[arg-type]
     was_training = model.training
     requires = [p.requires_grad for p in model.parameters()]
+    weight_gradients = any("weight_gradients" in p.needs for p in entries if p.per == "batch")
     model.train()
     for p in model.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(weight_gradients and p.dim() >= 2)
     try:
-        with Recorder(model) as recorder:
+        with Recorder(model, entries) as recorder:
             for x, y in batches:
                 recorder.step(x.detach().requires_grad_(True), y)  # a new leaf: the caller's x is left alone
             result = recorder.result()
+        for p, r in zip(model.parameters(), requires):  # the model as built: parameter_count counts trainable ones
+            p.requires_grad_(r)
+        seed = SeedPass(model, batches, result["activation_variance"], result["grad_norm"], result["stages"])
+        for entry in entries:
+            if entry.per == "seed":
+                result[entry.name] = _compute_seed(entry, seed, result["missing"])
     finally:
         for p, r in zip(model.parameters(), requires):
             p.requires_grad_(r)
         model.train(was_training)
-    result["grad_explosion_exponent"] = grad_explosion_exponent(result["grad_norm"])
-    result["variance_growth"] = variance_growth(result["activation_variance"], result["stages"])
+    result["directions"] = {e.name: e.direction for e in entries}
     return result
 
 
+def _compute_seed(entry: PredictorEntry, seed: SeedPass, missing: dict[str, str]) -> Any:
+    """A ``per="seed"`` predictor's value, NaN (and its reason in ``missing``) when it fails."""
+    try:
+        value = entry.compute(seed)
+    except Exception as err:  # noqa: BLE001 - a predictor that fails is missing, not a crash
+        missing[entry.name] = failure_reason(err)
+        return math.nan
+    return value if isinstance(value, dict) else float(value)
+
+
 def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[Any] = (), seeds: int = 1,
-          device: str | torch.device = "cpu", num_classes: int | None = None) -> dict[str, Any]:
-    """Score a normalizer at initialization: every predictor, averaged over batches, then over seeds.
+          device: str | torch.device = "cpu", num_classes: int | None = None,
+          predictors: str | Iterable[str] | None = None) -> dict[str, Any]:
+    """Score a normalizer at initialization: the predictors, averaged over batches, then over seeds.
 
     ``model`` is a name in call form (built once per seed, seeds 0..seeds-1) or a built module
     (scored as it is, one seed). ``inputs`` is an iterable of batches: tensors (labels drawn at
-    random, seeded) or (x, y) pairs. Overflow (inf/NaN) is reported in ``overflow``, not raised.
+    random, seeded) or (x, y) pairs. ``predictors`` names the registered predictors to compute
+    (:func:`resolve_predictors`; default :data:`explorer.records.DEFAULT_PREDICTORS`). Overflow
+    (inf/NaN) is reported in ``overflow``, not raised; a predictor that fails is NaN with its
+    reason under ``missing``.
     """
     spec = parse_spec(spec)
+    entries = resolve_predictors(predictors)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ScoreError("device cuda was asked for but torch sees no CUDA device")
@@ -107,34 +174,59 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
     if isinstance(model, nn.Module):
         built = model.to(device)
         model_name = getattr(model, "model_name", type(model).__name__)
-        runs.append(measure(built, batches))
+        runs.append(measure(built, batches, entries))
         seeds = 1
     else:
         model_name = canonical_model_name(model)
         for seed in range(seeds):
             torch.manual_seed(seed)
             built = create_model(model, spec, num_classes=classes, in_channels=in_channels).to(device)
-            runs.append(measure(built, batches))
+            runs.append(measure(built, batches, entries))
     return aggregate(runs, spec=str(spec), model=model_name, batches=len(batches), device=str(device))
 
 
 def aggregate(runs: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
-    """Mean over seeds of every field, the variance growth refitted on the mean curve, and the spread."""
+    """Mean over seeds of every predictor and curve, with the spread.
+
+    A predictor that failed on any seed is NaN, with its reason under ``missing``. A value that
+    is not a number (variance growth: a kind and a rate) cannot be averaged: it is computed again
+    on the seed-mean curves.
+    """
     layers = len(runs[0]["activation_variance"])
     act = [_mean([r["activation_variance"][i] for r in runs]) for i in range(layers)]
     grads = [_mean([r["grad_norm"][i] for r in runs]) for i in range(layers)]
+    directions: dict[str, str] = dict(runs[0].get("directions", {}))
+    missing: dict[str, str] = {}
+    for r in runs:
+        for name, reason in r.get("missing", {}).items():
+            missing.setdefault(name, reason)
     out: dict[str, Any] = dict(fields)
-    out.update({
-        "cosine_similarity": _mean([r["cosine_similarity"] for r in runs]),
-        "grad_explosion_exponent": _mean([r["grad_explosion_exponent"] for r in runs]),
-        "stable_rank": _mean([r["stable_rank"] for r in runs]),
-        "activation_variance": act,
-        "grad_norm": grads,
-        "variance_growth": variance_growth(act, runs[0]["stages"]),
-        "overflow": any(r["overflow"] for r in runs),
-        "seeds": len(runs),
-    })
-    out["spread"] = {key: _std([r[key] for r in runs]) for key in OBJECTIVE_PREDICTORS}
-    out["spread"]["variance_growth_rate"] = _std([r["variance_growth"]["rate"] for r in runs])
+    out.update({"activation_variance": act, "grad_norm": grads,
+                "overflow": any(r["overflow"] for r in runs), "seeds": len(runs)})
+    spread: dict[str, float] = {}
+    curves = SeedPass(None, [], act, grads, runs[0]["stages"])
+    for name in directions:
+        values = [r.get(name, math.nan) for r in runs]
+        if name in missing:
+            out[name] = math.nan
+        elif any(isinstance(v, dict) for v in values):
+            from explorer.plugins import get_registry
+
+            out[name] = _compute_seed(get_registry().predictor(name), curves, missing)
+            rates = [to_float(v.get("rate"), math.nan) if isinstance(v, dict) else math.nan for v in values]
+            spread[f"{name}_rate"] = _std(rates)
+        else:
+            numbers = [to_float(v, math.nan) for v in values]
+            out[name] = _mean(numbers)
+            spread[name] = _std(numbers)
+    out["missing"] = missing
+    out["directions"] = directions
+    out["spread"] = spread
     return out
 
+
+def predictor_record(result: dict[str, Any]) -> dict[str, Any]:
+    """The stored ``predictors`` record of a :func:`score` result (docs/trial-schema.md): the
+    fixed fields and one key per computed predictor."""
+    keys = [*PREDICTOR_KEYS, *result.get("directions", {})]
+    return {k: result[k] for k in dict.fromkeys(keys) if k in result}

@@ -19,7 +19,8 @@ Definitions (``docs/predictors.md`` has the references and directions):
 
 "Layers" are the weights of the conv/linear ops: the parameters with two or more dimensions (a
 weight-normalized layer's direction and gain included); per-channel affine parameters are not.
-Every proxy here is "higher is better" as in the literature.
+Every proxy here is "higher is better" as in the literature. ``plugins/zero_cost.py`` registers
+them as predictors; these are the definitions.
 """
 
 from __future__ import annotations
@@ -32,13 +33,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from explorer.predictors import layer_weights
+
 #: Added to the correlation eigenvalues in jacob_cov (Mellor et al.'s constant).
 JACOB_COV_EPS = 1e-5
-
-
-def layer_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The weights the gradient proxies sum over: parameters with two or more dimensions."""
-    return [p for p in model.parameters() if p.dim() >= 2]
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -67,9 +65,13 @@ def naswot(codes: Tensor) -> float:
     """log |det K| for binary activation codes (N samples, U units), K_ij = agreements of i and j.
 
     -inf when two samples share a code (K is singular): the network cannot tell them apart.
+    Exact for fewer than 2**24 units.
     """
-    c = codes.detach().double()
-    kernel = c @ c.T + (1.0 - c) @ (1.0 - c).T
+    # K = c cᵀ + (1 − c)(1 − c)ᵀ = 2 c cᵀ − s 1ᵀ − 1 sᵀ + U (s the row sums, U the units): one
+    # product instead of two, in float32, which holds these integer sums exactly below 2**24.
+    c = codes.detach().float()
+    rows = c.sum(dim=1)
+    kernel = (2 * (c @ c.T) - rows[:, None] - rows[None, :] + c.shape[1]).double()
     sign, logdet = torch.linalg.slogdet(kernel)
     return float(logdet) if sign > 0 else -math.inf
 

@@ -78,7 +78,8 @@ def test_installed_example_plugin_is_listed_with_version_and_primitives(installe
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     row = rows["normx-example-plugin:mad"]
     assert row["version"] == "0.2.0"
-    assert row["contributes"] == {"scale": ["mad"], "presets": ["mad_ln"]}
+    # the example also contributes a predictor (tests/test_predictor_plugins.py computes it)
+    assert row["contributes"] == {"scale": ["mad"], "presets": ["mad_ln"], "predictors": ["dead_unit_fraction"]}
     assert "statistics" in rows and rows["statistics"]["contributes"]["scale"]  # the built-ins as well
 
 

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import explorer
 from explorer import Primitive, hookimpl
 from explorer.search import run_study
 from explorer.search.space import SearchSpace
@@ -126,8 +127,15 @@ def test_study_runs_dedups_records_the_schema_and_resumes(tmp_path):
     assert done[2].user_attrs["reused_from"] == 0 and done[2].values == done[0].values
     attrs = done[0].user_attrs
     assert attrs["stage"] == "done" and attrs["spec"] == "mean(cx) | std(cx) | affine | relu"
+    # the default predictors (the paper's four and the parameter-count baseline), with their directions
     assert set(attrs["predictors"]) == {"cosine_similarity", "grad_explosion_exponent", "stable_rank",
-                                        "activation_variance", "grad_norm", "variance_growth", "overflow", "spread"}
+                                        "activation_variance", "grad_norm", "variance_growth", "overflow", "spread",
+                                        "parameter_count", "missing", "directions"}
+    assert attrs["predictors"]["directions"]["cosine_similarity"] == "lower" and attrs["predictors"]["missing"] == {}
+    data = explorer.load_dataset("gaussian", "train", limit=4)
+    built = explorer.create_model(config.models[0], attrs["spec"], num_classes=data.num_classes,
+                                  in_channels=int(data.x.shape[1]))
+    assert attrs["predictors"]["parameter_count"] == sum(p.numel() for p in built.parameters())
     assert set(attrs["train"]) >= {"loss_curve", "mean_train_accuracy", "test_accuracy", "diverged",
                                    "diverged_step", "wall_time_s", "device"}
     assert attrs["steps"] == 3 and attrs["step"] == 3 and ":" in attrs["worker"]
@@ -234,7 +242,12 @@ def test_pareto_and_validate_from_the_cli(tmp_path, normx_exe):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["trials"] == 6 and len(result["pairs"]) == 6
+    # every stored predictor (the paper's, the parameter-count baseline) and the combined score, two measures each
+    assert result["trials"] == 6
+    ranked = {p["predictor"] for p in result["pairs"]}
+    assert {"cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth_rate",
+            "parameter_count", "combined"} <= ranked
+    assert len(result["pairs"]) == 2 * len(ranked) == 2 * len(result["ranking"])
     from scipy import stats
 
     rows = {t.number: t.user_attrs for t in complete}

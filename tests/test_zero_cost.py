@@ -88,3 +88,10 @@ def test_input_jacobians_of_a_linear_model_are_the_column_sums():
     model = two_layer([[1.0, -2.0], [3.0, 0.5]], [[1.0, 1.0]])[:1]
     jac = zc.input_jacobians(model, torch.randn(3, 2))
     assert torch.allclose(jac, torch.tensor([[4.0, -1.5]]).expand(3, 2))
+
+
+def test_naswot_one_product_kernel_equals_the_two_product_definition_on_many_units():
+    codes = torch.rand(12, 50_000, generator=torch.Generator().manual_seed(0)) > 0.5
+    c = codes.double()
+    kernel = c @ c.T + (1 - c) @ (1 - c).T
+    assert zc.naswot(codes) == pytest.approx(float(torch.linalg.slogdet(kernel)[1]), rel=1e-12)

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "plugins": "explorer.cli.catalog",
     "normalizers": "explorer.cli.catalog",
     "primitives": "explorer.cli.catalog",
+    "predictors": "explorer.cli.catalog",
     "spec": "explorer.cli.catalog",
     "score": "explorer.cli.score",
     "models": "explorer.cli.score",

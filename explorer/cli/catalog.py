@@ -1,11 +1,12 @@
-"""``normx plugins``, ``normx normalizers``, ``normx primitives`` and ``normx spec``: what is installed."""
+"""``normx plugins``, ``normx normalizers``, ``normx primitives``, ``normx predictors`` and ``normx spec``:
+what is installed."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from explorer.cli.render import print_json, print_normalizers, print_plugins, print_primitives, show
+from explorer.cli.render import print_json, print_normalizers, print_plugins, print_predictors, print_primitives, show
 from explorer.errors import NormxError
 from explorer.registry import SLOTS
 from explorer.spec import parse_spec
@@ -21,6 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("primitives", help="list the primitives by slot with their parameters")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_primitives)
+    p = sub.add_parser("predictors", help="list the predictors at initialization: direction, needs, plugin")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_predictors)
     p = sub.add_parser("spec", help="parse a normalizer spec and print its canonical form")
     p.add_argument("spec", help="a preset or composition, e.g. 'gn(group_size=4) | tlu'")
     p.add_argument("--width", type=int, metavar="C",
@@ -65,6 +69,23 @@ def primitives_data() -> list[dict[str, Any]]:
          "params": {q.name: q.default for q in p.params}}
         for p in prims
     ]
+
+
+def predictors_data() -> list[dict[str, Any]]:
+    from explorer.plugins import get_registry
+    from explorer.records import DEFAULT_PREDICTORS
+    from explorer.scoring import predictor_order
+
+    reg = get_registry()
+    return [
+        {"name": p.name, "direction": p.direction, "needs": list(p.needs), "per": p.per, "scalar": p.scalar,
+         "default": p.name in DEFAULT_PREDICTORS, "plugin": p.plugin, "doc": p.doc, "reference": p.reference}
+        for p in (reg.predictors[n] for n in predictor_order(reg.predictors))
+    ]
+
+
+def run_predictors(args: argparse.Namespace) -> int:
+    return show(predictors_data(), args.json, print_predictors)
 
 
 def run_plugins(args: argparse.Namespace) -> int:

@@ -53,6 +53,12 @@ def print_primitives(rows: list[dict[str, Any]]) -> None:
     console().print(primitives_table(rows))
 
 
+def print_predictors(rows: list[dict[str, Any]]) -> None:
+    from explorer.tui.tables import predictors_table
+
+    console().print(predictors_table(rows))
+
+
 def print_score(result: dict[str, Any]) -> None:
     """A score result (the fields of ``normx score --json``) as tables."""
     from explorer.tui.tables import score_table

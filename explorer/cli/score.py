@@ -9,7 +9,6 @@ from explorer.cli.render import print_models, print_score, show
 from explorer.errors import NormxError
 
 
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="measure the predictors at initialization of one normalizer on one model")
     p.add_argument("spec", help="a preset or composition, e.g. bn or 'gn(group_size=4) | tlu'")
@@ -22,6 +21,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int, default=2, help="batches to average over (default 2)")
     p.add_argument("--seeds", type=int, default=1, help="model initializations to average over (default 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--predictors", default="default", metavar="A,B",
+                   help="comma-separated predictors (see 'normx predictors'); 'default' (the paper's four and "
+                        "parameter_count), 'all', or names, e.g. default,snip")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_score)
 
@@ -45,7 +47,9 @@ def run_score(args: argparse.Namespace) -> int:
     _check_counts(args)
     spec = parse_spec(args.spec)
     resolve_model(args.model)  # unknown model or parameter: fail before loading anything
-    from explorer.scoring import ScoreError, check_batch_size
+    from explorer.scoring import ScoreError, check_batch_size, resolve_predictors
+
+    predictors = [p.name for p in resolve_predictors(args.predictors)]  # an unknown name lists the valid ones
 
     check_batch_size(spec, args.batch_size)
     import torch
@@ -60,7 +64,7 @@ def run_score(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, "train", limit=limit, seed=0, device=args.device, root=args.data_dir,
                         download=args.download)
     result = score(spec, model=args.model, inputs=iter_batches(data, args.batch_size, args.batches, seed=0),
-                   seeds=args.seeds, device=args.device, num_classes=data.num_classes)
+                   seeds=args.seeds, device=args.device, num_classes=data.num_classes, predictors=predictors)
     result["data"] = data.name
     result["batch_size"] = args.batch_size
     if args.json:
@@ -74,4 +78,3 @@ def run_models(args: argparse.Namespace) -> int:
     from explorer.models import list_models
 
     return show(list_models(), args.json, print_models)
-    return 0

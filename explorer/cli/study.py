@@ -37,7 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_pareto)
 
-    p = commands.add_parser("validate", help="rank correlations of each init predictor with measured speed and accuracy")
+    p = commands.add_parser("validate", help="rank every stored predictor (and the combined score) by its "
+                                             "correlation with measured speed and accuracy")
     p.add_argument("name", metavar="NAME|STUDY.toml")
     _storage_arg(p)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -162,24 +163,10 @@ def run_validate(args: argparse.Namespace) -> int:
     from explorer.search.validation import validate_study
 
     data = _load(args.name, args.storage)
-    return show(validate_study(data, n_boot=args.bootstrap), args.json, lambda result: _print_validation(data, result))
+    return show(validate_study(data, n_boot=args.bootstrap), args.json, _print_validation)
 
 
-def _print_validation(data: StudyData, result: dict[str, Any]) -> None:
-    from rich.table import Table
+def _print_validation(result: dict[str, Any]) -> None:
+    from explorer.tui.tables import validation_table
 
-    table = Table(title=f"{data.name}: init predictors vs measured speed and accuracy "
-                        f"({result['trials']} trained trials, 95% bootstrap CI, {result['bootstrap']} resamples)")
-    for col in ("predictor", "measure", "Kendall τ", "95% CI", "Spearman ρ", "95% CI"):
-        table.add_column(col, justify="right" if col not in ("predictor", "measure") else "left")
-    for pair in result["pairs"]:
-        cells = []
-        for key in ("kendall_tau", "spearman_rho"):
-            entry = pair.get(key)
-            if entry is None:
-                cells += ["-", pair.get("note", "-")]
-            else:
-                cells += [f"{entry['value']:+.2f}", f"[{entry['ci'][0]:+.2f}, {entry['ci'][1]:+.2f}]"]
-        measure = "speed (mean train acc.)" if pair["measure"] == "mean_train_accuracy" else "test accuracy"
-        table.add_row(pair["predictor"], measure, *cells)
-    console().print(table)
+    console().print(validation_table(result))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from explorer.records import LAYER_PREDICTORS, OBJECTIVE_PREDICTORS, VARIANCE_GROWTH_KINDS, to_float
+from explorer.records import LAYER_PREDICTORS, VARIANCE_GROWTH_KINDS, to_float, worse_directions
 from explorer.search.schema import TrialAttr
-from explorer.search.study_file import OBJECTIVE_NAMES, ScreeningConfig, StudyConfig
+from explorer.search.study_file import ScreeningConfig, StudyConfig, objective_source
 
 Record = dict[str, Any]
 
@@ -44,8 +44,10 @@ def aggregate_predictors(by_model: dict[str, Record]) -> Record:
         index = max(range(len(floats)), key=lambda i: floats[i] if higher_is_worse else -floats[i])
         return values[index]
 
-    out: Record = {key: worst(key, direction == "maximize") for key, direction in OBJECTIVE_PREDICTORS.items()}
+    out: Record = {key: worst(key, direction == "maximize") for key, direction in worse_directions(rows).items()}
     out["overflow"] = any(bool(r.get("overflow")) for r in rows)
+    out["missing"] = {k: f"{m}: {v}" for m, r in by_model.items() for k, v in (r.get("missing") or {}).items()}
+    out["directions"] = {k: v for r in rows for k, v in (r.get("directions") or {}).items()}
     explosions = [_number(r.get("grad_explosion_exponent", 0.0)) for r in rows]
     worst_model = max(range(len(rows)), key=lambda i: explosions[i] if not math.isnan(explosions[i]) else math.inf)
     for key in LAYER_PREDICTORS:
@@ -92,7 +94,7 @@ def objective_values(config: StudyConfig, predictors_by_model: dict[str, Record]
     """The study's objectives, each aggregated over models (worst case for its direction, or mean)."""
     values = []
     for name, direction in config.objectives.items():
-        source, key, _ = OBJECTIVE_NAMES[name]
+        source, key, _ = objective_source(name)
         table = predictors_by_model if source == TrialAttr.PREDICTORS else train_by_model
         per_model = []
         for record in table.values():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from explorer.errors import NormxError, suggestion
-from explorer.records import OBJECTIVE_PREDICTORS, VARIANCE_GROWTH_KINDS
+from explorer.records import BUILTIN_DIRECTIONS, DEFAULT_PREDICTORS, OBJECTIVE_PREDICTORS, VARIANCE_GROWTH_KINDS
 from explorer.registry import SLOTS
 from explorer.search.schema import TrialAttr
 
@@ -31,6 +31,8 @@ OBJECTIVE_NAMES: dict[str, tuple[str, str, str]] = {
     **{key: (TrialAttr.PREDICTORS, key, worse) for key, worse in OBJECTIVE_PREDICTORS.items()},
 }
 DIRECTIONS = ("maximize", "minimize")
+#: Predictors whose value is not a number (a kind and a rate): they cannot be objectives.
+NOT_SCALAR = ("variance_growth",)
 SAMPLERS = ("tpe", "nsga2", "random")
 AGGREGATES = ("worst", "mean")
 DEFAULT_AXES = ["bx", "cx", "gx", "x"]
@@ -39,6 +41,36 @@ DEFAULT_GROUP_SIZES = [2, 4, 8, 16]
 
 class StudyFileError(NormxError):
     """A study file that cannot be used; the message is one line with file, line and key."""
+
+
+def predictor_direction(name: str) -> str | None:
+    """"lower" or "higher" for a predictor a study may name (objective, screening criterion),
+    None when no such predictor is registered. Built-in names are known without loading plugins
+    (reading a study file must stay cheap); any other name asks the plugin registry."""
+    if name in BUILTIN_DIRECTIONS:
+        return BUILTIN_DIRECTIONS[name]
+    from explorer.plugins import get_registry  # a plugin's predictor: load the plugins once
+
+    entry = get_registry().predictors.get(name)
+    return entry.direction if entry is not None and entry.scalar else None
+
+
+def scalar_predictor_names() -> list[str]:
+    """Every registered predictor whose value is a number: what an objective or a criterion may name."""
+    from explorer.plugins import get_registry
+
+    return sorted(n for n, e in get_registry().predictors.items() if e.scalar)
+
+
+def objective_source(name: str) -> tuple[str, str, str]:
+    """(attribute, key, direction in which it gets worse) of an objective: a training measure, or
+    any registered scalar predictor (lower is better: it gets worse as it grows)."""
+    if name in OBJECTIVE_NAMES:
+        return OBJECTIVE_NAMES[name]
+    direction = predictor_direction(name)
+    if direction is None:
+        raise KeyError(name)
+    return TrialAttr.PREDICTORS, name, "maximize" if direction == "lower" else "minimize"
 
 
 # --------------------------------------------------------------------------- the keys
@@ -94,6 +126,8 @@ class ScreeningConfig:
     max_cosine_similarity: float | None = None
     reject_variance_growth: list[str] = field(default_factory=lambda: ["exponential"])
     prune_overflow: bool = True
+    #: the predictors every candidate is scored with (``normx predictors``); an objective's are added
+    predictors: list[str] = field(default_factory=lambda: list(DEFAULT_PREDICTORS))
 
 
 @dataclass
@@ -150,7 +184,12 @@ class StudyConfig:
         return list(self.objectives.values())
 
     def needs_training(self) -> bool:
-        return self.training.enabled and any(OBJECTIVE_NAMES[o][0] == TrialAttr.TRAIN for o in self.objectives)
+        return self.training.enabled and any(objective_source(o)[0] == TrialAttr.TRAIN for o in self.objectives)
+
+    def predictor_names(self) -> list[str]:
+        """What screening computes: ``[screening] predictors`` plus every predictor an objective names."""
+        named = [o for o in self.objectives if objective_source(o)[0] == TrialAttr.PREDICTORS]
+        return list(dict.fromkeys([*self.screening.predictors, *named]))
 
 
 def _keys(cls: type) -> list[Field[Any]]:
@@ -310,8 +349,9 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
 
     objectives: dict[str, str] = {}
     for key, direction in data["objectives"].items():
-        if key not in OBJECTIVE_NAMES:
-            raise check.fail(("objectives", key), f"unknown objective; {suggestion(key, OBJECTIVE_NAMES)}")
+        if key not in OBJECTIVE_NAMES and predictor_direction(key) is None:
+            raise check.fail(("objectives", key), f"unknown objective; "
+                                                  f"{suggestion(key, [*OBJECTIVE_NAMES, *scalar_predictor_names()])}")
         if direction not in DIRECTIONS:
             raise check.fail(("objectives", key), f"must be \"maximize\" or \"minimize\", got {direction!r}")
         objectives[key] = direction
@@ -333,6 +373,7 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         if kind not in VARIANCE_GROWTH_KINDS:
             raise check.fail(("screening", "reject_variance_growth"),
                              f"must list kinds among {', '.join(VARIANCE_GROWTH_KINDS)}, got {kind!r}")
+    config.screening.predictors = _predictor_list(check, ("screening", "predictors"), config.screening.predictors)
     config.training = TrainingConfig(**data.get("training", {}))
     training = config.training
     if training.lr_rule not in ("linear", "constant"):
@@ -346,10 +387,44 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
             raise check.fail((section, key) if section else (key,), f"must be {what}, got {value!r}")
 
     config.space = _parse_space(check, data.get("space", {}))
-    if any(OBJECTIVE_NAMES[o][0] == TrialAttr.TRAIN for o in objectives) and not training.enabled:
-        first = next(o for o in objectives if OBJECTIVE_NAMES[o][0] == TrialAttr.TRAIN)
+    if any(objective_source(o)[0] == TrialAttr.TRAIN for o in objectives) and not training.enabled:
+        first = next(o for o in objectives if objective_source(o)[0] == TrialAttr.TRAIN)
         raise check.fail(("objectives", first), "needs training, but training.steps is 0")
     return config
+
+
+def require_predictor(check: _Checker, key: tuple[str, ...], name: str) -> str:
+    """The direction ("lower"/"higher") of a scalar predictor a study key names (a screening
+    criterion), or one line naming the file, the line, the key and every valid predictor."""
+    direction = predictor_direction(name)
+    if direction is None:
+        from explorer.registry import unknown_predictor_message
+
+        raise check.fail(key, unknown_predictor_message(name, scalar_predictor_names()))
+    return direction
+
+
+def _predictor_list(check: _Checker, key: tuple[str, ...], names: list[str]) -> list[str]:
+    """``[screening] predictors`` with ``default`` and ``all`` expanded (as ``normx score
+    --predictors`` does); an unknown name is one line listing the valid ones."""
+    out: list[str] = []
+    for name in names:
+        if name == "default":
+            out += DEFAULT_PREDICTORS
+        elif name in BUILTIN_DIRECTIONS or name in NOT_SCALAR:
+            out.append(name)
+        else:
+            from explorer.plugins import get_registry  # "all" or a plugin's predictor: load the plugins
+            from explorer.registry import unknown_predictor_message
+
+            registry = get_registry()
+            if name == "all":
+                out += list(registry.predictors)
+            elif name in registry.predictors:
+                out.append(name)
+            else:
+                raise check.fail(key, unknown_predictor_message(name, registry.predictors))
+    return list(dict.fromkeys(out))
 
 
 def _parse_space(check: _Checker, data: dict[str, Any]) -> SpaceConfig:

@@ -1,10 +1,16 @@
-"""Can the init predictors be trusted on this task? Rank correlations over a study's trained trials.
+"""Which predictor can be trusted on this task? Rank correlations over a study's trained trials.
 
-For each predictor (cosine similarity, explosion exponent, stable rank) and each measure
+For every predictor a trial stored (the paper's, the zero-cost baselines, the parameter count,
+a plugin's) and the combined score (:mod:`explorer.search.combined`), against each measure
 (mean training accuracy: the paper's speed; test accuracy): Kendall's τ and Spearman's ρ, with
-percentile bootstrap confidence intervals (trials resampled with replacement). Trials that reused
-another's results are left out: they are the same composition counted twice. The trials are read
-through :class:`explorer.search.results.StudyData`, as the viewer and the report read them.
+percentile bootstrap confidence intervals (trials resampled with replacement). Each predictor
+says which way is better, so each correlation has an expected sign (a lower-is-better
+predictor should correlate negatively with accuracy) and a verdict: ``agrees`` or ``reversed``
+when the interval excludes 0, else ``chance`` (not distinguishable from chance). Predictors are
+ranked by *strength*: τ against speed, signed so that positive means "ranks the way it claims".
+Trials that reused another's results are left out: they are the same composition counted
+twice. The trials are read through :class:`explorer.search.results.StudyData`, as the viewer
+and the report read them.
 """
 
 from __future__ import annotations
@@ -16,37 +22,38 @@ import numpy as np
 from scipy import stats
 
 from explorer.errors import NormxError
-from explorer.records import OBJECTIVE_PREDICTORS
+from explorer.records import direction_of, predictor_value, scalar_predictors, to_float
+from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
 from explorer.search.results import StudyData
 
-PREDICTORS: tuple[str, ...] = tuple(OBJECTIVE_PREDICTORS)
+__all__ = ["COMBINED", "COMBINED_PREDICTORS", "MEASURES", "ValidationError", "combined_rank_score", "correlate",
+           "trained_trials", "validate_study"]
+
 MEASURES = ("mean_train_accuracy", "test_accuracy")
+#: The verdict of a correlation whose interval includes 0, and what it means.
+CHANCE = "chance"
+CHANCE_TEXT = "not distinguishable from chance (the 95% interval includes 0)"
 
 
 class ValidationError(NormxError):
     """Too few trained trials to correlate."""
 
 
-def trained_rows(study: StudyData) -> list[dict[str, float]]:
-    """One row per trained, non-duplicate, non-diverged trial: predictors and measures as floats."""
-    rows = []
+def trained_trials(study: StudyData) -> list[tuple[int, dict[str, Any], dict[str, float]]]:
+    """(number, stored predictors, measures) of every trained, non-duplicate trial whose
+    measures are finite numbers."""
+    out = []
     for t in study.rows:
         if t.state != "complete":
             continue
         attrs = t.user_attrs
-        if "reused_from" in attrs or "train" not in attrs or "predictors" not in attrs:
+        if "reused_from" in attrs or not isinstance(attrs.get("train"), dict) \
+                or not isinstance(attrs.get("predictors"), dict):
             continue
-        row: dict[str, float] = {"trial": t.number}
-        try:
-            for key in PREDICTORS:
-                row[key] = float(attrs["predictors"][key])
-            for key in MEASURES:
-                row[key] = float(attrs["train"][key])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if all(math.isfinite(v) for v in row.values()):
-            rows.append(row)
-    return rows
+        measures = {key: to_float(attrs["train"].get(key)) for key in MEASURES}
+        if all(v is not None and math.isfinite(v) for v in measures.values()):
+            out.append((t.number, attrs["predictors"], measures))  # type: ignore[arg-type]
+    return out
 
 
 def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
@@ -71,21 +78,71 @@ def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0,
     return out
 
 
-def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Every (predictor, measure) pair's correlations for ``study``; needs 3 trained trials."""
-    rows = trained_rows(study)
-    if len(rows) < 3:
-        raise ValidationError(f"study {study.name!r} has {len(rows)} trained trial(s) with finite "
-                              "predictors; correlations need at least 3")
-    pairs = []
-    for predictor in PREDICTORS:
+def verdict(result: dict[str, Any], direction: str | None) -> str | None:
+    """``agrees``/``reversed`` when τ's interval excludes 0 (as the direction expects, or
+    against it), ``chance`` when it includes 0; None without a correlation."""
+    tau = result.get("kendall_tau")
+    if not tau:
+        return None
+    low, high = tau["ci"]
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 <= high:
+        return CHANCE
+    expected = -1 if direction == "lower" else 1
+    return "agrees" if math.copysign(1, tau["value"]) == expected else "reversed"
+
+
+def strength(result: dict[str, Any], direction: str | None) -> float:
+    """τ signed so that positive means the predictor ranks the way its direction claims."""
+    tau = result.get("kendall_tau")
+    if not tau or not math.isfinite(tau["value"]):
+        return -math.inf
+    return -tau["value"] if direction == "lower" else tau["value"]
+
+
+def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
+                   combined: tuple[str, ...] = COMBINED_PREDICTORS) -> dict[str, Any]:
+    """Every stored predictor's (and the combined score's) correlations with each measure, ranked
+    by strength against speed; needs 3 trained trials."""
+    trials = trained_trials(study)
+    if len(trials) < 3:
+        raise ValidationError(f"study {study.name!r} has {len(trials)} trained trial(s) with finite "
+                              "measures; correlations need at least 3")
+    records = [p for _, p, _ in trials]
+    names = list(dict.fromkeys(n for r in records for n in scalar_predictors(r)))
+    columns: dict[str, list[float | None]] = {n: [predictor_value(r, n) for r in records] for n in names}
+    directions: dict[str, str | None] = {n: next((d for d in (direction_of(r, n) for r in records) if d), None)
+                                         for n in names}
+    if all(part in names for part in combined):
+        columns[COMBINED] = list(combined_rank_score(records, combined))
+        directions[COMBINED] = "lower"
+        names.append(COMBINED)
+    groups = []
+    for name in names:
+        pairs = []
         for measure in MEASURES:
-            xs = [r[predictor] for r in rows]
-            ys = [r[measure] for r in rows]
-            if len(set(xs)) < 2 or len(set(ys)) < 2:
-                result: dict[str, Any] = {"n": len(rows), "kendall_tau": None, "spearman_rho": None,
-                                          "note": "constant values"}
+            points = [(x, m[measure]) for x, (_, _, m) in zip(columns[name], trials)
+                      if x is not None and math.isfinite(x)]
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            result: dict[str, Any]
+            if len(points) < 3:
+                result = {"n": len(points), "kendall_tau": None, "spearman_rho": None,
+                          "note": "fewer than 3 finite values"}
+            elif len(set(xs)) < 2 or len(set(ys)) < 2:
+                result = {"n": len(points), "kendall_tau": None, "spearman_rho": None, "note": "constant values"}
             else:
                 result = correlate(xs, ys, n_boot=n_boot, seed=seed)
-            pairs.append({"predictor": predictor, "measure": measure, **result})
-    return {"study": study.name, "trials": len(rows), "bootstrap": n_boot, "pairs": pairs}
+            pairs.append({"predictor": name, "measure": measure, "direction": directions[name], **result,
+                          "verdict": verdict(result, directions[name])})
+        groups.append(pairs)
+    groups.sort(key=lambda g: (strength(g[0], g[0]["direction"]), strength(g[1], g[1]["direction"])), reverse=True)
+    ranking = []
+    for g in groups:
+        value = strength(g[0], g[0]["direction"])
+        ranking.append({"predictor": g[0]["predictor"], "direction": g[0]["direction"],
+                        "strength": value if math.isfinite(value) else None, "verdict": g[0]["verdict"]})
+    chance = [f"{p['predictor']} vs {p['measure']}" for g in groups for p in g if p["verdict"] == CHANCE]
+    return {"study": study.name, "trials": len(trials), "bootstrap": n_boot,
+            "pairs": [p for g in groups for p in g], "ranking": ranking,
+            "combined": {"predictors": list(combined) if COMBINED in names else [],
+                         "definition": "mean of the percentile ranks (0 best) of " + " and ".join(combined)},
+            "chance": chance, "chance_means": CHANCE_TEXT}

@@ -39,11 +39,11 @@ from optuna.trial import TrialState
 from explorer.data import iter_batches
 from explorer.errors import NormxError
 from explorer.models import create_model
-from explorer.scoring import score
+from explorer.scoring import predictor_record, score
 from explorer.search.context import StudyContext
 from explorer.search.events import TrialEvent, TrialEventHandler
 from explorer.search.policy import aggregate_predictors, aggregate_training, objective_values, screening_verdict
-from explorer.search.schema import PREDICTOR_KEYS, RESULT_ATTRS, Stage, TrialAttr, json_safe
+from explorer.search.schema import RESULT_ATTRS, Stage, TrialAttr, json_safe
 from explorer.search.storage import StorageTarget, claim_lock, open_storage
 from explorer.search.study import budget_counts, make_sampler
 from explorer.spec import parse_spec
@@ -297,10 +297,10 @@ class Worker:
             batches = list(iter_batches(self.ctx.train_data, s.batch_size, s.batches, seed=config.seed))
             try:
                 result = score(spec_text, model=model, inputs=batches, seeds=s.seeds, device=self.ctx.device,
-                               num_classes=self.ctx.train_data.num_classes)
+                               num_classes=self.ctx.train_data.num_classes, predictors=config.predictor_names())
             except NormxError as err:
                 raise _InvalidComposition(f"invalid composition on {model}: {err}") from None
-            by_model[model] = {k: result[k] for k in PREDICTOR_KEYS if k in result}
+            by_model[model] = predictor_record(result)
         return by_model
 
     def _train(self, trial: optuna.Trial, spec_text: str) -> ByModel:

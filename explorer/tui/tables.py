@@ -8,9 +8,11 @@ so a composition or a number looks the same wherever it appears.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -45,6 +47,39 @@ def plugins_table(rows: list[dict[str, Any]]) -> Table:
             parts.append(": " + ", ".join(names))
         table.add_row(row["name"], row["version"], parts if parts.plain else "-")
     return table
+
+
+#: How ``normx predictors`` writes each need, short enough for 80 columns.
+NEED_WORDS = {"activations": "act", "output_gradients": "out-grad", "weight_gradients": "w-grad",
+              "separate_pass": "own pass"}
+
+
+def predictors_table(rows: list[dict[str, Any]], width: int = 80) -> Group:
+    """The registered predictors (``normx predictors``), stacked to fit ``width`` columns: a line
+    with the full name, ↓/↑ (lower/higher is better), what it needs and the plugin, then its doc
+    line indented below."""
+    name_width = max((len(r["name"]) + 1 for r in rows), default=4)
+    need_width = max((len(_needs(r)) for r in rows), default=5)
+    header = Text(f"{'name':<{name_width}}  {'':1}  {'needs':<{need_width}}  plugin", style="bold")
+    lines: list[Text] = [Text("predictors at initialization (* computed by default)", style="bold"), header]
+    for r in rows:
+        line = Text()
+        line.append(f"{r['name'] + ('*' if r.get('default') else ''):<{name_width}}", style="bold")
+        line.append(f"  {'↓' if r['direction'] == 'lower' else '↑'}  ")
+        line.append(f"{_needs(r):<{need_width}}", style="cyan")
+        line.append(f"  {r['plugin']}")
+        lines.append(line)
+        for part in textwrap.wrap(r["doc"], width=width - 4) or [""]:
+            lines.append(Text(f"    {part}", style="dim"))
+    for part in textwrap.wrap("↓ lower is better, ↑ higher. needs: act = activations, out-grad = output gradients, "
+                              "w-grad = weight gradients (from the shared backward), own pass = a pass of its own",
+                              width=width):
+        lines.append(Text(part, style="italic"))
+    return Group(*lines)
+
+
+def _needs(row: dict[str, Any]) -> str:
+    return ", ".join(NEED_WORDS.get(n, n) for n in row["needs"]) or "-"
 
 
 def normalizers_table(rows: list[dict[str, Any]]) -> Table:
@@ -98,21 +133,32 @@ def _layer_values(values: Sequence[Any], limit: int = 12) -> str:
 
 
 def score_table(result: dict[str, Any]) -> Group:
-    """The init predictors of one composition (the fields of ``normx score --json``)."""
+    """The init predictors of one composition (the fields of ``normx score --json``): every
+    predictor computed, its direction, and the reason of any that is missing."""
     table = Table(title=f"{result.get('spec', '?')}  on  {result.get('model', '?')}", show_header=True)
-    table.add_column("predictor", style="bold")
+    table.add_column("predictor", style="bold", no_wrap=True)
+    table.add_column("", no_wrap=True)
     table.add_column("value", justify="right")
     table.add_column("spread over seeds", justify="right", style="dim")
     spread = result.get("spread") or {}
-    for key in ("cosine_similarity", "grad_explosion_exponent", "stable_rank"):
-        if key in result:
-            table.add_row(key.replace("_", " "), format_number(result[key], 4), format_number(spread.get(key), 4)
-                          if key in spread else "")
-    growth = result.get("variance_growth")
-    if isinstance(growth, dict):
-        table.add_row("variance growth", f"{growth.get('kind', '?')} (rate {format_number(growth.get('rate'), 3)})", "")
+    missing = result.get("missing") or {}
+    directions = result.get("directions") or {key: "" for key in ("cosine_similarity", "grad_explosion_exponent",
+                                                                  "stable_rank", "variance_growth")}
+    for name, direction in directions.items():
+        key = name
+        arrow = {"lower": "↓", "higher": "↑"}.get(direction, "")
+        value = result.get(key)
+        key = key.replace("_", " ")
+        if name in missing:
+            table.add_row(key, arrow, Text(f"missing: {missing[name]}", style="red"), "")
+        elif isinstance(value, dict):
+            table.add_row(key, arrow, f"{value.get('kind', '?')} (rate {format_number(value.get('rate'), 3)})",
+                          format_number(spread.get(f"{name}_rate"), 3) if f"{name}_rate" in spread else "")
+        elif name in result:
+            table.add_row(key, arrow, format_number(value, 4),
+                          format_number(spread.get(name), 4) if name in spread else "")
     if "overflow" in result:
-        table.add_row("overflow", Text("yes", style="bold red") if result["overflow"] else "no", "")
+        table.add_row("overflow", "", Text("yes", style="bold red") if result["overflow"] else "no", "")
     layers = Table(title="per layer (forward order)", show_header=True)
     layers.add_column("quantity", style="bold")
     layers.add_column("values")
@@ -199,33 +245,89 @@ def pareto_table(data: StudyData) -> Table:
     return table
 
 
-def validation_table(validation: dict[str, Any]) -> Table:
-    """Rank correlations of each init predictor with each measure, with bootstrap CIs
-    (the result of :func:`explorer.search.validation.validate_study`)."""
-    level = "95%"
-    table = Table(title=f"predictor validation: {validation.get('trials', '?')} trained trials, "
-                        f"{validation.get('bootstrap', '?')} bootstrap resamples")
-    table.add_column("predictor", style="bold")
-    table.add_column("against")
-    table.add_column(f"Kendall τ [{level} CI]", justify="right", no_wrap=True)
-    table.add_column(f"Spearman ρ [{level} CI]", justify="right", no_wrap=True)
+#: Short names of the built-in predictors in the validation table (a legend gives the full ones).
+SHORT_NAMES = {"cosine_similarity": "cos_sim", "grad_explosion_exponent": "explosion", "stable_rank": "stab_rank",
+               "variance_growth_rate": "var_growth", "parameter_count": "params", "forward_flops": "flops",
+               "weight_grad_norm": "wgrad_norm"}
+SHORT_WIDTH = 10
 
-    def cell(result: Any) -> Text:
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """A unique name of at most 10 characters for each predictor: itself when short enough, the
+    built-in abbreviation, else the initials of its parts (``my_long_predictor`` -> ``mlp``)."""
+    out: dict[str, str] = {}
+    for name in names:
+        short = name if len(name) <= SHORT_WIDTH else SHORT_NAMES.get(name) or \
+            "".join(part[:1] for part in name.split("_") if part)[:SHORT_WIDTH - 2] or name[:SHORT_WIDTH - 2]
+        base, k = short, 2
+        while short in out.values():
+            short, k = f"{base}{k}", k + 1
+        out[name] = short
+    return out
+
+
+def validation_table(validation: dict[str, Any]) -> Group:
+    """Rank correlations of every stored predictor and the combined score with speed and test
+    accuracy, with bootstrap CIs and a verdict, strongest first (the result of
+    :func:`explorer.search.validation.validate_study`); fits 80 columns, names abbreviated with
+    a legend."""
+    pairs = validation.get("pairs", [])
+    names = list(dict.fromkeys(p["predictor"] for p in pairs))
+    short = short_names(names)
+    study = f"{validation['study']}: " if validation.get("study") else ""
+    table = Table(title=f"{study}predictor validation: Kendall τ and Spearman ρ over "
+                        f"{validation.get('trials', '?')} trained trials, 95% bootstrap CI "
+                        f"({validation.get('bootstrap', '?')} resamples), strongest first",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    table.add_column("predictor", style="bold", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("vs", no_wrap=True)
+    for name in ("Kendall τ", "Spearman ρ"):
+        table.add_column(name.split()[1], justify="right", no_wrap=True, header_style="bold")
+        table.add_column("95% CI", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+
+    def cells(result: Any) -> list[Text]:
         if not isinstance(result, dict) or to_float(result.get("value")) is None:
-            return Text("-", style="dim")
+            return [Text("-", style="dim"), Text("", style="dim")]
         value = to_float(result["value"])
         if value is None or math.isnan(value):
-            return Text("nan", style="dim")
-        text = f"{value:+.3f}"
+            return [Text("nan", style="dim"), Text("")]
         ci = [to_float(c) for c in result.get("ci") or []]
-        if len(ci) == 2 and all(c is not None and math.isfinite(c) for c in ci):
-            text += f" [{ci[0]:+.2f}, {ci[1]:+.2f}]"
-        return Text(text, style="bold" if abs(value) >= 0.5 else "")
+        interval = (f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if len(ci) == 2 and all(c is not None and math.isfinite(c)
+                                                                             for c in ci) else "")
+        return [Text(f"{value:+.2f}", style="bold" if abs(value) >= 0.5 else ""), Text(interval)]
 
-    for pair in validation.get("pairs", []):
-        table.add_row(COLUMNS.get(pair["predictor"], pair["predictor"]), COLUMNS.get(pair.get("measure", ""), ""), cell(pair.get("kendall_tau")),
-                      cell(pair.get("spearman_rho")))
-    return table
+    styles = {"agrees": "green", "reversed": "red", "chance": "dim"}
+    previous = None
+    for pair in pairs:
+        name = pair["predictor"]
+        first = name != previous
+        previous = name
+        arrow = {"lower": "↓", "higher": "↑"}.get(pair.get("direction") or "", "?") if first else ""
+        measure = "speed" if pair.get("measure") == "mean_train_accuracy" else "test"
+        tau, rho = cells(pair.get("kendall_tau")), cells(pair.get("spearman_rho"))
+        note = pair.get("verdict") or pair.get("note") or ""
+        if note == "constant values":
+            note = "constant"
+        elif note == "fewer than 3 finite values":
+            note = "too few"
+        table.add_row(short[name] if first else "", arrow, measure, *tau, *rho,
+                      Text(note, style=styles.get(note, "dim")), end_section=not first)
+    legend = [f"{s} = {n}" for n, s in short.items() if s != n]
+    combined = validation.get("combined") or {}
+    notes = ["speed = mean training accuracy (the paper's measure), test = test accuracy; ↓ lower is better, "
+             "↑ higher.",
+             "verdict: agrees / reversed = the τ interval excludes 0, with / against the predictor's direction; "
+             "chance = " + str(validation.get("chance_means", "the interval includes 0")) + "."]
+    if combined.get("predictors"):
+        notes.append("combined = " + str(combined.get("definition", "")) + " (Fig. 9's speed-stability trade-off).")
+    if legend:
+        notes.append("; ".join(legend) + ".")
+    chance = validation.get("chance") or []
+    if chance:
+        notes.append(f"Not distinguishable from chance: {len(chance)} of {len(pairs)} correlations.")
+    return Group(table, *(Text(n, style="dim") for n in notes))
 
 
 def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = ()) -> Text:

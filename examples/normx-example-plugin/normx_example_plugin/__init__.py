@@ -1,16 +1,23 @@
-"""An example norm-explorer plugin: a new scaling primitive, ``mad(AXES)``, and a preset using it.
+"""An example norm-explorer plugin: a new scaling primitive, ``mad(AXES)``, a preset using it, and
+a predictor at initialization, ``dead_unit_fraction``.
 
 ``mad`` divides by the mean absolute deviation over the statistic axes,
 ``mean_A(|x − μ_A(x)|) + ε``: a scale statistic that, unlike the standard deviation, grows only
 linearly with outliers. Its running estimate (eval mode, batch axes) comes for free from
 :class:`explorer.statistics.AxisStatistics`.
+
+``dead_unit_fraction`` is the fraction of the probes' units (a channel at a position) that are
+not positive for any sample of the batch: after a ReLU they pass no gradient to their inputs, so
+fewer is better. It reads the activations of the shared forward pass and costs no extra pass.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from explorer import Param, Preset, Primitive, SpecError, hookimpl
+from explorer import Param, PredictorEntry, Preset, Primitive, SpecError, hookimpl
+from explorer.predictors import BatchPass
 from explorer.statistics import AxisStatistics
 
 __version__ = "0.2.0"
@@ -64,4 +71,22 @@ def register_presets(register):
         expand=lambda: "mean(cx) | mad(cx) | affine | relu",
         formula="(A − μ{c,x}) / MAD{c,x}",
         doc="LayerNorm with the mean absolute deviation in place of the standard deviation",
+    ))
+
+
+def dead_unit_fraction(batch: BatchPass) -> Tensor:
+    """Units never positive over the batch, as a fraction of all the probes' units (a 0-d tensor:
+    it stays on the device, the measurement averages it over batches)."""
+    dead = [(o.detach().flatten(1) <= 0).all(dim=0) for o in batch.outputs]
+    return torch.cat(dead).float().mean()
+
+
+@hookimpl
+def register_predictors(register):
+    register(PredictorEntry(
+        name="dead_unit_fraction",
+        direction="lower",
+        needs=("activations",),
+        compute=dead_unit_fraction,
+        doc="fraction of probe units not positive for any sample (dead ReLUs pass no gradient)",
     ))

@@ -1,0 +1,345 @@
+"""Predictors as plugins: the registry, every built-in predictor through the plugin path against a
+hand computation on a tiny model, subsets and unknown names, a failing predictor recorded as
+missing, a third-party predictor through a real entry point, and study objectives."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from test_plugins import assert_one_line_error, installed_example, make_plugin, run_normx  # noqa: F401
+from torch import nn
+
+import explorer
+from explorer.errors import PluginError, PredictorError
+from explorer.plugins import unregister
+from explorer.registry import PredictorEntry
+from explorer.scoring import measure, resolve_predictors
+
+W1 = [[1.0, -2.0, 0.5], [0.5, 1.0, -1.0], [-1.0, 0.25, 2.0]]
+W2 = [[1.0, -1.0, 0.5], [0.25, 2.0, 0.5]]
+X = [[1.0, 2.0, -1.0], [0.5, -1.0, 2.0], [-2.0, 0.5, 1.0], [1.5, 1.0, 0.5]]
+Y = [0, 1, 1, 0]
+
+
+class Tiny(nn.Module):
+    """x -> ReLU(W1 x) -> W2 h: one probe (the ReLU's output), bias-free, so every predictor has a
+    closed form the test writes out with numpy."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1 = nn.Linear(3, 3, bias=False)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            self.l1.weight.copy_(torch.tensor(W1))
+            self.head.weight.copy_(torch.tensor(W2))
+        self.probes = [self.act]
+
+    def forward(self, x):
+        return self.head(self.act(self.l1(x)))
+
+
+def by_hand() -> dict[str, float]:
+    """Every predictor of Tiny on (X, Y), in float64 numpy, from the formulas in docs/predictors.md."""
+    w1, w2, x = np.array(W1), np.array(W2), np.array(X)
+    n = len(x)
+    z = x @ w1.T
+    h = np.maximum(z, 0)
+    logits = h @ w2.T
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    g = (p - np.eye(2)[Y]) / n                      # d mean-CE / d logits
+    gw2 = g.T @ h
+    gh = g @ w2
+    gw1 = ((gh * (z > 0)).T @ x)
+    unit = h / np.linalg.norm(h, axis=1, keepdims=True)
+    gram = unit @ unit.T
+    centered = h - h.mean(0)
+    codes = (h > 0).astype(float)
+    kernel = codes @ codes.T + (1 - codes) @ (1 - codes).T
+    # input Jacobian of the summed logits: Σ_k W2[k] diag(z>0) W1, per sample
+    jac = np.stack([(w2.sum(0) * (zi > 0)) @ w1 for zi in z])
+    jc = jac - jac.mean(1, keepdims=True)
+    jc /= np.linalg.norm(jc, axis=1, keepdims=True)
+    eig = np.clip(np.linalg.eigvalsh(jc @ jc.T), 0, None)
+    r = np.abs(w2).sum(0) @ np.abs(w1) @ np.ones(3)    # synflow: R = Σ |W2||W1| 1
+    return {
+        "cosine_similarity": (gram.sum() - np.trace(gram)) / (n * (n - 1)),
+        "stable_rank": (centered ** 2).sum() / np.linalg.norm(centered, 2) ** 2,
+        "parameter_count": 9 + 6,
+        "forward_flops": 2 * 9 + 2 * 6,
+        "weight_grad_norm": np.linalg.norm(gw1) + np.linalg.norm(gw2),
+        "snip": np.abs(w1 * gw1).sum() + np.abs(w2 * gw2).sum(),
+        "synflow": 2 * r,                            # each layer's Σ|W ⊙ ∂R/∂W| is R (bias-free chain)
+        "naswot": np.linalg.slogdet(kernel)[1],
+        "jacob_cov": -np.sum(np.log(eig + 1e-5) + 1 / (eig + 1e-5)),
+    }
+
+
+def test_every_builtin_predictor_through_the_plugin_path_matches_a_hand_computation():
+    batches = [(torch.tensor(X), torch.tensor(Y))]
+    names = list(by_hand())
+    result = measure(Tiny(), batches, names)
+    assert result["missing"] == {}
+    for name, expected in by_hand().items():
+        assert result[name] == pytest.approx(expected, rel=1e-5), name
+    assert result["directions"]["cosine_similarity"] == "lower" and result["directions"]["snip"] == "higher"
+
+
+def test_weight_gradients_share_the_pass_without_changing_the_paper_predictors():
+    torch.manual_seed(0)
+    model = explorer.create_model("plaincnn(depth=3, width=8)", "bn")
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    plain = measure(model, [(x, y)], "default")
+    shared = measure(model, [(x, y)], "default,snip,weight_grad_norm")
+    for key in ("cosine_similarity", "grad_explosion_exponent", "stable_rank", "parameter_count"):
+        assert shared[key] == pytest.approx(plain[key], rel=1e-6), key
+    assert shared["activation_variance"] == pytest.approx(plain["activation_variance"], rel=1e-6)
+    assert "snip" not in plain and shared["snip"] > 0
+    # the caller's model is left as built: trainable, no gradients accumulated
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+def test_the_registry_has_the_builtins_in_their_plugins_and_refuses_malformed_entries(registry):
+    assert {n: registry.predictors[n].plugin for n in ("cosine_similarity", "variance_growth", "snip", "synflow")} \
+        == {"cosine_similarity": "predictors", "variance_growth": "predictors", "snip": "zero_cost",
+            "synflow": "zero_cost"}
+    assert sorted(registry.contributions()["zero_cost"]["predictors"]) == sorted(
+        ["parameter_count", "forward_flops", "weight_grad_norm", "snip", "synflow", "naswot", "jacob_cov"])
+    with pytest.raises(PluginError, match="direction must be 'lower' or 'higher'"):
+        PredictorEntry(name="x", direction="up", compute=len)
+    with pytest.raises(PluginError, match="unknown need 'gradients'"):
+        PredictorEntry(name="x", direction="lower", compute=len, needs=("gradients",))
+    with pytest.raises(PluginError, match="taken by a stored field"):
+        PredictorEntry(name="grad_norm", direction="lower", compute=len)
+
+
+def test_resolve_predictors_subsets_and_unknown_names():
+    assert [p.name for p in resolve_predictors(None)] == ["cosine_similarity", "grad_explosion_exponent",
+                                                          "stable_rank", "variance_growth", "parameter_count"]
+    assert [p.name for p in resolve_predictors("snip, cosine_similarity")] == ["cosine_similarity", "snip"]
+    assert len(resolve_predictors("all")) == len(explorer.get_registry().predictors)
+    with pytest.raises(PredictorError) as err:
+        resolve_predictors("default,snp")
+    message = str(err.value)
+    assert message.startswith("unknown predictor 'snp'; closest: snip; valid: ") and "jacob_cov" in message
+
+
+class CastsToFloat32(Tiny):
+    """A model written for float32 inputs: synflow's float64 pass cannot run it."""
+
+    def forward(self, x):
+        return super().forward(x.float())
+
+
+def test_a_predictor_that_fails_on_a_model_is_missing_with_its_reason():
+    result = measure(CastsToFloat32(), [(torch.tensor(X), torch.tensor(Y))], "cosine_similarity,synflow,snip")
+    assert math.isnan(result["synflow"]) and "RuntimeError" in result["missing"]["synflow"]
+    assert set(result["missing"]) == {"synflow"}
+    assert result["cosine_similarity"] == pytest.approx(by_hand()["cosine_similarity"], rel=1e-5)
+    assert result["snip"] == pytest.approx(by_hand()["snip"], rel=1e-5)
+
+
+BOOM = """
+    from explorer import PredictorEntry, hookimpl
+
+    def boom(batch):
+        raise ValueError("needs a transformer")
+
+    @hookimpl
+    def register_predictors(register):
+        register(PredictorEntry(name="boom", direction="higher", compute=boom, doc="always fails"))
+"""
+
+DUPLICATE = """
+    from explorer import PredictorEntry, hookimpl
+
+    @hookimpl
+    def register_predictors(register):
+        register(PredictorEntry(name="snip", direction="higher", compute=lambda batch: 0.0))
+"""
+
+HALF = """
+    from explorer import PredictorEntry, hookimpl
+
+    @hookimpl
+    def register_predictors(register):
+        register(PredictorEntry(name="half_done", direction="higher", compute=lambda batch: 0.0))
+        register(PredictorEntry(name="bad", direction="sideways", compute=lambda batch: 0.0))
+"""
+
+
+def test_cli_score_records_a_failing_plugin_predictor_as_missing(tmp_path, normx_exe):
+    make_plugin(tmp_path, "boom-predictor", "0.1", "boom_predictor", BOOM)
+    result = run_normx(normx_exe, "score", "bn", "--model", "plaincnn(depth=2, width=8)", "--batch-size", "4",
+                       "--batches", "1", "--predictors", "cosine_similarity,boom", "--json", path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["boom"] == "nan" and data["missing"] == {"boom": "ValueError: needs a transformer"}
+    assert isinstance(data["cosine_similarity"], float) and "stable_rank" not in data
+    table = run_normx(normx_exe, "score", "bn", "--model", "plaincnn(depth=2, width=8)", "--batch-size", "4",
+                      "--batches", "1", "--predictors", "boom", path=tmp_path, COLUMNS="100")
+    assert table.returncode == 0 and "missing: ValueError: needs a transformer" in table.stdout
+
+
+def test_duplicate_predictor_names_name_both_plugins(tmp_path, normx_exe):
+    make_plugin(tmp_path, "dup-snip", "1.0", "dup_snip", DUPLICATE)
+    assert_one_line_error(run_normx(normx_exe, "predictors", path=tmp_path),
+                          "predictor 'snip' is registered twice", "'zero_cost'", "'dup-snip:dup_snip'")
+
+
+def test_a_malformed_predictor_plugin_registers_nothing_and_is_named_in_a_warning(tmp_path, normx_exe):
+    make_plugin(tmp_path, "half-plugin", "0.1", "half_plugin", HALF)
+    result = run_normx(normx_exe, "predictors", "--json", path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "half-plugin:half_plugin" in warnings[0] and "sideways" in warnings[0]
+    names = {row["name"] for row in json.loads(result.stdout)}
+    assert "half_done" not in names and "snip" in names
+
+
+def test_cli_subset_and_unknown_names(normx_exe):
+    result = run_normx(normx_exe, "score", "ln", "--model", "plaincnn(depth=2, width=8)", "--batch-size", "4",
+                       "--batches", "1", "--predictors", "naswot,parameter_count", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert list(data["directions"]) == ["parameter_count", "naswot"]
+    assert "cosine_similarity" not in data and data["parameter_count"] > 0 and data["missing"] == {}
+    bad = run_normx(normx_exe, "score", "ln", "--predictors", "cosine,synflw")
+    assert bad.returncode == 2
+    assert_one_line_error(bad, "unknown predictor 'cosine'", "closest: cosine_similarity", "valid:", "synflow")
+
+
+def test_normx_predictors_lists_every_predictor_within_80_columns(normx_exe):
+    listed = run_normx(normx_exe, "predictors", "--json")
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert set(rows) >= {"cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth",
+                         "parameter_count", "forward_flops", "weight_grad_norm", "snip", "synflow", "naswot",
+                         "jacob_cov"}
+    assert rows["snip"]["needs"] == ["weight_gradients"] and rows["synflow"]["needs"] == ["separate_pass"]
+    assert rows["cosine_similarity"]["direction"] == "lower" and rows["cosine_similarity"]["default"]
+    table = run_normx(normx_exe, "predictors", COLUMNS="80")
+    lines = table.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert all(any(line.startswith(name) for line in lines) for name in rows)  # full names, never cut
+
+
+def test_example_plugin_predictor_through_a_real_entry_point(installed_example, normx_exe):  # noqa: F811
+    listed = run_normx(normx_exe, "predictors", "--json", path=installed_example)
+    row = next(r for r in json.loads(listed.stdout) if r["name"] == "dead_unit_fraction")
+    assert row["plugin"] == "normx-example-plugin:mad" and row["direction"] == "lower"
+    script = textwrap.dedent("""
+        import json, torch, explorer
+        from explorer.scoring import measure
+        torch.manual_seed(0)
+        model = explorer.create_model("plaincnn(depth=3, width=8)", "bn")
+        x, y = torch.randn(6, 3, 8, 8), torch.randint(0, 10, (6,))
+        outs = []
+        hooks = [m.register_forward_hook(lambda m, i, o: outs.append(o.detach())) for m in model.probes]
+        result = measure(model, [(x, y)], "dead_unit_fraction")
+        for h in hooks:
+            h.remove()
+        dead = sum(int((o.flatten(1) <= 0).all(0).sum()) for o in outs)
+        units = sum(o[0].numel() for o in outs)
+        print(json.dumps([result["dead_unit_fraction"], dead / units]))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NORMX_")}
+    env["PYTHONPATH"] = str(installed_example)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    value, expected = json.loads(done.stdout)
+    assert value == pytest.approx(expected) and 0 <= value <= 1
+
+
+def test_a_predictor_registered_from_python_is_a_study_objective(tmp_path):
+    module = type(sys)("spread_predictor")
+    exec(compile(textwrap.dedent("""
+        from explorer import PredictorEntry, hookimpl
+
+        @hookimpl
+        def register_predictors(register):
+            register(PredictorEntry(name="logit_spread", direction="lower", needs=("activations",),
+                                    compute=lambda batch: batch.logits.detach().std(), doc="std of the logits"))
+    """), "spread_predictor", "exec"), module.__dict__)
+    explorer.register_plugin(module, name="spread")
+    try:
+        from explorer.search import run_study
+        from explorer.search.study_file import StudyFileError, parse_study_text
+
+        text = textwrap.dedent("""
+            name = "objective"
+            models = ["mlp(depth=2, width=8)"]
+            n_trials = 2
+            [objectives]
+            logit_spread = "minimize"
+            naswot = "maximize"
+            [data]
+            name = "gaussian"
+            train_limit = 32
+            test_limit = 16
+            [space]
+            presets = ["bn", "ln"]
+            [screening]
+            batch_size = 16
+            batches = 1
+            [training]
+            steps = 0
+        """)
+        config = parse_study_text(text, "objective.toml")
+        assert config.predictor_names()[-2:] == ["logit_spread", "naswot"]
+        storage = f"sqlite:///{tmp_path / 'o.db'}"
+        run_study(config, storage=storage, on_trial_event=lambda event: None)
+        import optuna
+
+        done = [t for t in optuna.load_study(study_name="objective", storage=storage).trials if t.values]
+        assert len(done) == 2
+        for t in done:
+            stored = t.user_attrs["predictors"]
+            assert t.values == [stored["logit_spread"], stored["naswot"]]
+            assert stored["directions"]["logit_spread"] == "lower"
+        with pytest.raises(StudyFileError, match=r"objective.toml:\d+: objectives.logit_sprad: unknown objective; "
+                                                 r"closest: logit_spread"):
+            parse_study_text(text.replace("logit_spread =", "logit_sprad ="), "objective.toml")
+        with pytest.raises(StudyFileError, match="screening.predictors: unknown predictor 'snipp'; closest: snip"):
+            parse_study_text(text.replace("batches = 1", 'batches = 1\npredictors = ["default", "snipp"]'),
+                             "objective.toml")
+        with pytest.raises(StudyFileError, match="objectives.variance_growth: unknown objective"):
+            parse_study_text(text.replace("naswot =", "variance_growth ="), "objective.toml")
+    finally:
+        unregister("spread")
+
+
+def test_several_models_aggregate_every_stored_predictor_at_its_worst():
+    from explorer.search.policy import aggregate_predictors
+
+    def record(cos, snip, missing=None):
+        return {"cosine_similarity": cos, "grad_explosion_exponent": 0.1, "stable_rank": 3.0, "snip": snip,
+                "variance_growth": {"kind": "flat", "rate": 0.0}, "activation_variance": [1.0], "grad_norm": [1.0],
+                "overflow": False, "spread": {}, "missing": missing or {},
+                "directions": {"cosine_similarity": "lower", "snip": "higher"}}
+
+    out = aggregate_predictors({"a": record(0.2, 5.0), "b": record(0.4, 2.0, {"synflow": "RuntimeError: x"})})
+    assert out["cosine_similarity"] == 0.4 and out["snip"] == 2.0  # the worst model for each direction
+    assert out["directions"] == {"cosine_similarity": "lower", "snip": "higher"}
+    assert out["missing"] == {"synflow": "b: RuntimeError: x"}
+
+
+def test_a_screening_criterion_names_any_scalar_predictor_or_fails_listing_them():
+    from explorer.search.study_file import StudyFileError, _Checker, require_predictor
+
+    check = _Checker("s.toml", "[screening]\nscore = \"snp\"\n")
+    assert require_predictor(check, ("screening", "score"), "snip") == "higher"
+    assert require_predictor(check, ("screening", "score"), "cosine_similarity") == "lower"
+    with pytest.raises(StudyFileError, match=r"^s.toml:2: screening.score: unknown predictor 'snp'; closest: snip; "
+                                             r"valid: .*naswot"):
+        require_predictor(check, ("screening", "score"), "snp")
+    with pytest.raises(StudyFileError, match="unknown predictor 'variance_growth'"):  # a kind and a rate: no order
+        require_predictor(check, ("screening", "score"), "variance_growth")
