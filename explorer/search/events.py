@@ -13,6 +13,7 @@ Kinds, in the order they happen:
 ``stage``          a trial entered ``stage`` (screening, training) with its ``spec``
 ``progress``       training progress: ``step`` of ``steps``, ``loss`` (about every second)
 ``trial_finished`` ``state`` COMPLETE/PRUNED/FAIL, ``values``, ``message`` (prune reason, error)
+``space_exhausted`` a worker found no new composition (``message``: how many distinct ones)
 ``worker_done``    a worker found the budget spent and stopped
 ``study_done``     every worker stopped (``message``: summary, or ``interrupted``)
 =================  ==================================================================
@@ -95,6 +96,6 @@ class PlainLines:
             return f"{tag}: {state:<9} {event.spec or ''} {detail}".rstrip()
         if event.kind == "worker_done":
             return None
-        if event.kind == "study_done":
+        if event.kind in ("study_done", "space_exhausted"):
             return f"study {event.study}: {event.message}"
         return f"{tag}: {event.kind} {event.message}".rstrip()
