@@ -162,7 +162,10 @@ def test_journal_storage_with_two_worker_processes_keeps_the_budget(tmp_path):
     events = []
     run_study(config, storage=storage, workers=2, on_trial_event=events.append)
     loaded = trials(open_storage(resolve_storage(storage)), "journal")
-    assert len(loaded) == 5 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in loaded)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in loaded)
+    # the budget counts distinct compositions: exactly 5 evaluated, repeats (if the sampler drew any) told theirs
+    fresh = [t for t in loaded if "reused_from" not in t.user_attrs]
+    assert len(fresh) == 5 and len({t.user_attrs["equivalence_key"] for t in fresh}) == 5
     assert len({t.user_attrs["worker"] for t in loaded}) >= 1
     assert {e.kind for e in events} >= {"stage", "trial_finished", "worker_done"}  # events crossed processes
 
