@@ -18,29 +18,10 @@ from explorer.search.storage import open_storage, resolve_storage
 from explorer.search.study_file import load_study_file, parse_study_text
 from explorer.search.worker import MAX_CONSECUTIVE_REPEATS
 
-BASE = """\
-name = "{name}"
-models = ["mlp(depth=2, width=16)"]
-n_trials = {n}
-sampler = "random"
-[objectives]
-test_accuracy = "maximize"
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 96
-test_limit = 32
-[space]
-{space}
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-{screening}
-[training]
-steps = 2
-batch_size = 32
-"""
+from test_search import BASE as SEARCH_BASE
+
+#: test_search's study, sampled at random, trained 2 steps
+BASE = SEARCH_BASE.replace("n_trials = {n}\n", "n_trials = {n}\nsampler = \"random\"\n").replace("{steps}", "2")
 PRESETS = 'presets = ["bn", "ln", "rms", "none", "bmlv", "lmbv", "dyt", "seednorm", "vn"]'
 #: four compositions, counted by hand: std(b), std(c), mean(b) | std(b), mean(c) | std(c)
 FOUR = ('fixed = "affine | relu"\ntie_axes = true\n[space.slots]\ncenter = ["none", "mean"]\nscale = ["std"]\n'
