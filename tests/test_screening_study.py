@@ -200,3 +200,37 @@ def test_a_bad_screening_value_is_one_line_and_creates_nothing(tmp_path, normx_e
 def test_screening_values_at_the_edges_of_their_ranges_are_valid(line):
     config = study("edge", 2, screening=line)
     assert config.screening.policy == "relative"
+
+
+def test_the_space_lists_its_leaves_with_the_params_that_draw_them(registry):
+    from explorer.search.space import SearchSpace
+
+    space = SearchSpace(study("four", 1, space=FOUR), registry)
+    leaves = space.enumerate(100)
+    assert sorted(str(c.spec) for _, c in leaves) == [
+        "mean(b) | std(b) | affine | relu", "mean(c) | std(c) | affine | relu", "std(b) | affine | relu",
+        "std(c) | affine | relu"]
+    for params, candidate in leaves:  # enqueued, these params draw the same composition again
+        assert str(space.sample(optuna.trial.FixedTrial(params)).spec) == str(candidate.spec)
+    assert space.enumerate(3) is None
+    quick = SearchSpace(load_study_file(Path(__file__).parent.parent / "studies" / "quick.toml"), registry)
+    # 2 centers x 2 scales; axes bx, cx, x, and gx with 3 group sizes; tied axes: 2 x 2 x 6
+    assert len(quick.enumerate(1000)) == 24
+
+
+def test_a_worker_finds_the_compositions_its_sampler_missed(tmp_path):
+    from explorer.search.context import prepare
+    from explorer.search.storage import resolve_storage
+    from explorer.search.worker import Worker
+
+    storage = str(tmp_path / "m.db")
+    config = study("missed", 2, space=FOUR, screening='policy = "thresholds"')
+    run_study(config, storage=storage, on_trial_event=lambda e: None)
+    worker = Worker(prepare(config), resolve_storage(storage), 4, lambda e: None)
+    worker.connect()
+    evaluated = {t.user_attrs["spec"] for t in trials(storage, "missed")}
+    missing = worker._missing()
+    assert len(evaluated) == 2 and len(missing) == 2
+    drawn = {str(worker.ctx.space.sample(optuna.trial.FixedTrial(p)).spec) for p in missing}
+    assert drawn | evaluated == {"mean(b) | std(b) | affine | relu", "mean(c) | std(c) | affine | relu",
+                                 "std(b) | affine | relu", "std(c) | affine | relu"}

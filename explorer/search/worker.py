@@ -54,8 +54,11 @@ from explorer.training import TrainConfig, train
 PROGRESS_WRITE_EVERY_S = 2.0
 #: Seconds between two polls of an idle worker waiting for other workers' trials.
 IDLE_POLL_S = 1.0
-#: Consecutive repeats of known compositions after which a worker calls the space exhausted.
+#: Consecutive repeats of known compositions after which a worker lists the space: it enqueues the
+#: compositions the sampler has not found, or calls the space exhausted.
 MAX_CONSECUTIVE_REPEATS = 30
+#: Spaces with more leaves than this are not listed (30 repeats in a row then end the study).
+ENUMERATION_LIMIT = 5000
 
 #: model name -> a stored record (predictors or train), as ``docs/trial-schema.md`` describes it
 ByModel = dict[str, dict[str, Any]]
@@ -143,6 +146,7 @@ class Worker:
     completed: int = 0
     #: the number of distinct compositions, when this worker found no new one to evaluate
     exhausted: int | None = None
+    _unlisted: bool = False
 
     def connect(self) -> None:
         config = self.ctx.config
@@ -197,6 +201,20 @@ class Worker:
         return any(composition_key(t.user_attrs) == fixed for t in self.study.get_trials(deepcopy=False)
                    if holds_a_place(t))
 
+    def _missing(self) -> list[dict[str, Any]] | None:
+        """The parameters of one leaf per composition of the space not evaluated yet (None when the
+        space is too large to list)."""
+        leaves = self.ctx.space.enumerate(ENUMERATION_LIMIT) if self.ctx.space.is_searchable() else []
+        if leaves is None:
+            return None
+        known = {composition_key(t.user_attrs) for t in self.study.get_trials(deepcopy=False) if holds_a_place(t)}
+        missing: dict[str, dict[str, Any]] = {}
+        for params, candidate in leaves:
+            key = candidate.text if candidate.spec is None else self.ctx.equivalence_key(str(candidate.spec))
+            if key not in known:
+                missing.setdefault(key, params)
+        return list(missing.values())
+
     def run(self) -> int:
         """Run trials until the budget is spent or the space is exhausted; returns the number of
         trials this worker ran (repeats of known compositions included)."""
@@ -210,10 +228,21 @@ class Worker:
             ran += 1
             repeats = repeats + 1 if self.run_trial(claimed) else 0
             if repeats >= MAX_CONSECUTIVE_REPEATS:
+                missing = self._missing()
+                if missing:  # the sampler keeps repeating itself, but the space has more: ask for those
+                    room = self.budget - budget_counts(self.study)[0]
+                    for params in missing[:max(0, room)]:
+                        self.study.enqueue_trial(params)
+                    repeats = 0
+                    continue
                 self.exhausted = budget_counts(self.study)[0]
+                self._unlisted = missing is None
                 break
         if self.exhausted is not None:
             message = f"space exhausted: {self.exhausted} distinct compositions"
+            if self._unlisted:
+                message += (f" (no new one in {MAX_CONSECUTIVE_REPEATS} consecutive draws; the space has more "
+                            f"than {ENUMERATION_LIMIT} leaves to list)")
             self.study.set_user_attr(StudyAttr.SPACE_EXHAUSTED, self.exhausted)
             self.emit("space_exhausted", message=message)
         self.emit("worker_done", message=f"ran {ran} trial(s)")
