@@ -28,7 +28,7 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -122,6 +122,7 @@ def candidate_set(model: str, sampled: int, seed: int, presets: list[str] | None
         study.tell(trial, 0.0)
         if candidate.spec is not None and add(str(candidate.spec)):
             drawn += 1
+    random.Random(seed).shuffle(out)  # presets mixed with the sampled ones, not in alphabetical order first
     return out
 
 
@@ -175,45 +176,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"spec": spec, "test_accuracy": accuracy, "train_s": round(seconds, 2),
                      "trained_when_screened": reason is None, "reason": reason,
                      "retrained_accuracy": again, **{k: values.get(k) for k in values}})
-        if True:
-            mark = "train" if reason is None else "prune"
-            print(f"[{i + 1}/{len(specs)}] {accuracy:6.1%} {seconds:6.1f}s  {mark}  {spec}", file=sys.stderr, flush=True)
+        mark = "train" if reason is None else "prune"
+        print(f"[{i + 1}/{len(specs)}] {accuracy:6.1%} {seconds:6.1f}s  {mark}  {spec}", file=sys.stderr, flush=True)
     best_all = max(r["test_accuracy"] for r in rows)
     arms = [everything.summary(best_all), screened.summary(best_all)]
     return {"model": args.model, "steps": args.steps, "batch_size": args.batch_size, "base_lr": args.base_lr,
             "candidates": len(specs), "best_of_all": best_all, "policy": asdict(policy), "arms": arms,
             "training_time_ratio": round(everything.train_s / screened.train_s, 2) if screened.train_s else None,
-            "replayed": replay(rows, policy, best_all, args.seed), "rows": rows,
+            "replayed": replay(rows, policy, best_all, args.seed, args.orders), "rows": rows,
             "deterministic": all(r["retrained_accuracy"] in (None, r["test_accuracy"]) for r in rows),
             "torch_threads": torch.get_num_threads()}
 
 
-def replay(rows: list[dict[str, Any]], default: RelativePolicy, best_all: float, seed: int) -> list[dict[str, Any]]:
-    """Other scores applied to the same training results, and a random pick of the same size."""
-    out = []
+#: (label, policy changes) replayed besides the default
+VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    ("combined (default)", {}),
+    ("combined, no non-dominated", {"keep_nondominated": False}),
+    ("combined, top 20 %, no non-dominated", {"keep_nondominated": False, "top_fraction": 0.2}),
+    ("cosine_similarity", {"score": "cosine_similarity", "keep_nondominated": False}),
+    ("grad_explosion_exponent", {"score": "grad_explosion_exponent", "keep_nondominated": False}),
+    ("stable_rank", {"score": "stable_rank", "direction": "maximize", "keep_nondominated": False}),
+]
+
+
+def _chosen(rows: list[dict[str, Any]], order: list[int], policy: RelativePolicy) -> list[int]:
+    """The candidates ``policy`` trains when they arrive in ``order`` (threshold prunes kept as they were)."""
+    pool: list[dict[str, float | None]] = []
+    chosen: list[int] = []
+    for i in order:
+        r = rows[i]
+        values = {k: r.get(k) for k in ("cosine_similarity", "grad_explosion_exponent", "stable_rank")}
+        hard = r["reason"] is not None and not r["reason"].startswith("rank ")  # NaN, exponential growth
+        if not hard and relative_decision(policy, values, pool, len(chosen)).train:
+            chosen.append(i)
+        pool.append(values)
+    return chosen
+
+
+def replay(rows: list[dict[str, Any]], default: RelativePolicy, best_all: float, seed: int,
+           orders: int) -> list[dict[str, Any]]:
+    """Each variant over ``orders`` random arrival orders of the same runs, against a random pick
+    of as many candidates in the same order."""
     accuracies = [r["test_accuracy"] for r in rows]
-    for name in ("combined", "cosine_similarity", "grad_explosion_exponent", "stable_rank"):
-        policy = RelativePolicy(warmup=default.warmup, top_fraction=default.top_fraction, score=name,
-                                direction="maximize" if name == "stable_rank" else "minimize",
-                                keep_nondominated=default.keep_nondominated)
-        pool: list[dict[str, float | None]] = []
-        chosen: list[int] = []
-        for i, r in enumerate(rows):
-            values = {k: r.get(k) for k in ("cosine_similarity", "grad_explosion_exponent", "stable_rank")}
-            hard = r["reason"] is not None and not r["reason"].startswith("rank ")  # thresholds, NaN
-            if not hard and relative_decision(policy, values, pool, len(chosen)).train:
-                chosen.append(i)
-            pool.append(values)
-        best = max((accuracies[i] for i in chosen), default=math.nan)
-        out.append({"score": name, "trained": len(chosen), "regret_points": round(100 * (best_all - best), 2),
-                    "train_s": round(sum(rows[i]["train_s"] for i in chosen), 2)})
-    size = out[0]["trained"]
+    seconds = [r["train_s"] for r in rows]
+    total = sum(seconds)
     rng = random.Random(seed)
-    regrets = [100 * (best_all - max(rng.sample(accuracies, size))) for _ in range(2000)] if size else []
-    if regrets:
-        out.append({"score": f"random {size} of {len(rows)}", "trained": size,
-                    "regret_points": round(statistics.mean(regrets), 2),
-                    "within_1pt_share": round(sum(r <= 100 * WITHIN for r in regrets) / len(regrets), 3)})
+    permutations = [rng.sample(range(len(rows)), len(rows)) for _ in range(orders)]
+    out = []
+    for label, changes in VARIANTS:
+        policy = replace(default, **changes)
+        kept, regrets, shares, random_regrets = [], [], [], []
+        for order in permutations:
+            chosen = _chosen(rows, order, policy)
+            kept.append(len(chosen))
+            regrets.append(100 * (best_all - max(accuracies[i] for i in chosen)))
+            shares.append(sum(seconds[i] for i in chosen) / total)
+            pick = rng.sample(range(len(rows)), len(chosen))
+            random_regrets.append(100 * (best_all - max(accuracies[i] for i in pick)))
+        out.append({
+            "policy": label, "orders": orders, "trained_median": statistics.median(kept),
+            "training_time_ratio_median": round(1 / statistics.median(shares), 2),
+            "regret_points_mean": round(statistics.mean(regrets), 2),
+            "within_1pt_share": round(sum(r <= 100 * WITHIN for r in regrets) / orders, 3),
+            "random_same_size_regret_mean": round(statistics.mean(random_regrets), 2),
+            "random_same_size_within_1pt_share": round(sum(r <= 100 * WITHIN for r in random_regrets) / orders, 3),
+        })
     return out
 
 
@@ -227,10 +254,14 @@ def print_table(result: dict[str, Any]) -> None:
               f"{a['best_test_accuracy']:>7.1%} {a['regret_points']:>7.1f} {reach:>8}")
     print(f"training time ratio (all / screened): {result['training_time_ratio']}x; "
           f"retrained runs identical: {result['deterministic']}")
-    print("replayed on the same runs:")
+    orders = result["replayed"][0]["orders"] if result["replayed"] else 0
+    print(f"replayed on the same runs over {orders} random arrival orders (medians; means of regret):")
+    print(f"  {'policy':<38} {'trained':>7} {'time ratio':>10} {'regret':>7} {'<=1pt':>6} | "
+          f"{'random same size: regret':>24} {'<=1pt':>6}")
     for r in result["replayed"]:
-        extra = f", within 1 pt in {r['within_1pt_share']:.0%} of draws" if "within_1pt_share" in r else ""
-        print(f"  {r['score']:<26} trained {r['trained']:>3}, regret {r['regret_points']:.1f} pts{extra}")
+        print(f"  {r['policy']:<38} {r['trained_median']:>7g} {r['training_time_ratio_median']:>9.2f}x "
+              f"{r['regret_points_mean']:>7.2f} {r['within_1pt_share']:>6.0%} | "
+              f"{r['random_same_size_regret_mean']:>24.2f} {r['random_same_size_within_1pt_share']:>6.0%}")
 
 
 def main() -> None:
@@ -243,6 +274,7 @@ def main() -> None:
     parser.add_argument("--presets", default=None, help="comma-separated presets (default: every preset)")
     parser.add_argument("--train-limit", type=int, default=None, help="digits training images (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--orders", type=int, default=200, help="random arrival orders of the replay")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: small convs gain nothing from more, and a shared machine loses)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run: 4 presets, 4 sampled, 5 steps")
