@@ -234,3 +234,27 @@ def test_a_worker_finds_the_compositions_its_sampler_missed(tmp_path):
     drawn = {str(worker.ctx.space.sample(optuna.trial.FixedTrial(p)).spec) for p in missing}
     assert drawn | evaluated == {"mean(b) | std(b) | affine | relu", "mean(c) | std(c) | affine | relu",
                                  "std(b) | affine | relu", "std(c) | affine | relu"}
+
+
+def test_the_screening_benchmark_accounts_for_both_arms(tmp_path):
+    import json
+    import sys
+
+    script = Path(__file__).parent.parent / "benchmarks" / "bench_screening.py"
+    out = subprocess.run([sys.executable, str(script), "--json", "--presets", "bn,none,ln,in,rms,vn", "--sampled", "1",
+                          "--steps", "2", "--train-limit", "128", "--orders", "5"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    rows, (every, screened) = result["rows"], result["arms"]
+    assert result["candidates"] == len(rows) == 7 and every["trained"] == 7
+    assert screened["trained"] == sum(r["trained_when_screened"] for r in rows) >= result["policy"]["warmup"]
+    best_all = max(r["test_accuracy"] for r in rows)
+    best_screened = max(r["test_accuracy"] for r in rows if r["trained_when_screened"])
+    assert result["best_of_all"] == best_all and every["regret_points"] == 0
+    assert screened["regret_points"] == pytest.approx(100 * (best_all - best_screened), abs=0.01)
+    assert every["train_s"] == pytest.approx(sum(r["train_s"] for r in rows), abs=0.05)
+    assert result["deterministic"]  # the screened arm's runs repeat the train-all runs exactly
+    for r in rows:
+        assert (r["reason"] is None) == r["trained_when_screened"]
+    assert [v["policy"] for v in result["replayed"]][0] == "combined (default)"
