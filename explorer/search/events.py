@@ -92,7 +92,7 @@ class PlainLines:
             return f"{tag}: step {event.step}/{event.steps} loss {event.loss:.4f}"
         if event.kind == "trial_finished":
             state = (event.state or "").lower()
-            detail = _fmt(event.values) if state == "complete" else event.message
+            detail = " ".join(filter(None, (_fmt(event.values), event.message))) if state == "complete" else event.message
             return f"{tag}: {state:<9} {event.spec or ''} {detail}".rstrip()
         if event.kind == "worker_done":
             return None

@@ -254,6 +254,8 @@ def _event_line(event: Any) -> Text | None:
         text.append(f" {event.spec or ''}")
         if state == "complete" and event.values:
             text.append("  " + ", ".join(format_number(v, 4) for v in event.values), style="bold")
+            if event.message:
+                text.append(f"  {event.message}", style="dim")
         elif event.message:
             text.append(f"  {event.message}", style="dim")
         return text
