@@ -118,8 +118,9 @@ def test_invalid_composition_is_rejected_with_the_reason(registry):
 
 def test_study_runs_dedups_records_the_schema_and_resumes(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    config = study(name="e2e", n=4, space='presets = ["ln", "bn", "gn(groups=1)", "vn", "rms"]')
+    config = study(name="e2e", n=3, space='presets = ["ln", "bn", "gn(groups=1)", "vn", "rms"]')
     outcome = run_study(config, storage=storage, on_trial_event=quiet)
+    # the budget counts distinct compositions: the repeat of LayerNorm (trial 2) takes no place in it
     assert outcome.created and outcome.counts == {"COMPLETE": 4, "WAITING": 1}
     done = {t.number: t for t in trials(storage, "e2e")}
     # gn(groups=1) is LayerNorm: its results are reused, not recomputed
@@ -144,7 +145,7 @@ def test_study_runs_dedups_records_the_schema_and_resumes(tmp_path):
     assert study_attrs["objectives"][0] == {"name": "test_accuracy", "direction": "maximize"}
     assert study_attrs["models"] == ["mlp(depth=2, width=16)"] and study_attrs["data"] == "gaussian"
     # Running again with a larger budget resumes: the waiting baseline first, nothing recomputed.
-    outcome = run_study(config, storage=storage, n_trials=5, on_trial_event=quiet)
+    outcome = run_study(config, storage=storage, n_trials=4, on_trial_event=quiet)
     assert not outcome.created and outcome.counts == {"COMPLETE": 5}
     assert trials(storage, "e2e")[4].user_attrs["baseline"] == "rms"
 
@@ -169,7 +170,10 @@ def test_journal_storage_with_two_worker_processes_keeps_the_budget(tmp_path):
     events = []
     run_study(config, storage=storage, workers=2, on_trial_event=events.append)
     loaded = trials(open_storage(resolve_storage(storage)), "journal")
-    assert len(loaded) == 5 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in loaded)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in loaded)
+    # the budget counts distinct compositions: exactly 5 evaluated, repeats (if the sampler drew any) told theirs
+    fresh = [t for t in loaded if "reused_from" not in t.user_attrs]
+    assert len(fresh) == 5 and len({t.user_attrs["equivalence_key"] for t in fresh}) == 5
     assert len({t.user_attrs["worker"] for t in loaded}) >= 1
     assert {e.kind for e in events} >= {"stage", "trial_finished", "worker_done"}  # events crossed processes
 

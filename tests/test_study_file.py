@@ -48,6 +48,13 @@ def test_shipped_studies_are_valid(path, registry):
     (GOOD.replace("name = \"t\"", "name = \"t\"\nseed = -3"), 2, "seed: must be between 0 and 2**32 - 1"),
     (GOOD + "[workers]\ngrace_period = -1\n", 10, "workers.grace_period: must be at least 1 (seconds)"),
     (GOOD + "[data]\ntrain_limit = 0\n", 10, "data.train_limit: must be at least 1"),
+    (GOOD + "[screening]\npolicy = \"relativ\"\n", 10, "screening.policy: must be one of relative, thresholds"),
+    (GOOD + "[screening]\nwarmup = -1\n", 10, "screening.warmup: must be 0 or more, got -1"),
+    (GOOD + "[screening]\nwarmup = 2.5\n", 10, "screening.warmup: must be an integer, got a number"),
+    (GOOD + "[screening]\ntop_fraction = 0\n", 10, "screening.top_fraction: must be greater than 0 and at most 1, got 0"),
+    (GOOD + "[screening]\ntop_fraction = 1.5\n", 10, "screening.top_fraction: must be greater than 0 and at most 1, got 1.5"),
+    (GOOD + "[screening]\nscore = \"cosine_similarty\"\n", 10, "screening.score: unknown score 'cosine_similarty'; closest: cosine_similarity"),
+    (GOOD + "[screening]\nkeep_nondominated = \"yes\"\n", 10, "screening.keep_nondominated: must be true or false"),
 ])
 def test_bad_study_files_name_file_line_and_key(text, line, fragment):
     with pytest.raises(StudyFileError) as info:

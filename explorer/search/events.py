@@ -13,6 +13,7 @@ Kinds, in the order they happen:
 ``stage``          a trial entered ``stage`` (screening, training) with its ``spec``
 ``progress``       training progress: ``step`` of ``steps``, ``loss`` (about every second)
 ``trial_finished`` ``state`` COMPLETE/PRUNED/FAIL, ``values``, ``message`` (prune reason, error)
+``space_exhausted`` a worker found no new composition (``message``: how many distinct ones)
 ``worker_done``    a worker found the budget spent and stopped
 ``study_done``     every worker stopped (``message``: summary, or ``interrupted``)
 =================  ==================================================================
@@ -91,10 +92,10 @@ class PlainLines:
             return f"{tag}: step {event.step}/{event.steps} loss {event.loss:.4f}"
         if event.kind == "trial_finished":
             state = (event.state or "").lower()
-            detail = _fmt(event.values) if state == "complete" else event.message
+            detail = " ".join(filter(None, (_fmt(event.values), event.message))) if state == "complete" else event.message
             return f"{tag}: {state:<9} {event.spec or ''} {detail}".rstrip()
         if event.kind == "worker_done":
             return None
-        if event.kind == "study_done":
+        if event.kind in ("study_done", "space_exhausted"):
             return f"study {event.study}: {event.message}"
         return f"{tag}: {event.kind} {event.message}".rstrip()

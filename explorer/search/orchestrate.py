@@ -17,13 +17,15 @@ import threading
 from dataclasses import dataclass, field
 from types import FrameType
 
+import optuna
 import torch
 
 from explorer.errors import NormxError
 from explorer.search import default_storage
 from explorer.search.context import StudyContext, prepare
 from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
-from explorer.search.schema import StudyAttr
+from explorer.search.schema import StudyAttr, TrialAttr
+from explorer.search.screening import RelativePolicy
 from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub
 from explorer.search.study import budget_counts, create_or_load_study, make_sampler, state_counts
 from explorer.search.study_file import StudyConfig, StudyFileError
@@ -37,6 +39,8 @@ class StudyOutcome:
     created: bool
     interrupted: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    #: the number of distinct compositions when the space held fewer than the budget
+    exhausted: int | None = None
 
 
 def interrupt_on_signals() -> None:
@@ -85,11 +89,13 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
         # from start to end stays reproducible by the study's seed.
         study.sampler.reseed_rng()
     study.set_user_attr(StudyAttr.N_TRIALS, budget)  # the budget of the latest run: what progress and reports count to
+    study.set_user_attr(StudyAttr.SPACE_EXHAUSTED, None)  # said again by this run's workers if it still holds
     taken, _, _ = budget_counts(study)
     outcome = StudyOutcome(config.name, target.display, created)
     verb = "created" if created else f"resumed ({taken} of {budget} trials done or running)"
     on_event(TrialEvent(kind="study", study=config.name,
-                        message=f"{verb} in {target.display}; budget {budget} trials, {workers} worker(s)"))
+                        message=f"{verb} in {target.display}; budget {budget} distinct compositions, "
+                                f"{workers} worker(s); {screening_summary(config, budget)}"))
     try:
         if workers == 1:
             worker = Worker(ctx, target, budget, on_event, storage=storage_obj, study=study)
@@ -104,8 +110,35 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
         raise
     outcome.counts = state_counts(study)
     summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(outcome.counts.items()))
-    on_event(TrialEvent(kind="study_done", study=config.name, message=f"done: {summary}"))
+    outcome.exhausted = study.user_attrs.get(StudyAttr.SPACE_EXHAUSTED)
+    notes = [f"space exhausted: {outcome.exhausted} distinct compositions"] if outcome.exhausted is not None else []
+    notes += warmup_note(config, study)
+    on_event(TrialEvent(kind="study_done", study=config.name, message="; ".join([*notes, f"done: {summary}"])))
     return outcome
+
+
+def screening_summary(config: StudyConfig, budget: int) -> str:
+    """How the study screens, said once when it starts."""
+    s = config.screening
+    if s.policy != "relative" or not config.needs_training():
+        return "screening by thresholds only"
+    text = (f"relative screening: after {s.warmup} trained, the top {100 * s.top_fraction:.3g} % by "
+            f"{RelativePolicy.of(s).describe()}{' or non-dominated' if s.keep_nondominated else ''} train")
+    if budget <= s.warmup:
+        text += f" (the budget of {budget} is within the warm-up of {s.warmup}: every candidate trains)"
+    return text
+
+
+def warmup_note(config: StudyConfig, study: optuna.Study) -> list[str]:
+    """Say so when the relative policy never ranked: fewer candidates than its warm-up."""
+    s = config.screening
+    if s.policy != "relative" or not config.needs_training():
+        return []
+    decided = [t.user_attrs[TrialAttr.SCREENING] for t in study.get_trials(deepcopy=False)
+               if isinstance(t.user_attrs.get(TrialAttr.SCREENING), dict) and TrialAttr.REUSED_FROM not in t.user_attrs]
+    if not decided or any(d.get("rank") is not None for d in decided):
+        return []
+    return [f"relative screening: {len(decided)} candidate(s), fewer than the warm-up of {s.warmup}: all trained"]
 
 
 def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, index: int,

@@ -55,6 +55,7 @@ class StudyAttr:
     MODELS = "models"
     DATA = "data"
     N_TRIALS = "n_trials"
+    SPACE_EXHAUSTED = "space_exhausted"
 
 
 class TrialAttr:
@@ -68,6 +69,7 @@ class TrialAttr:
     PREDICTORS = "predictors"
     PREDICTORS_BY_MODEL = "predictors_by_model"
     PRUNE_REASON = "prune_reason"
+    SCREENING = "screening"
     TRAIN = "train"
     TRAIN_BY_MODEL = "train_by_model"
     REUSED_FROM = "reused_from"
@@ -94,7 +96,7 @@ TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainResult))
 
 #: The results a trial that computes the same thing as an earlier one copies from it.
 RESULT_ATTRS: tuple[str, ...] = (TrialAttr.PREDICTORS, TrialAttr.PREDICTORS_BY_MODEL, TrialAttr.TRAIN,
-                                       TrialAttr.TRAIN_BY_MODEL, TrialAttr.PRUNE_REASON)
+                                 TrialAttr.TRAIN_BY_MODEL, TrialAttr.PRUNE_REASON, TrialAttr.SCREENING)
 
 
 @dataclass
@@ -109,6 +111,7 @@ class TrialRecord:
     predictors: Predictors | None = None
     predictors_by_model: dict[str, Predictors] = field(default_factory=dict)
     prune_reason: str | None = None
+    screening: dict[str, Any] | None = None
     train: TrainResult | None = None
     train_by_model: dict[str, TrainResult] = field(default_factory=dict)
     reused_from: int | None = None
@@ -160,6 +163,7 @@ class TrialRecord:
             predictors=Predictors.from_attrs(predictors) if isinstance(predictors, dict) else None,
             predictors_by_model=by_model(TrialAttr.PREDICTORS_BY_MODEL, Predictors),
             prune_reason=text(TrialAttr.PRUNE_REASON),
+            screening=attrs.get(TrialAttr.SCREENING) if isinstance(attrs.get(TrialAttr.SCREENING), dict) else None,
             train=TrainResult.from_attrs(train) if isinstance(train, dict) else None,
             train_by_model=by_model(TrialAttr.TRAIN_BY_MODEL, TrainResult),
             reused_from=integer(TrialAttr.REUSED_FROM),

@@ -21,10 +21,37 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from explorer.records import BUILTIN_DIRECTIONS, OBJECTIVE_PREDICTORS, to_float
 
 #: The predictors of the combined score and their directions.
 COMBINED_PARTS: dict[str, str] = {"cosine_similarity": "minimize", "grad_explosion_exponent": "minimize"}
 COMBINED = "combined"
+#: Every stored scalar predictor a policy can rank by, with the direction in which it is *better*.
+PREDICTOR_DIRECTIONS: dict[str, str] = {
+    **{key: ("minimize" if worse == "maximize" else "maximize") for key, worse in OBJECTIVE_PREDICTORS.items()},
+    "variance_growth_rate": "minimize",
+}
+#: The names ``[screening] score`` accepts without asking the plugin registry (any registered
+#: scalar predictor is accepted too: :func:`score_direction`).
+SCORES: tuple[str, ...] = (COMBINED, *PREDICTOR_DIRECTIONS)
+
+
+def score_direction(name: str) -> str | None:
+    """"minimize" or "maximize" (the better way) for a predictor a policy ranks by, None when no such
+    scalar predictor is registered. Built-in names are known without loading the plugins."""
+    if name in PREDICTOR_DIRECTIONS:
+        return PREDICTOR_DIRECTIONS[name]
+    better = BUILTIN_DIRECTIONS.get(name)
+    if better is None:
+        from explorer.plugins import get_registry  # a plugin's predictor: load the plugins once
+
+        entry = get_registry().predictors.get(name)
+        better = entry.direction if entry is not None and entry.scalar else None
+    return None if better is None else ("minimize" if better == "lower" else "maximize")
+#: ``[screening] policy``: rank against the screened candidates, or absolute thresholds only.
+POLICIES: tuple[str, ...] = ("relative", "thresholds")
 
 
 @dataclass(frozen=True)
@@ -38,6 +65,45 @@ class RelativePolicy:
     direction: str = "minimize"
     #: also train a candidate that no screened candidate dominates on the combined parts
     keep_nondominated: bool = True
+
+    @classmethod
+    def of(cls, screening: Any) -> RelativePolicy:
+        """The policy of a study file's ``[screening]`` section (a ScreeningConfig)."""
+        return cls(warmup=screening.warmup, top_fraction=screening.top_fraction, score=screening.score,
+                   direction=score_direction(screening.score) or "minimize",
+                   keep_nondominated=screening.keep_nondominated)
+
+    def describe(self) -> str:
+        """The score's name as reasons say it."""
+        return "combined score" if self.score == COMBINED else self.score
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the relative policy decided for one candidate, and why (stored as the trial's ``screening``)."""
+
+    train: bool
+    why: str
+    rank: int | None = None
+    of: int | None = None
+
+    @property
+    def prune_reason(self) -> str | None:
+        return None if self.train else self.why
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {"policy": "relative", "decision": "train" if self.train else "prune", "why": self.why,
+                "rank": self.rank, "of": self.of}
+
+
+def candidate_values(predictors: Mapping[str, Any]) -> dict[str, float | None]:
+    """The rankable numbers of a stored ``predictors`` record (the growth rate unpacked)."""
+    out = {key: to_float(value) for key, value in predictors.items()
+           if key in PREDICTOR_DIRECTIONS or (isinstance(value, (int, float, str)) and to_float(value) is not None)}
+    growth = predictors.get("variance_growth")
+    if isinstance(growth, Mapping):
+        out["variance_growth_rate"] = to_float(growth.get("rate"))
+    return out
 
 
 def _badness(value: float | None, direction: str) -> float:
@@ -85,24 +151,31 @@ def dominated(candidate: Mapping[str, float | None], others: Sequence[Mapping[st
     return False
 
 
-def relative_verdict(policy: RelativePolicy, candidate: Mapping[str, float | None],
-                     screened: Sequence[Mapping[str, float | None]], trained: int) -> str | None:
-    """Why the relative policy prunes ``candidate``, or None to train it.
+def relative_decision(policy: RelativePolicy, candidate: Mapping[str, float | None],
+                      screened: Sequence[Mapping[str, float | None]], trained: int) -> Decision:
+    """Train or prune ``candidate``, with the reason.
 
     ``screened`` holds the predictors of every candidate screened before this one (trained or
     pruned); ``trained`` counts the trials trained so far.
     """
     if trained < policy.warmup:
-        return None
+        return Decision(True, f"warm-up: {trained} of {policy.warmup} trained before ranking starts")
     pool = [*screened, candidate]
-    mine = scores(pool, policy)[-1]
-    better = sum(1 for s in scores(pool, policy)[:-1] if s < mine)
-    rank, n = better + 1, len(pool)
+    ranked = scores(pool, policy)
+    mine = ranked[-1]
+    rank, n = sum(1 for s in ranked[:-1] if s < mine) + 1, len(pool)
     allowed = max(1, math.ceil(policy.top_fraction * n))
+    where = (f"rank {rank} of {n} by {policy.describe()}; top {100 * policy.top_fraction:.3g} % trained "
+             f"(the top {allowed} of {n})")
     if rank <= allowed:
-        return None
+        return Decision(True, where, rank, n)
     if policy.keep_nondominated and not dominated(candidate, screened):
-        return None
-    what = "combined score (cosine similarity + explosion ranks)" if policy.score == COMBINED else policy.score
-    return (f"rank {rank} of {n} screened by {what}; the top {allowed} "
-            f"(screening.top_fraction = {policy.top_fraction:g}) are trained")
+        return Decision(True, f"{where}; non-dominated at initialization (cosine similarity, explosion exponent)",
+                        rank, n)
+    return Decision(False, where, rank, n)
+
+
+def relative_verdict(policy: RelativePolicy, candidate: Mapping[str, float | None],
+                     screened: Sequence[Mapping[str, float | None]], trained: int) -> str | None:
+    """Why the relative policy prunes ``candidate``, or None to train it."""
+    return relative_decision(policy, candidate, screened, trained).prune_reason

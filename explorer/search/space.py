@@ -40,6 +40,21 @@ class Candidate:
     invalid: str | None = None
 
 
+class _Walker:
+    """A :class:`Suggester` that takes the choice at each position of ``path`` (0 past its end) and
+    records every question: one leaf of the define-by-run tree per call of ``sample``."""
+
+    def __init__(self, path: list[int]):
+        self.path = path
+        self.asked: list[tuple[str, list[Any], int]] = []
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        depth = len(self.asked)
+        index = self.path[depth] if depth < len(self.path) else 0
+        self.asked.append((name, list(choices), index))
+        return choices[index]
+
+
 class SearchSpace:
     """The study's space over the registry's primitives."""
 
@@ -157,6 +172,26 @@ class SearchSpace:
 
     def is_searchable(self) -> bool:
         return bool(self.slot_choices)
+
+    def enumerate(self, limit: int) -> list[tuple[dict[str, Any], Candidate]] | None:
+        """Every (params, candidate) leaf of the space, depth first; None when it has more than ``limit``.
+
+        ``params`` are the Optuna parameters that draw the candidate, so it can be enqueued."""
+        leaves: list[tuple[dict[str, Any], Candidate]] = []
+        path: list[int] = []
+        while True:
+            walker = _Walker(path)
+            candidate = self.sample(walker)
+            leaves.append(({name: choices[i] for name, choices, i in walker.asked}, candidate))
+            if len(leaves) > limit:
+                return None
+            asked = walker.asked
+            j = len(asked) - 1
+            while j >= 0 and asked[j][2] + 1 >= len(asked[j][1]):
+                j -= 1
+            if j < 0:
+                return leaves
+            path = [i for _, _, i in asked[:j]] + [asked[j][2] + 1]
 
     def sample(self, trial: Suggester) -> Candidate:
         """Draw a composition for ``trial``; invalid compositions come back with the reason."""

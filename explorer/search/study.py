@@ -1,8 +1,9 @@
 """The Optuna study of a study file: its sampler, its creation (baselines enqueued), its budget.
 
-A trial holds a place in the study-wide budget when it is complete, pruned, running, or failed
-with an error (an error is a result: retrying it forever would never end the study). Interrupted
-trials and trials whose worker died are retried, so they do not count.
+The study-wide budget counts distinct compositions: a trial holds a place when it is complete,
+pruned, running, or failed with an error (an error is a result: retrying it forever would never
+end the study), and only when no earlier such trial has its composition. Interrupted trials and
+trials whose worker died are retried, so they do not count.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import optuna
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from explorer import __version__
 from explorer.errors import NormxError
@@ -66,20 +67,40 @@ def create_or_load_study(config: StudyConfig, storage: BaseStorage,
     return study, True
 
 
+def composition_key(attrs: dict) -> str | None:
+    """What makes two trials the same composition: the equivalence key, else the (invalid) spec text."""
+    key = attrs.get(TrialAttr.EQUIVALENCE_KEY) or attrs.get(TrialAttr.SPEC)
+    return str(key) if key is not None else None
+
+
+def holds_a_place(trial: FrozenTrial) -> bool:
+    """A result (complete, pruned, failed with an error) or a trial still running."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(TrialAttr.STAGE) == Stage.FAILED
+
+
 def budget_counts(study: optuna.Study) -> tuple[int, int, int]:
-    """(trials holding a place in the budget, running trials, waiting trials)."""
-    taken = running = waiting = 0
+    """(distinct compositions holding a place in the budget, running trials, waiting trials).
+
+    The budget counts compositions, not trials: a trial that repeats an earlier composition (same
+    equivalence key) adds nothing. A running trial whose composition is not known yet counts as a
+    new one until it is, so several workers never overshoot the budget."""
+    keys: set[str] = set()
+    unknown = running = waiting = 0
     for t in study.get_trials(deepcopy=False):
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            taken += 1
-        elif t.state == TrialState.RUNNING:
-            taken += 1
-            running += 1
-        elif t.state == TrialState.WAITING:
+        if t.state == TrialState.WAITING:
             waiting += 1
-        elif t.state == TrialState.FAIL and t.user_attrs.get(TrialAttr.STAGE) == Stage.FAILED:
-            taken += 1
-    return taken, running, waiting
+            continue
+        if not holds_a_place(t):
+            continue
+        running += t.state == TrialState.RUNNING
+        key = composition_key(t.user_attrs)
+        if key is None:
+            unknown += 1
+        else:
+            keys.add(key)
+    return len(keys) + unknown, running, waiting
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

@@ -21,6 +21,7 @@ from explorer.errors import NormxError, suggestion
 from explorer.records import BUILTIN_DIRECTIONS, DEFAULT_PREDICTORS, OBJECTIVE_PREDICTORS, VARIANCE_GROWTH_KINDS
 from explorer.registry import SLOTS
 from explorer.search.schema import TrialAttr
+from explorer.search.screening import COMBINED, POLICIES, SCORES, score_direction
 
 #: objective name -> (the trial attribute its value comes from, key, direction in which it gets worse)
 OBJECTIVE_NAMES: dict[str, tuple[str, str, str]] = {
@@ -84,6 +85,7 @@ AT_LEAST_1_S = (1, math.inf, "at least 1 (seconds)")
 AT_LEAST_0 = (0, math.inf, "0 or more")
 A_SEED = (0, 2**32 - 1, "between 0 and 2**32 - 1")
 A_FRACTION = (0, 1, "between 0 and 1")
+A_SHARE = (0, 1, "greater than 0 and at most 1")
 SCREENING_ONLY = (0, math.inf, "0 (screening only) or more")
 
 
@@ -128,6 +130,16 @@ class ScreeningConfig:
     prune_overflow: bool = True
     #: the predictors every candidate is scored with (``normx predictors``); an objective's are added
     predictors: list[str] = field(default_factory=lambda: list(DEFAULT_PREDICTORS))
+    #: "relative" (rank against the candidates screened so far) or "thresholds" (the keys above only)
+    policy: str = "relative"
+    #: trained trials before the relative policy starts ranking
+    warmup: int = _ranged(4, *AT_LEAST_0)
+    #: share of the screened candidates (by rank) that the relative policy trains
+    top_fraction: float = _ranged(0.34, *A_SHARE)
+    #: what the relative policy ranks by: "combined" or a stored predictor
+    score: str = COMBINED
+    #: also train a candidate no screened candidate dominates on cosine similarity and explosion
+    keep_nondominated: bool = True
 
 
 @dataclass
@@ -374,6 +386,14 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
             raise check.fail(("screening", "reject_variance_growth"),
                              f"must list kinds among {', '.join(VARIANCE_GROWTH_KINDS)}, got {kind!r}")
     config.screening.predictors = _predictor_list(check, ("screening", "predictors"), config.screening.predictors)
+    screening = config.screening
+    if screening.policy not in POLICIES:
+        raise check.fail(("screening", "policy"), f"must be one of {', '.join(POLICIES)}, got {screening.policy!r}")
+    if screening.score != COMBINED and score_direction(screening.score) is None:
+        names = [COMBINED, *sorted(set(SCORES[1:]) | set(scalar_predictor_names()))]
+        raise check.fail(("screening", "score"), f"unknown score {screening.score!r}; {suggestion(screening.score, names)}")
+    if screening.top_fraction <= 0:
+        raise check.fail(("screening", "top_fraction"), f"must be {A_SHARE[2]}, got {screening.top_fraction!r}")
     config.training = TrainingConfig(**data.get("training", {}))
     training = config.training
     if training.lr_rule not in ("linear", "constant"):

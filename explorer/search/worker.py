@@ -43,9 +43,10 @@ from explorer.scoring import predictor_record, score
 from explorer.search.context import StudyContext
 from explorer.search.events import TrialEvent, TrialEventHandler
 from explorer.search.policy import aggregate_predictors, aggregate_training, objective_values, screening_verdict
-from explorer.search.schema import RESULT_ATTRS, Stage, TrialAttr, json_safe
+from explorer.search.schema import PREDICTOR_KEYS, RESULT_ATTRS, Stage, StudyAttr, TrialAttr, json_safe
+from explorer.search.screening import Decision, RelativePolicy, candidate_values, relative_decision
 from explorer.search.storage import StorageTarget, claim_lock, open_storage
-from explorer.search.study import budget_counts, make_sampler
+from explorer.search.study import budget_counts, composition_key, holds_a_place, make_sampler
 from explorer.spec import parse_spec
 from explorer.training import TrainConfig, train
 
@@ -53,6 +54,11 @@ from explorer.training import TrainConfig, train
 PROGRESS_WRITE_EVERY_S = 2.0
 #: Seconds between two polls of an idle worker waiting for other workers' trials.
 IDLE_POLL_S = 1.0
+#: Consecutive repeats of known compositions after which a worker lists the space: it enqueues the
+#: compositions the sampler has not found, or calls the space exhausted.
+MAX_CONSECUTIVE_REPEATS = 30
+#: Spaces with more leaves than this are not listed (30 repeats in a row then end the study).
+ENUMERATION_LIMIT = 5000
 
 #: model name -> a stored record (predictors or train), as ``docs/trial-schema.md`` describes it
 ByModel = dict[str, dict[str, Any]]
@@ -82,6 +88,18 @@ class Evaluation:
     #: why screening rejected it; None when it passed (and trained, if the study trains)
     prune_reason: str | None = None
     train_by_model: ByModel = field(default_factory=dict)
+
+
+@dataclass
+class Claimed:
+    """A trial taken within the budget, its composition already drawn (under the claim lock, so
+    that two workers never start the same composition unknowingly)."""
+
+    trial: optuna.Trial
+    spec: str | None = None
+    key: str | None = None
+    #: what drawing the composition raised (an invalid composition, a broken plugin)
+    error: Exception | None = None
 
 
 class _Heartbeat:
@@ -126,6 +144,9 @@ class Worker:
     study: optuna.Study | None = None
     name: str = field(default_factory=worker_name)
     completed: int = 0
+    #: the number of distinct compositions, when this worker found no new one to evaluate
+    exhausted: int | None = None
+    _unlisted: bool = False
 
     def connect(self) -> None:
         config = self.ctx.config
@@ -142,49 +163,115 @@ class Worker:
     def emit(self, kind: str, **fields: Any) -> None:
         self.on_event(TrialEvent(kind=kind, study=self.ctx.config.name, worker=self.name, **fields))
 
-    def claim(self) -> optuna.Trial | None:
-        """A trial within the budget, or None when the budget is spent (waits for running trials
-        of other workers on RDB storages, whose worker may die and whose trial is then retried)."""
+    def claim(self) -> Claimed | None:
+        """A trial within the budget with its composition drawn, or None when the budget is spent
+        or the space is exhausted (waits for running trials of other workers on RDB storages,
+        whose worker may die and whose trial is then retried)."""
         while True:
             if self.heartbeat_interval:
                 optuna.storages.fail_stale_trials(self.study)
             with claim_lock(self.target, self.storage, self.ctx.config.name):
-                taken, running, _ = budget_counts(self.study)
+                taken, running, waiting = budget_counts(self.study)
                 if taken < self.budget:
-                    return self.study.ask()
+                    if not waiting and self._presets_only_and_done():
+                        self.exhausted = taken
+                        return None
+                    return self._draw(self.study.ask())
             if not (self.heartbeat_interval and running):
                 return None
             time.sleep(IDLE_POLL_S)
 
+    def _draw(self, trial: optuna.Trial) -> Claimed:
+        claimed = Claimed(trial)
+        try:
+            claimed.spec, claimed.key = self.build(trial)
+        except Exception as err:  # noqa: BLE001 - handled in run_trial like any failure of the trial
+            claimed.error = err
+        return claimed
+
+    def _presets_only_and_done(self) -> bool:
+        """A space without slots holds its presets (and its fixed steps): nothing new to sample
+        once they are evaluated."""
+        space = self.ctx.space
+        if space.is_searchable():
+            return False
+        if not self.ctx.config.space.fixed.strip():
+            return True
+        fixed = self.ctx.equivalence_key(str(space.fixed))
+        return any(composition_key(t.user_attrs) == fixed for t in self.study.get_trials(deepcopy=False)
+                   if holds_a_place(t))
+
+    def _missing(self) -> list[dict[str, Any]] | None:
+        """The parameters of one leaf per composition of the space not evaluated yet (None when the
+        space is too large to list)."""
+        leaves = self.ctx.space.enumerate(ENUMERATION_LIMIT) if self.ctx.space.is_searchable() else []
+        if leaves is None:
+            return None
+        known = {composition_key(t.user_attrs) for t in self.study.get_trials(deepcopy=False) if holds_a_place(t)}
+        missing: dict[str, dict[str, Any]] = {}
+        for params, candidate in leaves:
+            key = candidate.text if candidate.spec is None else self.ctx.equivalence_key(str(candidate.spec))
+            if key not in known:
+                missing.setdefault(key, params)
+        return list(missing.values())
+
     def run(self) -> int:
-        """Run trials until the budget is spent; returns the number of trials this worker ran."""
+        """Run trials until the budget is spent or the space is exhausted; returns the number of
+        trials this worker ran (repeats of known compositions included)."""
         if self.study is None:
             self.connect()
-        ran = 0
+        ran = repeats = 0
         while True:
-            trial = self.claim()
-            if trial is None:
+            claimed = self.claim()
+            if claimed is None:
                 break
             ran += 1
-            self.run_trial(trial)
+            repeats = repeats + 1 if self.run_trial(claimed) else 0
+            if repeats >= MAX_CONSECUTIVE_REPEATS:
+                missing = self._missing()
+                if missing:  # the sampler keeps repeating itself, but the space has more: ask for those
+                    room = self.budget - budget_counts(self.study)[0]
+                    for params in missing[:max(0, room)]:
+                        self.study.enqueue_trial(params)
+                    repeats = 0
+                    continue
+                self.exhausted = budget_counts(self.study)[0]
+                self._unlisted = missing is None
+                break
+        if self.exhausted is not None:
+            message = f"space exhausted: {self.exhausted} distinct compositions"
+            if self._unlisted:
+                message += (f" (no new one in {MAX_CONSECUTIVE_REPEATS} consecutive draws; the space has more "
+                            f"than {ENUMERATION_LIMIT} leaves to list)")
+            self.study.set_user_attr(StudyAttr.SPACE_EXHAUSTED, self.exhausted)
+            self.emit("space_exhausted", message=message)
         self.emit("worker_done", message=f"ran {ran} trial(s)")
         return ran
 
     # ------------------------------------------------------------------ one trial
 
-    def run_trial(self, trial: optuna.Trial) -> None:
-        """Build, evaluate and record one trial; whatever goes wrong ends this trial only."""
+    def run_trial(self, claimed: Claimed | optuna.Trial) -> bool:
+        """Evaluate and record one trial; whatever goes wrong ends this trial only. Returns whether
+        it repeated a known composition (told to the sampler with the earlier result)."""
+        if not isinstance(claimed, Claimed):
+            claimed = self._draw(claimed)
+        trial = claimed.trial
         with _Heartbeat(self.storage, trial._trial_id, self.heartbeat_interval):
             trial.set_user_attr(TrialAttr.WORKER, self.name)
             trial.set_user_attr(TrialAttr.STAGE, Stage.SCREENING)
             self.emit("trial_started", trial=trial.number)
-            spec_text: str | None = None
+            spec_text = claimed.spec
             try:
-                spec_text, key = self.build(trial)
-                if not self._reuse(trial, spec_text, key):
-                    self.record(trial, spec_text, self.evaluate(trial, spec_text))
+                if claimed.error is not None:
+                    raise claimed.error
+                if self._reuse(trial, spec_text, claimed.key):
+                    return True
+                self.record(trial, spec_text, self.evaluate(trial, spec_text))
             except _InvalidComposition as err:
-                self._prune(trial, str(err), err.spec or spec_text)
+                spec_text = err.spec or spec_text
+                if self._reuse(trial, spec_text, spec_text):
+                    return True
+                self._prune(trial, str(err), spec_text)
             except KeyboardInterrupt:
                 trial.set_user_attr(TrialAttr.STAGE, Stage.INTERRUPTED)
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -199,6 +286,7 @@ class Worker:
                 trial.set_user_attr(TrialAttr.ERROR, message)
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.emit("trial_finished", trial=trial.number, spec=spec_text, state="FAIL", message=message)
+        return False
 
     def build(self, trial: optuna.Trial) -> tuple[str, str]:
         """The trial's composition: (canonical spec, equivalence key), both recorded in the trial.
@@ -229,6 +317,10 @@ class Worker:
         trial.set_user_attr(TrialAttr.PREDICTORS_BY_MODEL, json_safe(predictors_by_model))
         trial.set_user_attr(TrialAttr.PREDICTORS, json_safe(aggregate_predictors(predictors_by_model)))
         reason = screening_verdict(config.screening, predictors_by_model)
+        if reason is None and config.screening.policy == "relative" and config.needs_training():
+            decision = self._relative_decision(trial)
+            trial.set_user_attr(TrialAttr.SCREENING, decision.to_attrs())
+            reason = decision.prune_reason
         if reason is not None:
             return Evaluation(predictors_by_model, prune_reason=reason)
         train_by_model = self._train(trial, spec_text) if config.needs_training() else {}
@@ -263,25 +355,42 @@ class Worker:
         self.study.tell(trial, state=TrialState.PRUNED)
         self.emit("trial_finished", trial=trial.number, spec=spec_text, state="PRUNED", message=reason)
 
-    def _reuse(self, trial: optuna.Trial, spec_text: str, key: str) -> bool:
-        """Reuse the results of an earlier finished trial that computes the same thing: the same
-        equivalence key (the spec resolved at the models' widths), or the same canonical spec."""
-        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+    def _reuse(self, trial: optuna.Trial, spec_text: str | None, key: str | None) -> bool:
+        """Tell the sampler the earlier result of a trial with the same composition (the same
+        equivalence key, the spec resolved at the models' widths, or the same canonical spec) instead
+        of recomputing it; such a repeat does not use the budget. A repeat of a composition that
+        another worker is still evaluating is pruned with that trial's number."""
+        if spec_text is None:
+            return False
+        for earlier in self.study.get_trials(deepcopy=False):
             attrs = earlier.user_attrs
-            same = (attrs.get(TrialAttr.SPEC) == spec_text
-                    or attrs.get(TrialAttr.EQUIVALENCE_KEY, attrs.get(TrialAttr.SPEC)) == key)
-            if earlier.number == trial.number or not same:
+            if earlier.number == trial.number or not holds_a_place(earlier):
+                continue
+            if attrs.get(TrialAttr.SPEC) != spec_text and composition_key(attrs) != key:
                 continue
             source = attrs.get(TrialAttr.REUSED_FROM, earlier.number)
+            trial.set_user_attr(TrialAttr.REUSED_FROM, source)
+            if earlier.state == TrialState.RUNNING:
+                reason = f"same composition as trial {source}, still running"
+                trial.set_user_attr(TrialAttr.PRUNE_REASON, reason)
+                trial.set_user_attr(TrialAttr.STAGE, Stage.PRUNED)
+                self.study.tell(trial, state=TrialState.PRUNED)
+                self.emit("trial_finished", trial=trial.number, spec=spec_text, state="PRUNED", message=reason)
+                return True
             for name in RESULT_ATTRS:
                 if name in attrs:
                     trial.set_user_attr(name, attrs[name])
-            trial.set_user_attr(TrialAttr.REUSED_FROM, source)
             if earlier.state == TrialState.PRUNED:
                 trial.set_user_attr(TrialAttr.STAGE, Stage.PRUNED)
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.emit("trial_finished", trial=trial.number, spec=spec_text, state="PRUNED",
                           message=f"same as trial {source}: {attrs.get(TrialAttr.PRUNE_REASON, '')}")
+            elif earlier.state == TrialState.FAIL:
+                trial.set_user_attr(TrialAttr.STAGE, Stage.FAILED)
+                trial.set_user_attr(TrialAttr.ERROR, attrs.get(TrialAttr.ERROR, ""))
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.emit("trial_finished", trial=trial.number, spec=spec_text, state="FAIL",
+                          message=f"same as trial {source}: {attrs.get(TrialAttr.ERROR, '')}")
             else:
                 trial.set_user_attr(TrialAttr.STAGE, Stage.DONE)
                 self.study.tell(trial, list(earlier.values))
@@ -289,6 +398,24 @@ class Worker:
                           values=list(earlier.values), message=f"same as trial {source}")
             return True
         return False
+
+    def _relative_decision(self, trial: optuna.Trial) -> Decision:
+        """The relative policy's decision for ``trial`` (its predictors already stored) against
+        every other distinct composition screened so far, in any worker."""
+        screened, trained = [], 0
+        mine: dict[str, Any] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            predictors = attrs.get(TrialAttr.PREDICTORS)
+            if not isinstance(predictors, dict) or TrialAttr.REUSED_FROM in attrs:
+                continue
+            if t.number == trial.number:
+                mine = predictors
+            elif holds_a_place(t):
+                screened.append(candidate_values(predictors))
+                trained += TrialAttr.TRAIN in attrs or attrs.get(TrialAttr.STAGE) == Stage.TRAINING
+        return relative_decision(RelativePolicy.of(self.ctx.config.screening), candidate_values(mine),
+                                 screened, trained)
 
     def _screen(self, spec_text: str) -> ByModel:
         s, config = self.ctx.config.screening, self.ctx.config

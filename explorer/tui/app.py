@@ -106,6 +106,9 @@ def trial_details(row: TrialRow, data: StudyData) -> Table:
     table.add_row("stage", row.progress)
     if row.reason:
         table.add_row("pruned / error", Text(row.reason, style="yellow"))
+    screening = row.user_attrs.get("screening")
+    if isinstance(screening, dict) and screening.get("decision") == "train":
+        table.add_row("screening", f"trained: {screening.get('why', '')}")
     for k, objective in enumerate(data.objectives):
         value = row.values[k] if k < len(row.values) else None
         table.add_row(f"{objective.name} {'↑' if objective.maximize else '↓'}", format_number(value, 4))
@@ -120,7 +123,7 @@ def trial_details(row: TrialRow, data: StudyData) -> Table:
             table.add_row("diverged", Text(f"at step {row.train.get('diverged_step')}", style="red"))
         table.add_row("wall time", f"{format_number(row.train.get('wall_time_s'), 1)} s on {row.train.get('device', '?')}")
     if row.reused_from is not None:
-        table.add_row("reused from", f"trial #{row.reused_from} (same canonical composition)")
+        table.add_row("reused from", f"trial #{row.reused_from} (same composition; not counted in the budget)")
     table.add_row("worker", row.worker or "-")
     table.add_row("duration", format_duration(row.duration_s))
     return table

@@ -105,6 +105,8 @@ def progress_renderable(data: StudyData | None, budget: int | None = None,
         if state != "interrupted" or counts[state]:
             head.append(f"{counts[state]} {state}", style=STATE_STYLES[state])
             head.append("  ")
+    if summary.repeats:
+        head.append(f"{summary.repeats} repeated", style="dim")
     head.append(f"\n{format_number(summary.rate_per_min, 2)} trials/min   ETA {format_duration(summary.eta_s)}   "
                 f"elapsed {format_duration(summary.elapsed_s)}", style="dim")
     parts: list[RenderableType] = [head]
@@ -141,8 +143,8 @@ def status_line(data: StudyData, budget: int | None = None) -> str:
     c = summary.counts
     total = f"/{summary.budget}" if summary.budget else ""
     line = (f"study {data.name}: {summary.finished}{total} finished ({c['complete']} complete, {c['pruned']} pruned, "
-            f"{c['failed']} failed{', %d interrupted' % c['interrupted'] if c['interrupted'] else ''}), "
-            f"{c['running']} running")
+            f"{c['failed']} failed{', %d interrupted' % c['interrupted'] if c['interrupted'] else ''}"
+            f"{'; %d repeated' % summary.repeats if summary.repeats else ''}), {c['running']} running")
     stages = [f"#{r.number} {r.progress}" for r in summary.running[:MAX_RUNNING_ROWS]]
     if stages:
         line += " [" + ", ".join(stages) + "]"
@@ -216,7 +218,7 @@ class StudyProgress:
             self.poller.wake()
         if self.plain:
             self._event_lines(event)
-        elif kind in ("trial_finished", "study", "study_done"):
+        elif kind in ("trial_finished", "study", "study_done", "space_exhausted"):
             line = _event_line(event)
             if line:
                 self._live.console.print(line)
@@ -252,10 +254,12 @@ def _event_line(event: Any) -> Text | None:
         text.append(f" {event.spec or ''}")
         if state == "complete" and event.values:
             text.append("  " + ", ".join(format_number(v, 4) for v in event.values), style="bold")
+            if event.message:
+                text.append(f"  {event.message}", style="dim")
         elif event.message:
             text.append(f"  {event.message}", style="dim")
         return text
-    if event.kind in ("study", "study_done"):
+    if event.kind in ("study", "study_done", "space_exhausted"):
         return Text(f"study {event.study}: {event.message}", style="dim")
     return None
 

@@ -46,6 +46,8 @@ def row_record(row: TrialRow, data: StudyData) -> dict[str, Any]:
     record["test_accuracy"] = _json_number(row.test_accuracy)
     record["diverged"] = row.diverged if row.train else None
     record["reason"] = row.reason or None
+    screening = row.user_attrs.get("screening")
+    record["screening"] = screening.get("why") if isinstance(screening, dict) else None
     record["reused_from"] = row.reused_from
     record["worker"] = row.worker or None
     record["duration_s"] = round(row.duration_s, 3) if row.duration_s is not None else None

@@ -91,10 +91,13 @@ class Summary:
     rate_per_min: float | None
     eta_s: float | None
     elapsed_s: float | None
+    #: finished trials that repeated an earlier composition (told its result; no place in the budget)
+    repeats: int = 0
 
     @property
     def finished(self) -> int:
-        return self.counts["complete"] + self.counts["pruned"] + self.counts["failed"]
+        """Distinct compositions finished: what the budget counts."""
+        return self.counts["complete"] + self.counts["pruned"] + self.counts["failed"] - self.repeats
 
 
 @dataclass
@@ -146,7 +149,8 @@ class StudyData:
         now = now or datetime.now()
         starts = [r.started for r in self.rows if r.started is not None]
         ends = [r.completed for r in self.rows if r.completed is not None]
-        finished = counts["complete"] + counts["pruned"] + counts["failed"]
+        repeats = sum(1 for r in self.rows if r.reused_from is not None and r.state in ("complete", "pruned", "failed"))
+        finished = counts["complete"] + counts["pruned"] + counts["failed"] - repeats
         elapsed = rate = eta = None
         if starts:
             until = now if counts["running"] else (max(ends) if ends else now)
@@ -158,7 +162,7 @@ class StudyData:
             eta = max(0, budget - finished) / rate * 60.0
         running = sorted((r for r in self.rows if r.state == "running"), key=lambda r: r.number)
         return Summary(counts=counts, total=len(self.rows), budget=budget, best=self.best(), running=running,
-                       rate_per_min=rate, eta_s=eta, elapsed_s=elapsed)
+                       rate_per_min=rate, eta_s=eta, elapsed_s=elapsed, repeats=repeats)
 
     # -- series for the plots --------------------------------------------------------------
 

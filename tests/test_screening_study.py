@@ -1,0 +1,260 @@
+"""The relative screening policy and the distinct-composition budget, through real study runs on
+real Optuna storages (SQLite, journal file), checked against an independent recomputation."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from scipy.stats import rankdata
+
+from explorer.search import run_study
+from explorer.search.results import load_study
+from explorer.search.storage import open_storage, resolve_storage
+from explorer.search.study_file import load_study_file, parse_study_text
+from explorer.search.worker import MAX_CONSECUTIVE_REPEATS
+
+from test_search import BASE as SEARCH_BASE
+
+#: test_search's study, sampled at random, trained 2 steps
+BASE = SEARCH_BASE.replace("n_trials = {n}\n", "n_trials = {n}\nsampler = \"random\"\n").replace("{steps}", "2")
+PRESETS = 'presets = ["bn", "ln", "rms", "none", "bmlv", "lmbv", "dyt", "seednorm", "vn"]'
+#: four compositions, counted by hand: std(b), std(c), mean(b) | std(b), mean(c) | std(c)
+FOUR = ('fixed = "affine | relu"\ntie_axes = true\n[space.slots]\ncenter = ["none", "mean"]\nscale = ["std"]\n'
+        '[space.params]\naxes = ["b", "c"]')
+
+
+def study(name, n, space=PRESETS, screening=""):
+    return parse_study_text(BASE.format(name=name, n=n, space=space, screening=screening), f"{name}.toml")
+
+
+def trials(storage, name):
+    return optuna.load_study(study_name=name, storage=open_storage(resolve_storage(storage))).get_trials()
+
+
+def combined_ranks(pool):
+    """The combined score recomputed with scipy: mean of the two percentile ranks (ties averaged)."""
+    n = len(pool)
+    parts = []
+    for key in ("cosine_similarity", "grad_explosion_exponent"):
+        values = [math.inf if v is None or math.isnan(v) else v for v in (p[key] for p in pool)]
+        parts.append((rankdata(values, method="average") - 1) / (n - 1))
+    return [(a + b) / 2 for a, b in zip(*parts)]
+
+
+def test_relative_policy_trains_the_warm_up_then_only_the_top_fraction(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    config = study("relative", 9, screening="warmup = 2\ntop_fraction = 0.25\nkeep_nondominated = false")
+    events = []
+    run_study(config, storage=storage, on_trial_event=events.append)
+    done = sorted(trials(storage, "relative"), key=lambda t: t.number)
+    assert len(done) == 9 and all("reused_from" not in t.user_attrs for t in done)
+    pool, trained = [], 0
+    for t in done:
+        attrs = t.user_attrs
+        predictors = attrs["predictors"]
+        mine = {k: float(predictors[k]) for k in ("cosine_similarity", "grad_explosion_exponent")}
+        decision = attrs["screening"]
+        if trained < 2:  # the warm-up trains whatever comes
+            assert decision["decision"] == "train" and decision["rank"] is None
+            assert decision["why"] == f"warm-up: {trained} of 2 trained before ranking starts"
+        else:
+            ranks = combined_ranks([*pool, mine])
+            rank = 1 + sum(r < ranks[-1] for r in ranks[:-1])
+            n, allowed = len(ranks), math.ceil(0.25 * len(ranks))
+            assert (decision["rank"], decision["of"]) == (rank, n)
+            where = f"rank {rank} of {n} by combined score; top 25 % trained (the top {allowed} of {n})"
+            assert decision["why"] == where
+            if rank <= allowed:
+                assert decision["decision"] == "train" and t.state == TrialState.COMPLETE
+            else:
+                assert decision["decision"] == "prune" and t.state == TrialState.PRUNED
+                assert attrs["prune_reason"] == where and "train" not in attrs
+        trained += "train" in attrs
+        pool.append(mine)
+    pruned = [t for t in done if t.state == TrialState.PRUNED]
+    assert pruned, "with 9 candidates and the top 25 % some must be pruned"
+    # the progress lines, the viewer and the report read the same reason
+    shown = {e.trial: e.message for e in events if e.kind == "trial_finished" and e.state == "PRUNED"}
+    data = load_study(open_storage(resolve_storage(storage)), "relative")
+    for t in pruned:
+        assert shown[t.number] == t.user_attrs["prune_reason"]
+        assert data.row(t.number).reason == t.user_attrs["prune_reason"]
+
+
+def test_a_chosen_predictor_ranks_in_its_own_direction(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    config = study("stable", 6, screening='warmup = 1\ntop_fraction = 0.2\nscore = "stable_rank"\n'
+                                         'keep_nondominated = false')
+    run_study(config, storage=storage, on_trial_event=lambda e: None)
+    done = sorted((t for t in trials(storage, "stable") if t.state != TrialState.WAITING), key=lambda t: t.number)
+    assert len(done) == 6
+    for i, t in enumerate(done[1:], start=1):
+        ranks = [float(d.user_attrs["predictors"]["stable_rank"]) for d in done[:i + 1]]
+        rank = 1 + sum(r > ranks[-1] for r in ranks[:-1])  # higher stable rank is better
+        decision = t.user_attrs["screening"]
+        assert decision["rank"] == rank and "by stable_rank" in decision["why"]
+        assert (t.state == TrialState.PRUNED) == (rank > math.ceil(0.2 * (i + 1)))
+
+
+def test_fewer_candidates_than_the_warm_up_train_them_all_and_say_so(tmp_path):
+    events = []
+    run_study(study("few", 3, screening="warmup = 5"), storage=str(tmp_path / "f.db"), on_trial_event=events.append)
+    done = [t for t in trials(str(tmp_path / "f.db"), "few") if t.state != TrialState.WAITING]
+    assert len(done) == 3 and all(t.state == TrialState.COMPLETE and "train" in t.user_attrs for t in done)
+    start = next(e.message for e in events if e.kind == "study")
+    end = next(e.message for e in events if e.kind == "study_done")
+    assert "the budget of 3 is within the warm-up of 5: every candidate trains" in start
+    assert "relative screening: 3 candidate(s), fewer than the warm-up of 5: all trained" in end
+
+
+def test_thresholds_policy_ignores_ranks(tmp_path):
+    config = study("thr", 5, screening='policy = "thresholds"\nwarmup = 0\ntop_fraction = 0.01')
+    run_study(config, storage=str(tmp_path / "t.db"), on_trial_event=lambda e: None)
+    done = [t for t in trials(str(tmp_path / "t.db"), "thr") if t.state != TrialState.WAITING]
+    assert len(done) == 5
+    assert all(t.state == TrialState.COMPLETE and "screening" not in t.user_attrs for t in done)
+
+
+def test_repeats_take_no_place_in_the_budget_and_are_told_the_earlier_result(tmp_path):
+    storage = str(tmp_path / "d.journal")
+    run_study(study("distinct", 3, space=FOUR, screening='policy = "thresholds"'), storage=storage,
+              on_trial_event=lambda e: None)
+    done = trials(storage, "distinct")
+    fresh = [t for t in done if "reused_from" not in t.user_attrs]
+    assert len(fresh) == 3 and len({t.user_attrs["equivalence_key"] for t in fresh}) == 3
+    by_number = {t.number: t for t in done}
+    for t in done:
+        if "reused_from" in t.user_attrs:
+            source = by_number[t.user_attrs["reused_from"]]
+            assert t.user_attrs["equivalence_key"] == source.user_attrs["equivalence_key"]
+            assert t.state == source.state == TrialState.COMPLETE
+            assert t.values == source.values  # what the sampler was told
+            assert t.params == source.params
+    data = load_study(open_storage(resolve_storage(storage)), "distinct")
+    summary = data.summary()
+    assert summary.finished == 3 and summary.repeats == len(done) - 3
+
+
+def test_a_space_smaller_than_the_budget_ends_with_space_exhausted(tmp_path):
+    storage = str(tmp_path / "x.journal")
+    events = []
+    outcome = run_study(study("small", 10, space=FOUR, screening='policy = "thresholds"'), storage=storage,
+                        on_trial_event=events.append)
+    done = trials(storage, "small")
+    fresh = [t for t in done if "reused_from" not in t.user_attrs]
+    assert sorted(t.user_attrs["spec"] for t in fresh) == [
+        "mean(b) | std(b) | affine | relu", "mean(c) | std(c) | affine | relu", "std(b) | affine | relu",
+        "std(c) | affine | relu"]
+    assert outcome.exhausted == 4
+    assert any(e.message == "space exhausted: 4 distinct compositions" for e in events)
+    assert "space exhausted: 4 distinct compositions" in next(e.message for e in events if e.kind == "study_done")
+    # bounded: the worker stops after MAX_CONSECUTIVE_REPEATS repeats in a row, it does not spin
+    assert len(done) - 4 >= MAX_CONSECUTIVE_REPEATS and len(done) < 4 + 3 * MAX_CONSECUTIVE_REPEATS
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
+
+
+def test_a_presets_only_space_is_exhausted_without_sampling(tmp_path):
+    storage = str(tmp_path / "p.db")
+    events = []
+    outcome = run_study(study("presets", 5, space='presets = ["bn", "ln", "gn(groups=1)"]'), storage=storage,
+                        on_trial_event=events.append)
+    done = trials(storage, "presets")
+    assert [t.user_attrs["baseline"] for t in done] == ["bn", "ln", "gn(groups=1)"]  # nothing sampled past them
+    assert done[2].user_attrs["reused_from"] == 1
+    assert outcome.exhausted == 2
+    assert "space exhausted: 2 distinct compositions" in next(e.message for e in events if e.kind == "study_done")
+
+
+def test_the_quick_study_runs_on_digits(tmp_path):
+    path = Path(__file__).parent.parent / "studies" / "quick.toml"
+    shipped = load_study_file(path)
+    assert shipped.data.name == "digits" and shipped.screening.policy == "relative"
+    text = path.read_text().replace(f"steps = {shipped.training.steps}", "steps = 3")
+    config = parse_study_text(text, str(path))
+    storage = f"sqlite:///{tmp_path / 'q.db'}"
+    run_study(config, storage=storage, n_trials=2, on_trial_event=lambda e: None)
+    study_ = optuna.load_study(study_name="quick", storage=storage)
+    assert study_.user_attrs["data"] == "digits"
+    done = [t for t in study_.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(done) == 2 and all(t.user_attrs["train"]["steps"] == 3 for t in done)
+
+
+def test_a_bad_screening_value_is_one_line_and_creates_nothing(tmp_path, normx_exe):
+    path = tmp_path / "bad.toml"
+    path.write_text(BASE.format(name="bad", n=2, space=PRESETS, screening="top_fraction = 2"))
+    db = tmp_path / "bad.db"
+    result = subprocess.run([*normx_exe, "study", "run", str(path), "--storage", str(db)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == (f"normx: error: {path}:18: screening.top_fraction: must be greater than 0 and "
+                             "at most 1, got 2.0\n")
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("line", ["warmup = 0", "top_fraction = 1", 'score = "variance_growth_rate"'])
+def test_screening_values_at_the_edges_of_their_ranges_are_valid(line):
+    config = study("edge", 2, screening=line)
+    assert config.screening.policy == "relative"
+
+
+def test_the_space_lists_its_leaves_with_the_params_that_draw_them(registry):
+    from explorer.search.space import SearchSpace
+
+    space = SearchSpace(study("four", 1, space=FOUR), registry)
+    leaves = space.enumerate(100)
+    assert sorted(str(c.spec) for _, c in leaves) == [
+        "mean(b) | std(b) | affine | relu", "mean(c) | std(c) | affine | relu", "std(b) | affine | relu",
+        "std(c) | affine | relu"]
+    for params, candidate in leaves:  # enqueued, these params draw the same composition again
+        assert str(space.sample(optuna.trial.FixedTrial(params)).spec) == str(candidate.spec)
+    assert space.enumerate(3) is None
+    quick = SearchSpace(load_study_file(Path(__file__).parent.parent / "studies" / "quick.toml"), registry)
+    # 2 centers x 2 scales; axes bx, cx, x, and gx with 3 group sizes; tied axes: 2 x 2 x 6
+    assert len(quick.enumerate(1000)) == 24
+
+
+def test_a_worker_finds_the_compositions_its_sampler_missed(tmp_path):
+    from explorer.search.context import prepare
+    from explorer.search.storage import resolve_storage
+    from explorer.search.worker import Worker
+
+    storage = str(tmp_path / "m.db")
+    config = study("missed", 2, space=FOUR, screening='policy = "thresholds"')
+    run_study(config, storage=storage, on_trial_event=lambda e: None)
+    worker = Worker(prepare(config), resolve_storage(storage), 4, lambda e: None)
+    worker.connect()
+    evaluated = {t.user_attrs["spec"] for t in trials(storage, "missed")}
+    missing = worker._missing()
+    assert len(evaluated) == 2 and len(missing) == 2
+    drawn = {str(worker.ctx.space.sample(optuna.trial.FixedTrial(p)).spec) for p in missing}
+    assert drawn | evaluated == {"mean(b) | std(b) | affine | relu", "mean(c) | std(c) | affine | relu",
+                                 "std(b) | affine | relu", "std(c) | affine | relu"}
+
+
+def test_the_screening_benchmark_accounts_for_both_arms(tmp_path):
+    import json
+    import sys
+
+    script = Path(__file__).parent.parent / "benchmarks" / "bench_screening.py"
+    out = subprocess.run([sys.executable, str(script), "--json", "--presets", "bn,none,ln,in,rms,vn", "--sampled", "1",
+                          "--steps", "2", "--train-limit", "128", "--orders", "5"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    rows, (every, screened) = result["rows"], result["arms"]
+    assert result["candidates"] == len(rows) == 7 and every["trained"] == 7
+    assert screened["trained"] == sum(r["trained_when_screened"] for r in rows) >= result["policy"]["warmup"]
+    best_all = max(r["test_accuracy"] for r in rows)
+    best_screened = max(r["test_accuracy"] for r in rows if r["trained_when_screened"])
+    assert result["best_of_all"] == best_all and every["regret_points"] == 0
+    assert screened["regret_points"] == pytest.approx(100 * (best_all - best_screened), abs=0.01)
+    assert every["train_s"] == pytest.approx(sum(r["train_s"] for r in rows), abs=0.05)
+    assert result["deterministic"]  # the screened arm's runs repeat the train-all runs exactly
+    for r in rows:
+        assert (r["reason"] is None) == r["trained_when_screened"]
+    assert [v["policy"] for v in result["replayed"]][0] == "combined (default)"
