@@ -29,6 +29,7 @@ test_limit = 128
 [space]
 presets = ["bn", "ln", "in", "gn(group_size=2)", "rms", "none", "vn"]
 [screening]
+policy = "thresholds"  # validation needs every candidate trained
 batch_size = 32
 batches = 1
 reject_variance_growth = []

@@ -13,12 +13,39 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import math
+
 from explorer.records import direction_of, predictor_value
-from explorer.search.screening import percentile_ranks
 
 #: The default parts: the two sides of the trade-off, both lower-is-better.
 COMBINED_PREDICTORS: tuple[str, ...] = ("cosine_similarity", "grad_explosion_exponent")
 COMBINED = "combined"
+
+
+def badness(value: float | None, direction: str) -> float:
+    """A value turned into "lower is better", missing and NaN values worst."""
+    if value is None or math.isnan(value):
+        return math.inf
+    return value if direction == "minimize" else -value
+
+
+def percentile_ranks(values: Sequence[float | None], direction: str) -> list[float]:
+    """Each value's rank among ``values`` scaled to [0, 1] (0 best), ties sharing their mean rank."""
+    keys = [badness(v, direction) for v in values]
+    n = len(keys)
+    if n == 1:
+        return [0.0]
+    order = sorted(range(n), key=lambda i: keys[i])
+    ranks = [0.0] * n
+    start = 0
+    while start < n:
+        end = start
+        while end + 1 < n and keys[order[end + 1]] == keys[order[start]]:
+            end += 1
+        for i in order[start:end + 1]:
+            ranks[i] = (start + end) / 2 / (n - 1)
+        start = end + 1
+    return ranks
 
 
 def combined_rank_score(records: Sequence[Mapping[str, Any]],

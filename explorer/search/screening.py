@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.records import BUILTIN_DIRECTIONS, OBJECTIVE_PREDICTORS, to_float
+from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, badness, combined_rank_score, percentile_ranks
 
 #: The predictors of the combined score and their directions.
-COMBINED_PARTS: dict[str, str] = {"cosine_similarity": "minimize", "grad_explosion_exponent": "minimize"}
-COMBINED = "combined"
+COMBINED_PARTS: dict[str, str] = {name: "minimize" for name in COMBINED_PREDICTORS}
 #: Every stored scalar predictor a policy can rank by, with the direction in which it is *better*.
 PREDICTOR_DIRECTIONS: dict[str, str] = {
     **{key: ("minimize" if worse == "maximize" else "maximize") for key, worse in OBJECTIVE_PREDICTORS.items()},
@@ -106,46 +106,18 @@ def candidate_values(predictors: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def _badness(value: float | None, direction: str) -> float:
-    """A value turned into "lower is better", missing and NaN values worst."""
-    if value is None or math.isnan(value):
-        return math.inf
-    return value if direction == "minimize" else -value
-
-
-def percentile_ranks(values: Sequence[float | None], direction: str) -> list[float]:
-    """Each value's rank among ``values`` scaled to [0, 1] (0 best), ties sharing their mean rank."""
-    keys = [_badness(v, direction) for v in values]
-    n = len(keys)
-    if n == 1:
-        return [0.0]
-    order = sorted(range(n), key=lambda i: keys[i])
-    ranks = [0.0] * n
-    start = 0
-    while start < n:
-        end = start
-        while end + 1 < n and keys[order[end + 1]] == keys[order[start]]:
-            end += 1
-        for i in order[start:end + 1]:
-            ranks[i] = (start + end) / 2 / (n - 1)
-        start = end + 1
-    return ranks
-
-
 def scores(candidates: Sequence[Mapping[str, float | None]], policy: RelativePolicy) -> list[float]:
     """Each candidate's score, lower is better: the combined rank, or the chosen predictor."""
     if policy.score != COMBINED:
-        return [_badness(c.get(policy.score), policy.direction) for c in candidates]
-    parts = [percentile_ranks([c.get(name) for c in candidates], direction)
-             for name, direction in COMBINED_PARTS.items()]
-    return [sum(p[i] for p in parts) / len(parts) for i in range(len(candidates))]
+        return [badness(c.get(policy.score), policy.direction) for c in candidates]
+    return combined_rank_score(candidates)
 
 
 def dominated(candidate: Mapping[str, float | None], others: Sequence[Mapping[str, float | None]]) -> bool:
     """Whether some other candidate is at least as good on every combined part and better on one."""
-    mine = [_badness(candidate.get(k), d) for k, d in COMBINED_PARTS.items()]
+    mine = [badness(candidate.get(k), d) for k, d in COMBINED_PARTS.items()]
     for other in others:
-        theirs = [_badness(other.get(k), d) for k, d in COMBINED_PARTS.items()]
+        theirs = [badness(other.get(k), d) for k, d in COMBINED_PARTS.items()]
         if all(t <= m for t, m in zip(theirs, mine)) and any(t < m for t, m in zip(theirs, mine)):
             return True
     return False
