@@ -44,7 +44,9 @@ from explorer.search.context import StudyContext
 from explorer.search.events import TrialEvent, TrialEventHandler
 from explorer.search.policy import aggregate_predictors, aggregate_training, objective_values, screening_verdict
 from explorer.search.schema import PREDICTOR_KEYS, RESULT_ATTRS, Stage, TrialAttr, json_safe
-from explorer.search.storage import StorageTarget, claim_lock, open_storage
+from explorer.search.liveness import WorkerLiveness, fail_lost_trials, liveness_dir
+from explorer.search.signals import deferred_interrupts
+from explorer.search.storage import StorageTarget, claim_lock, open_storage, storage_failure
 from explorer.search.study import budget_counts, make_sampler
 from explorer.spec import parse_spec
 from explorer.training import TrainConfig, train
@@ -53,6 +55,8 @@ from explorer.training import TrainConfig, train
 PROGRESS_WRITE_EVERY_S = 2.0
 #: Seconds between two polls of an idle worker waiting for other workers' trials.
 IDLE_POLL_S = 1.0
+#: Tries to record an interruption on a busy storage before leaving the trial to the next run.
+INTERRUPT_RECORD_ATTEMPTS = 5
 
 #: model name -> a stored record (predictors or train), as ``docs/trial-schema.md`` describes it
 ByModel = dict[str, dict[str, Any]]
@@ -143,30 +147,59 @@ class Worker:
         self.on_event(TrialEvent(kind=kind, study=self.ctx.config.name, worker=self.name, **fields))
 
     def claim(self) -> optuna.Trial | None:
-        """A trial within the budget, or None when the budget is spent (waits for running trials
-        of other workers on RDB storages, whose worker may die and whose trial is then retried)."""
+        """A trial within the budget, or None when the budget is spent. While other workers' trials
+        run and their workers can be watched (heartbeats, liveness files), waits: a worker that
+        dies has its trial retried, and this worker runs the retry.
+
+        Asking, the first heartbeat and the worker's name happen under the claim lock with
+        Ctrl-C/SIGTERM held, so a RUNNING trial is never left without them (:mod:`liveness`)."""
+        max_retry = self.ctx.config.workers.max_retry
         while True:
             if self.heartbeat_interval:
                 optuna.storages.fail_stale_trials(self.study)
-            with claim_lock(self.target, self.storage, self.ctx.config.name):
-                taken, running, _ = budget_counts(self.study)
-                if taken < self.budget:
-                    return self.study.ask()
-            if not (self.heartbeat_interval and running):
+            trial = None
+            with deferred_interrupts() as held:
+                with claim_lock(self.target, self.storage, self.ctx.config.name):
+                    fail_lost_trials(self.study, self.target, max_retry)
+                    taken, running, _ = budget_counts(self.study)
+                    if taken < self.budget:
+                        trial = self.study.ask()
+                        if self.heartbeat_interval:
+                            self.storage.record_heartbeat(trial._trial_id)
+                        trial.set_user_attr(TrialAttr.WORKER, self.name)
+            if held.pending:
+                if trial is not None:
+                    self._record_interruption(trial, None)
+                raise KeyboardInterrupt
+            if trial is not None:
+                return trial
+            if not (running and (self.heartbeat_interval or liveness_dir(self.target))):
                 return None
             time.sleep(IDLE_POLL_S)
 
     def run(self) -> int:
-        """Run trials until the budget is spent; returns the number of trials this worker ran."""
-        if self.study is None:
-            self.connect()
+        """Run trials until the budget is spent; returns the number of trials this worker ran.
+
+        A storage that fails (full, read-only, its server gone) stops the worker at once with one
+        :class:`StorageError` line; no trial is recorded as failed for it."""
         ran = 0
-        while True:
-            trial = self.claim()
-            if trial is None:
-                break
-            ran += 1
-            self.run_trial(trial)
+        try:
+            with WorkerLiveness(self.target, self.name):
+                if self.study is None:
+                    self.connect()
+                while True:
+                    trial = self.claim()
+                    if trial is None:
+                        break
+                    ran += 1
+                    self.run_trial(trial)
+        except NormxError:
+            raise
+        except Exception as err:
+            failure = storage_failure(err, self.target)
+            if failure is None:
+                raise
+            raise failure from None
         self.emit("worker_done", message=f"ran {ran} trial(s)")
         return ran
 
@@ -186,12 +219,11 @@ class Worker:
             except _InvalidComposition as err:
                 self._prune(trial, str(err), err.spec or spec_text)
             except KeyboardInterrupt:
-                trial.set_user_attr(TrialAttr.STAGE, Stage.INTERRUPTED)
-                self.study.tell(trial, state=TrialState.FAIL)
-                self._enqueue_retry(trial)
-                self.emit("trial_finished", trial=trial.number, spec=spec_text, state="FAIL", message="interrupted")
+                self._record_interruption(trial, spec_text)
                 raise
             except Exception as err:  # noqa: BLE001 - a broken composition or plugin fails one trial only
+                if storage_failure(err, self.target) is not None:
+                    raise  # the storage, not the trial: Worker.run stops with one line
                 message = " ".join(f"{type(err).__name__}: {err}".split())[:500]
                 if isinstance(err, (NormxError, _TrialError)):
                     message = " ".join(str(err).split())[:500]
@@ -251,6 +283,30 @@ class Worker:
         self.study.tell(trial, values)
         self.completed += 1
         self.emit("trial_finished", trial=trial.number, spec=spec_text, state="COMPLETE", values=values)
+
+    def _record_interruption(self, trial: optuna.Trial, spec_text: str | None) -> None:
+        """Record ``trial`` as interrupted and queue its retry, with further signals held. A storage
+        that stays busy or fails is said in one line: the trial stays RUNNING and the next run
+        finds it lost or stale and retries it."""
+        steps = (lambda: trial.set_user_attr(TrialAttr.STAGE, Stage.INTERRUPTED),
+                 lambda: self.study.tell(trial, state=TrialState.FAIL),
+                 lambda: self._enqueue_retry(trial))
+        with deferred_interrupts():
+            for step in steps:
+                for attempt in range(INTERRUPT_RECORD_ATTEMPTS):
+                    try:
+                        step()
+                        break
+                    except Exception as err:  # noqa: BLE001 - "database is locked" under contention
+                        if attempt + 1 < INTERRUPT_RECORD_ATTEMPTS and storage_failure(err, self.target) is not None:
+                            time.sleep(0.2 * (attempt + 1))
+                            continue
+                        why = " ".join(str(err).split())[:200]
+                        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="RUNNING",
+                                  message=f"interrupted, but the storage refused to record it ({why}); "
+                                          "the next run finds it lost and retries it")
+                        return
+        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="FAIL", message="interrupted")
 
     def _enqueue_retry(self, trial: optuna.Trial) -> None:
         attrs = {k: v for k, v in trial.user_attrs.items() if k == TrialAttr.BASELINE}
