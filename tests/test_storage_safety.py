@@ -168,3 +168,93 @@ def test_real_postgres_errors_leak_no_password(study_file, normx_exe):
     result = run(normx_exe, "study", "run", study_file(), "--storage", wrong)
     one_line_error(result, "cannot open storage")
     assert "wrong-pass-xyz" not in result.stdout + result.stderr
+
+
+FULL_STUDY = """\
+name = "full"
+models = ["mlp(depth=2, width=16)"]
+n_trials = 2
+[objectives]
+cosine_similarity = "minimize"
+[data]
+name = "gaussian"
+train_limit = 64
+test_limit = 32
+[space]
+fixed = "affine | relu"
+[space.slots]
+center = ["none", "mean"]
+scale = ["std", "root_mean_square"]
+[screening]
+batch_size = 32
+batches = 1
+reject_variance_growth = []
+[training]
+steps = 0
+"""
+
+#: Free space left on the small file system (or above the file-size limit) for the run that fills it.
+HEADROOM = 48 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (as root, where mounting is allowed), else the real file-size limit
+    RLIMIT_FSIZE as the equivalent: either way the kernel refuses the storage's writes."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = (os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True).returncode == 0)
+    yield mount_point, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(mount_point, mounted, storage):
+    """Leave HEADROOM bytes: a filler file on the tmpfs, or a file-size limit for the child."""
+    if mounted:
+        stat = os.statvfs(mount_point)
+        free = stat.f_bavail * stat.f_frsize
+        with open(mount_point / "filler", "wb") as handle:
+            handle.write(b"\0" * max(0, free - HEADROOM))
+        return None
+    import resource
+
+    limit = os.path.getsize(storage) + HEADROOM
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _states(storage):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if str(storage).endswith(".journal"):
+        backend = optuna.storages.journal.JournalFileBackend(str(storage))
+        opened = optuna.storages.JournalStorage(backend)
+    else:
+        opened = optuna.storages.RDBStorage(f"sqlite:///{storage}")
+    return optuna.load_study(study_name="full", storage=opened).get_trials(deepcopy=False)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_full_disk_stops_the_study_at_once_and_fails_no_trial(tmp_path, small_disk, normx_exe, kind):
+    """Item 8: a full disk recorded 29 trials as failed (using the budget), then a traceback."""
+    mount_point, mounted = small_disk
+    study = tmp_path / "full.toml"
+    study.write_text(FULL_STUDY)
+    storage = mount_point / ("runs.journal" if kind == "journal" else "runs.db")
+    assert run(normx_exe, "study", "run", study, "--storage", storage).returncode == 0
+    limit = _fill(mount_point, mounted, storage)
+    command = [*normx_exe, "study", "run", str(study), "--storage", str(storage), "--n-trials", "400"]
+    full = subprocess.run(command, capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    line = one_line_error(full, "storage full", "no trial was recorded as failed")
+    assert str(storage) in line
+    trials = _states(storage)
+    assert not [t for t in trials if t.user_attrs.get("stage") == "failed"]
+    assert len(trials) < 400
+    if mounted:
+        (mount_point / "filler").unlink()
+    budget = len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) + 3
+    resumed = run(normx_exe, "study", "run", study, "--storage", storage, "--n-trials", budget)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = _states(storage)
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == budget
+    assert not [t for t in trials if t.state == TrialState.RUNNING or t.user_attrs.get("stage") == "failed"]

@@ -78,14 +78,15 @@ def storage_failure(err: BaseException, target: StorageTarget) -> StorageError |
     chain = list(_chain(err))
     words = " ".join(str(e) for e in chain).lower()
     detail = scrub(_first_line(err), target.url)
-    resume = "nothing was recorded as failed; run the same command again to resume"
+    kept = "no trial was recorded as failed for it"
+    resume = "run the same command again to resume"
     if any(isinstance(e, OSError) and e.errno in _FULL_ERRNOS for e in chain) or any(t in words for t in _FULL_TEXT):
-        return StorageFullError(f"storage full: {target.display} ({detail}); free space, then {resume}")
+        return StorageFullError(f"storage full: {target.display} ({detail}); {kept}: free space, then {resume}")
     if any(isinstance(e, OSError) and e.errno in _READ_ONLY_ERRNOS for e in chain) \
             or any(t in words for t in _READ_ONLY_TEXT):
-        return StorageError(f"storage {target.display} is read-only ({detail}); {resume}")
+        return StorageError(f"storage {target.display} is read-only ({detail}); {kept}: make it writable, then {resume}")
     if any(isinstance(e, (SQLAlchemyError, optuna.exceptions.StorageInternalError, sqlite3.Error)) for e in chain):
-        return StorageError(f"storage {target.display} failed ({detail}); {resume}")
+        return StorageError(f"storage {target.display} failed ({detail}); {kept}: {resume}")
     return None
 
 
