@@ -6,6 +6,7 @@ build its module; a :class:`Preset` is a named spec in call form. Nothing here b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,8 @@ class Param:
                 if isinstance(value, bool):
                     raise ValueError(value)
                 value = float(value)
+                if not math.isfinite(value):  # nan/inf: no layer computes anything with them
+                    raise SpecError(f"{owner}: parameter {self.name!r} must be a finite number, got {value!r}")
             elif self.type is str:
                 value = str(value)
         except (TypeError, ValueError) as err:
