@@ -123,3 +123,24 @@ def test_a_long_spec_is_not_echoed_whole(capsys):
         line = one_line(capsys, ["spec", spec])
         assert len(line) < 600, len(line)
         assert "characters" in line or "…" in line
+
+
+def test_batch_statistics_with_a_training_batch_of_one_are_pruned_with_the_reason(tmp_path):
+    """Item 21: ``training.batch_size = 1`` failed every batch-statistics trial at training time."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from explorer.search import run_study
+    from explorer.search.study_file import parse_study_text
+
+    text = STUDY.replace('cosine_similarity = "minimize"', 'test_accuracy = "maximize"')
+    text = text.replace('presets = ["bn"]', 'presets = ["bn", "ln"]')
+    config = parse_study_text(text.format(training="steps = 2\nbatch_size = 1"), "bad.toml")
+    db = tmp_path / "one.db"
+    run_study(config, storage=str(db), n_trials=2, on_trial_event=lambda event: None)
+    trials = {t.user_attrs["baseline"]: t for t in
+              optuna.load_study(study_name="bad", storage=f"sqlite:///{db}").get_trials(deepcopy=False)}
+    assert trials["bn"].state == TrialState.PRUNED
+    assert "batch statistics" in trials["bn"].user_attrs["prune_reason"]
+    assert "training.batch_size = 1" in trials["bn"].user_attrs["prune_reason"]
+    assert trials["ln"].state == TrialState.COMPLETE

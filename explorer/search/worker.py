@@ -257,6 +257,11 @@ class Worker:
         trial trains."""
         config = self.ctx.config
         self.emit("stage", trial=trial.number, spec=spec_text, stage=Stage.SCREENING)
+        train_batch = min(config.training.batch_size, len(self.ctx.train_data))
+        if config.needs_training() and train_batch < 2 \
+                and parse_spec(spec_text, self.ctx.registry).uses_batch_statistics(self.ctx.registry):
+            return Evaluation({}, prune_reason=f"uses batch statistics, which need a training batch of at least 2 "
+                                               f"samples (training.batch_size = {config.training.batch_size})")
         predictors_by_model = self._screen(spec_text)
         trial.set_user_attr(TrialAttr.PREDICTORS_BY_MODEL, json_safe(predictors_by_model))
         trial.set_user_attr(TrialAttr.PREDICTORS, json_safe(aggregate_predictors(predictors_by_model)))
