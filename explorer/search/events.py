@@ -98,7 +98,7 @@ class PlainLines:
             return f"{tag}: step {event.step}/{event.steps} loss {event.loss:.4f}"
         if event.kind == "trial_finished":
             state = (event.state or "").lower()
-            detail = _fmt(event.values) if state == "complete" else event.message
+            detail = f"{_fmt(event.values)} {event.message}".strip() if state == "complete" else event.message
             return f"{tag}: {state:<9} {event.spec or ''} {detail}".rstrip()
         if event.kind == "worker_done":
             return None

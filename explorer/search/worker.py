@@ -62,6 +62,16 @@ INTERRUPT_RECORD_ATTEMPTS = 5
 ByModel = dict[str, dict[str, Any]]
 
 
+#: The Optuna constraint set on a trial whose training diverged (> 0: infeasible).
+DIVERGED_CONSTRAINT = "diverged"
+
+
+def diverged_note(train_by_model: ByModel) -> str:
+    """``"diverged at step 12 (cnn10)"`` when a model's training diverged, else ``""``."""
+    notes = [f"step {r.get('diverged_step')} ({model})" for model, r in train_by_model.items() if r.get("diverged")]
+    return f"diverged at {', '.join(notes)}" if notes else ""
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -284,10 +294,14 @@ class Worker:
         values = objective_values(self.ctx.config, evaluation.predictors_by_model, train_by_model)
         if any(math.isnan(v) for v in values):
             raise _TrialError(f"an objective is NaN: {values}")
+        diverged = diverged_note(train_by_model)
+        if diverged:  # infeasible for Optuna: off study.best_trials (and optuna-dashboard's front)
+            trial.set_constraint(DIVERGED_CONSTRAINT, 1.0)
         trial.set_user_attr(TrialAttr.STAGE, Stage.DONE)
         self.study.tell(trial, values)
         self.completed += 1
-        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="COMPLETE", values=values)
+        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="COMPLETE", values=values,
+                  message=diverged)
 
     def _record_interruption(self, trial: optuna.Trial, spec_text: str | None) -> None:
         """Record ``trial`` as interrupted and queue its retry, with further signals held. A storage
@@ -344,6 +358,8 @@ class Worker:
                 self.emit("trial_finished", trial=trial.number, spec=spec_text, state="PRUNED",
                           message=f"same as trial {source}: {attrs.get(TrialAttr.PRUNE_REASON, '')}")
             else:
+                for name, value in earlier.constraints.items():  # a diverged run stays off the front
+                    trial.set_constraint(name, value)
                 trial.set_user_attr(TrialAttr.STAGE, Stage.DONE)
                 self.study.tell(trial, list(earlier.values))
                 self.emit("trial_finished", trial=trial.number, spec=spec_text, state="COMPLETE",

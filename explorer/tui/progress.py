@@ -104,6 +104,8 @@ def progress_renderable(data: StudyData | None, budget: int | None = None,
     for state in ("complete", "running", "pruned", "failed", "interrupted"):
         if state != "interrupted" or counts[state]:
             head.append(f"{counts[state]} {state}", style=STATE_STYLES[state])
+            if state == "complete" and summary.diverged:
+                head.append(f" ({summary.diverged} diverged)", style="bold red")
             head.append("  ")
     head.append(f"\n{format_number(summary.rate_per_min, 2)} trials/min   ETA {format_duration(summary.eta_s)}   "
                 f"elapsed {format_duration(summary.elapsed_s)}", style="dim")
@@ -140,7 +142,9 @@ def status_line(data: StudyData, budget: int | None = None) -> str:
     summary = data.summary(budget=budget)
     c = summary.counts
     total = f"/{summary.budget}" if summary.budget else ""
-    line = (f"study {data.name}: {summary.finished}{total} finished ({c['complete']} complete, {c['pruned']} pruned, "
+    diverged = f" ({summary.diverged} diverged)" if summary.diverged else ""
+    line = (f"study {data.name}: {summary.finished}{total} finished ({c['complete']} complete{diverged}, "
+            f"{c['pruned']} pruned, "
             f"{c['failed']} failed{', %d interrupted' % c['interrupted'] if c['interrupted'] else ''}), "
             f"{c['running']} running")
     stages = [f"#{r.number} {r.progress}" for r in summary.running[:MAX_RUNNING_ROWS]]
@@ -268,6 +272,8 @@ def _event_line(event: Any) -> Text | None:
         text.append(f" {event.spec or ''}")
         if state == "complete" and event.values:
             text.append("  " + ", ".join(format_number(v, 4) for v in event.values), style="bold")
+            if event.message:
+                text.append(f"  {event.message}", style="bold red" if "diverged" in event.message else "dim")
         elif event.message:
             text.append(f"  {event.message}", style="dim")
         return text
