@@ -18,9 +18,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from explorer.search.liveness import worker_alive
-from explorer.search.storage import resolve_storage
-
 STUDY = """\
 name = "rel"
 models = ["mlp(depth=2, width=16)"]
@@ -292,6 +289,9 @@ def test_sigterm_while_the_storage_is_locked_records_the_interruption(tmp_path, 
     interrupted = [t for t in trials if t.user_attrs.get("stage") == "interrupted" and t.state == TrialState.FAIL]
     running = [t for t in trials if t.state == TrialState.RUNNING]
     assert len(interrupted) + len(running) == 2
+    from explorer.search.liveness import worker_alive
+    from explorer.search.storage import resolve_storage
+
     for t in running:  # not recorded (the storage stayed busy): said so, and the next run retries it
         assert "the next run finds it lost" in out
         assert worker_alive(resolve_storage(store), t.user_attrs["worker"]) is False
