@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from tiny_study import tiny_study
 
 
 def test_cpu_out_of_memory_is_one_line(normx_exe):
@@ -23,25 +24,8 @@ def test_score_out_of_memory_is_one_line(normx_exe):
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("normx: error:")
 
 
-STUDY = """\
-name = "bad"
-models = ["mlp(depth=2, width=16)"]
-n_trials = 1
-[objectives]
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 64
-test_limit = 32
-[space]
-presets = ["bn"]
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-[training]
-{training}
-"""
+def bad_study(training: str = "steps = 0", **kwargs: str) -> str:
+    return tiny_study("bad", training=training, **kwargs)
 
 
 def one_line(capsys, argv, *fragments):
@@ -63,7 +47,7 @@ def finished_study(tmp_path_factory):
     from explorer.search.study_file import parse_study_text
 
     db = tmp_path_factory.mktemp("bad") / "bad.db"
-    run_study(parse_study_text(STUDY.format(training="steps = 0"), "bad.toml"), storage=str(db),
+    run_study(parse_study_text(bad_study(), "bad.toml"), storage=str(db),
               on_trial_event=lambda event: None)
     return db
 
@@ -94,7 +78,7 @@ def test_non_finite_or_negative_parameters_are_refused(capsys, spec, words):
 def test_study_file_numbers_must_be_finite_and_consistent(capsys, tmp_path, training, words):
     """Items 18, 19: ``base_lr = inf`` ran; ``steps`` and ``epochs`` together ignored ``epochs``."""
     path = tmp_path / "bad.toml"
-    path.write_text(STUDY.format(training=training))
+    path.write_text(bad_study(training))
     one_line(capsys, ["study", "run", path, "--storage", tmp_path / "never.db"], words)
     assert not (tmp_path / "never.db").exists()
 
@@ -103,7 +87,7 @@ def test_an_empty_storage_is_a_mistake(capsys, tmp_path, monkeypatch):
     """Item 19: ``--storage ''`` silently used ./normx.db (and created it)."""
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bad.toml"
-    path.write_text(STUDY.format(training="steps = 0"))
+    path.write_text(bad_study())
     for argv in (["study", "run", path, "--storage", ""], ["study", "list", "--storage", " "],
                  ["report", "bad", "--storage", ""], ["view", "bad", "--storage", ""]):
         with pytest.raises(SystemExit) as exit_info:
@@ -112,7 +96,7 @@ def test_an_empty_storage_is_a_mistake(capsys, tmp_path, monkeypatch):
             main([str(a) for a in argv])
         assert exit_info.value.code == 2
         assert "empty storage" in capsys.readouterr().err
-    path.write_text('storage = ""\n' + STUDY.format(training="steps = 0"))
+    path.write_text('storage = ""\n' + bad_study())
     one_line(capsys, ["study", "run", path], "bad.toml:1: storage: empty storage")
     assert list(tmp_path.iterdir()) == [path]
 
@@ -133,9 +117,8 @@ def test_batch_statistics_with_a_training_batch_of_one_are_pruned_with_the_reaso
     from explorer.search import run_study
     from explorer.search.study_file import parse_study_text
 
-    text = STUDY.replace('cosine_similarity = "minimize"', 'test_accuracy = "maximize"')
-    text = text.replace('presets = ["bn"]', 'presets = ["bn", "ln"]')
-    config = parse_study_text(text.format(training="steps = 2\nbatch_size = 1"), "bad.toml")
+    text = bad_study("steps = 2\nbatch_size = 1", objectives='test_accuracy = "maximize"', space='presets = ["bn", "ln"]')
+    config = parse_study_text(text, "bad.toml")
     db = tmp_path / "one.db"
     run_study(config, storage=str(db), n_trials=2, on_trial_event=lambda event: None)
     trials = {t.user_attrs["baseline"]: t for t in

@@ -17,31 +17,11 @@ import optuna
 import pytest
 
 from explorer.search.results import StudySource
+from tiny_study import tiny_study
 
-STUDY = """\
-name = "div"
-models = ["mlp(depth=2, width=16)"]
-n_trials = 2
-[objectives]
-test_accuracy = "maximize"
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 64
-test_limit = 32
-[space]
-presets = ["bn", "identity"]
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-prune_overflow = false
-[training]
-steps = 20
-batch_size = 32
-base_lr = 30
-lr_rule = "constant"
-"""
+STUDY = tiny_study("div", n=2, objectives='test_accuracy = "maximize"\ncosine_similarity = "minimize"',
+                   space='presets = ["bn", "identity"]', screening="prune_overflow = false",
+                   training='steps = 20\nbatch_size = 32\nbase_lr = 30\nlr_rule = "constant"')
 
 
 @pytest.fixture(scope="module")

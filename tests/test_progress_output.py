@@ -11,38 +11,24 @@ from rich.console import Console
 
 from explorer.search.events import TrialEvent
 from explorer.tui.progress import create_progress
+from tiny_study import tiny_study
 
-STUDY = """\
-name = "out"
-models = ["mlp(depth=2, width=16)"]
-n_trials = 1
-[objectives]
-{objective} = "minimize"
-[data]
-name = "gaussian"
-train_limit = 64
-test_limit = 32
-[space]
-presets = ["bn", "ln"]
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-[training]
-steps = 0
-"""
+
+
+def out_study(objective: str) -> str:
+    return tiny_study("out", objectives=f'{objective} = "minimize"', space='presets = ["bn", "ln"]')
 
 
 def test_an_objectives_mismatch_prints_no_status_line_first(tmp_path, normx_exe):
     """Item 20: the refusal was preceded by a bogus '2/1 finished' line of the study it refused."""
     db = tmp_path / "out.db"
     first = tmp_path / "first.toml"
-    first.write_text(STUDY.format(objective="cosine_similarity"))
+    first.write_text(out_study("cosine_similarity"))
     ran = subprocess.run([*normx_exe, "study", "run", first, "--storage", db, "--n-trials", "2"],
                          capture_output=True, text=True, timeout=180)
     assert ran.returncode == 0, ran.stderr
     other = tmp_path / "other.toml"
-    other.write_text(STUDY.format(objective="grad_explosion_exponent"))
+    other.write_text(out_study("grad_explosion_exponent"))
     refused = subprocess.run([*normx_exe, "study", "run", other, "--storage", db],
                              capture_output=True, text=True, timeout=180)
     assert refused.returncode == 2
@@ -63,7 +49,7 @@ def test_piped_lines_never_run_together(tmp_path, normx_exe):
     """Item 23: a trial line and a status line, written by two threads, ran together on one line."""
     db = tmp_path / "out.db"
     path = tmp_path / "s.toml"
-    path.write_text(STUDY.format(objective="cosine_similarity"))
+    path.write_text(out_study("cosine_similarity"))
     assert subprocess.run([*normx_exe, "study", "run", path, "--storage", db, "--n-trials", "2"],
                           capture_output=True, timeout=180).returncode == 0
     out = SlowStream()

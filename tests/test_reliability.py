@@ -17,38 +17,18 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
-
-STUDY = """\
-name = "rel"
-models = ["mlp(depth=2, width=16)"]
-n_trials = {n}
-[objectives]
-cosine_similarity = "minimize"
-test_accuracy = "maximize"
-[data]
-name = "gaussian"
-train_limit = 64
-test_limit = 32
-[space]
-presets = ["bn", "ln", "rms", "gn(groups=4)", "in"]
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-[training]
-steps = {steps}
-batch_size = 32
-[workers]
-heartbeat_interval = 1
-grace_period = 3
-"""
+from tiny_study import tiny_study
 
 KINDS = ["journal", "sqlite"]
 
 
+
 def write_study(tmp_path, n=2, steps=2):
     path = tmp_path / "rel.toml"
-    path.write_text(STUDY.format(n=n, steps=steps))
+    path.write_text(tiny_study("rel", n=n, objectives='cosine_similarity = "minimize"\ntest_accuracy = "maximize"',
+                               space='presets = ["bn", "ln", "rms", "gn(groups=4)", "in"]',
+                               training=f"steps = {steps}\nbatch_size = 32",
+                               extra="[workers]\nheartbeat_interval = 1\ngrace_period = 3\n"))
     return str(path)
 
 

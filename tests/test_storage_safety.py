@@ -14,6 +14,7 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny_study import tiny_study
 
 STUDY = """\
 name = "safety"
@@ -171,28 +172,8 @@ def test_real_postgres_errors_leak_no_password(study_file, normx_exe):
     assert "wrong-pass-xyz" not in result.stdout + result.stderr
 
 
-FULL_STUDY = """\
-name = "full"
-models = ["mlp(depth=2, width=16)"]
-n_trials = 2
-[objectives]
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 64
-test_limit = 32
-[space]
-fixed = "affine | relu"
-[space.slots]
-center = ["none", "mean"]
-scale = ["std", "root_mean_square"]
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-[training]
-steps = 0
-"""
+FULL_STUDY = tiny_study("full", n=2, space='fixed = "affine | relu"\n[space.slots]\ncenter = ["none", "mean"]\n'
+                                             'scale = ["std", "root_mean_square"]')
 
 #: Free space left on the small file system (or above the file-size limit) for the run that fills it.
 HEADROOM = 48 * 1024
