@@ -127,3 +127,14 @@ def test_batch_statistics_with_a_training_batch_of_one_are_pruned_with_the_reaso
     assert "batch statistics" in trials["bn"].user_attrs["prune_reason"]
     assert "training.batch_size = 1" in trials["bn"].user_attrs["prune_reason"]
     assert trials["ln"].state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("command", [["study", "run"], ["study", "list"], ["report"], ["view"]])
+def test_every_storage_option_recommends_the_environment_for_passwords(capsys, command):
+    """Item 13: a password on the command line is visible in ``ps``; the help says what to do."""
+    from explorer.cli import main
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "keep passwords off the command line (visible in ps): set $NORMX_STORAGE instead" in text
