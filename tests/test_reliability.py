@@ -44,9 +44,26 @@ def normx(normx_exe, *args, timeout=240):
     return subprocess.run([*normx_exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env())
 
 
+#: every process group a test started: killed at teardown, so a failing test leaves no worker behind
+_STARTED: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftovers():
+    yield
+    while _STARTED:
+        try:
+            os.killpg(_STARTED.pop(), signal.SIGKILL)  # the group outlives its leader: orphans included
+        except ProcessLookupError:
+            pass
+
+
 def start(normx_exe, *args):
-    return subprocess.Popen([*normx_exe, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env(), start_new_session=True)
+    """``normx`` in its own session (process group), as a shell starts a job."""
+    process = subprocess.Popen([*normx_exe, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env(), start_new_session=True)
+    _STARTED.append(process.pid)
+    return process
 
 
 def load(path):
