@@ -63,7 +63,7 @@ def test_validate_bootstrap_must_be_positive(capsys, finished_study, value):
     ("batch_mean_penalty(strength=nan)", "must be a finite number, got nan"),
     ("ln | batch_mean_penalty(strength=-1e308)", "must be at least 0"),
     ("regnorm(strength=inf)", "must be a finite number, got inf"),
-    ("erf_scale(shift=inf)", "must be a finite number"),
+    ("mean(cx) | std(cx, eps=inf) | relu", "'eps' must be a finite number, got inf"),
 ])
 def test_non_finite_or_negative_parameters_are_refused(capsys, spec, words):
     """Item 18: non-finite and negative strengths were accepted."""
