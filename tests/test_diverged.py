@@ -41,7 +41,8 @@ def test_the_diverged_run_is_marked_in_the_progress_lines(diverged_study):
     _, _, out = diverged_study
     line = next(line for line in out.splitlines() if line.startswith("trial 1: complete"))
     assert "diverged at step" in line
-    assert "(1 diverged)" in out.splitlines()[-1]
+    status = [line for line in out.splitlines() if line.startswith("study div: ") and " finished (" in line]
+    assert "(1 diverged)" in status[-1]
 
 
 def test_the_diverged_run_is_off_every_front(diverged_study):
