@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from explorer.errors import NormxError
+from explorer.errors import NormxError, shorten
 
 DATASETS = ("gaussian", "synthetic", "digits", "cifar10", "cifar100", "folder:PATH")
 #: Size of the digits images after upsampling from scikit-learn's 8x8 (the models' CIFAR resolution).
@@ -74,7 +74,7 @@ def load_dataset(name: str, split: str = "train", limit: int | None = None, seed
         if not name[len("folder:"):].strip():
             raise DataError("folder: needs a path, e.g. folder:~/data/flowers (a directory of class folders)")
         return _subset(_folder(name[len("folder:"):], split), limit, seed, device)
-    raise DataError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    raise DataError(f"unknown dataset {shorten(name)!r}; valid datasets: {', '.join(DATASETS)}")
 
 
 def _size(split: str, limit: int | None) -> int:

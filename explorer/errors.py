@@ -6,6 +6,15 @@ import difflib
 from collections.abc import Iterable
 
 
+#: characters of the user's text shown on either side of an error's position (or of a name)
+ECHO_CONTEXT = 60
+
+
+def shorten(text: str, limit: int = ECHO_CONTEXT) -> str:
+    """``text`` cut to ``limit`` characters with how long it was: an error echoes the input, not a flood."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 class NormxError(Exception):
     """An error caused by the user's input; the CLI prints ``str(err)`` and exits non-zero."""
 
@@ -20,7 +29,12 @@ class SpecError(NormxError, ValueError):
         self.position = position
         self.bare_message = message
         if text is not None and position is not None:
-            message = f"{message} at position {position}: {text[:position]}⟨here⟩{text[position:]}"
+            before, after = text[:position], text[position:]
+            if len(before) > ECHO_CONTEXT:  # a 10,000-character spec is not echoed whole
+                before = "…" + before[-ECHO_CONTEXT:]
+            if len(after) > ECHO_CONTEXT:
+                after = after[:ECHO_CONTEXT] + f"… ({len(text)} characters in all)"
+            message = f"{message} at position {position}: {before}⟨here⟩{after}"
         super().__init__(message)
 
 
@@ -49,4 +63,4 @@ def suggestion(name: str, candidates: Iterable[str]) -> str:
 
 def unknown_name_message(kind: str, name: str, candidates: Iterable[str]) -> str:
     """``unknown preset 'bnn'; closest: bn, gn, in``."""
-    return f"unknown {kind} {name!r}; {suggestion(name, candidates)}"
+    return f"unknown {kind} {shorten(name)!r}; {suggestion(name, candidates)}"

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from explorer.errors import NormxError, SpecError
+from explorer.errors import NormxError, SpecError, shorten
 from explorer.norm import NormalizedLayer, Normalizer
 from explorer.plugins import get_registry
 from explorer.spec import Spec, bind_arguments, format_value, parse_calls, parse_spec
@@ -126,7 +126,7 @@ def resolve_model(text: str, registry: Registry | None = None) -> tuple[ModelEnt
     entry = registry.models.get(name)
     if entry is None:
         valid = ", ".join(sorted(registry.models)) or "none installed"
-        raise ModelError(f"unknown model {name!r}; valid models: {valid}")
+        raise ModelError(f"unknown model {shorten(name)!r}; valid models: {valid}")
     try:
         params = bind_arguments(name, entry.params, args, kwargs)
     except SpecError as err:

@@ -7,6 +7,7 @@ what a predictor at initialization needs and which way is better. Nothing here b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,8 @@ class Param:
     default: Any = None
     choices: tuple[Any, ...] | None = None
     doc: str = ""
-    #: the smallest value allowed (numbers only), e.g. 0 for an eps
+    #: the smallest value allowed (numbers only), e.g. 0 for an eps; a float with a minimum must
+    #: also be finite (a primitive with its own ``check`` may say more about the others)
     minimum: float | None = None
 
     def coerce(self, value: Any, owner: str) -> Any:
@@ -69,6 +71,8 @@ class Param:
                 if isinstance(value, bool):
                     raise ValueError(value)
                 value = float(value)
+                if self.minimum is not None and not math.isfinite(value):  # nan passes "value < minimum"
+                    raise SpecError(f"{owner}: parameter {self.name!r} must be a finite number, got {value!r}")
             elif self.type is str:
                 value = str(value)
         except (TypeError, ValueError) as err:

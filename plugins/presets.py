@@ -12,7 +12,7 @@ from explorer.errors import SpecError
 
 GROUPS = Param("groups", int, None, doc="number of channel groups (default 32)")
 GROUP_SIZE = Param("group_size", int, None, doc="channels per group (instead of groups)")
-STRENGTH = Param("strength", float, 0.1, doc="λ of the batch-mean penalty")
+STRENGTH = Param("strength", float, 0.1, doc="λ of the batch-mean penalty", minimum=0)
 ALPHA = Param("alpha", float, 0.5, doc="initial value of the learnable scalar α")
 SHIFT = Param("shift", float, 0.0, doc="initial value of the learnable scalar shift s")
 

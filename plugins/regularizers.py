@@ -33,7 +33,7 @@ class BatchMeanPenalty(nn.Module):
 def register_primitives(register):
     register(Primitive(
         name="batch_mean_penalty", slot="regularizer", factory=BatchMeanPenalty,
-        params=(Param("strength", float, 0.1, doc="λ, the weight of the loss term"),),
+        params=(Param("strength", float, 0.1, doc="λ, the weight of the loss term", minimum=0),),
         formula="λ·mean_c(mean_{b,x}(ŷ)²)",
         doc="RegNorm's loss: drive each channel's batch mean of the normalized activation to 0",
     ))

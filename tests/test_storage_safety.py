@@ -9,10 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny_study import tiny_study
 
 STUDY = """\
 name = "safety"
@@ -168,3 +170,132 @@ def test_real_postgres_errors_leak_no_password(study_file, normx_exe):
     result = run(normx_exe, "study", "run", study_file(), "--storage", wrong)
     one_line_error(result, "cannot open storage")
     assert "wrong-pass-xyz" not in result.stdout + result.stderr
+
+
+FULL_STUDY = tiny_study("full", n=2, space='fixed = "affine | relu"\n[space.slots]\ncenter = ["none", "mean"]\n'
+                                             'scale = ["std", "root_mean_square"]')
+
+#: Free space left on the small file system (or above the file-size limit) for the run that fills it.
+HEADROOM = 48 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (as root, where mounting is allowed), else the real file-size limit
+    RLIMIT_FSIZE as the equivalent: either way the kernel refuses the storage's writes."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = (os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True).returncode == 0)
+    yield mount_point, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(mount_point, mounted, storage):
+    """Leave HEADROOM bytes: a filler file on the tmpfs, or a file-size limit for the child."""
+    if mounted:
+        stat = os.statvfs(mount_point)
+        free = stat.f_bavail * stat.f_frsize
+        with open(mount_point / "filler", "wb") as handle:
+            handle.write(b"\0" * max(0, free - HEADROOM))
+        return None
+    import resource
+
+    limit = os.path.getsize(storage) + HEADROOM
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _states(storage):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if str(storage).endswith(".journal"):
+        backend = optuna.storages.journal.JournalFileBackend(str(storage))
+        opened = optuna.storages.JournalStorage(backend)
+    else:
+        opened = optuna.storages.RDBStorage(f"sqlite:///{storage}")
+    return optuna.load_study(study_name="full", storage=opened).get_trials(deepcopy=False)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_full_disk_stops_the_study_at_once_and_fails_no_trial(tmp_path, small_disk, normx_exe, kind):
+    """Item 8: a full disk recorded 29 trials as failed (using the budget), then a traceback."""
+    mount_point, mounted = small_disk
+    study = tmp_path / "full.toml"
+    study.write_text(FULL_STUDY)
+    storage = mount_point / ("runs.journal" if kind == "journal" else "runs.db")
+    assert run(normx_exe, "study", "run", study, "--storage", storage).returncode == 0
+    limit = _fill(mount_point, mounted, storage)
+    command = [*normx_exe, "study", "run", str(study), "--storage", str(storage), "--n-trials", "400"]
+    full = subprocess.run(command, capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    line = one_line_error(full, "storage full", "no trial was recorded as failed")
+    assert str(storage) in line
+    trials = _states(storage)
+    assert not [t for t in trials if t.user_attrs.get("stage") == "failed"]
+    assert len(trials) < 400
+    if mounted:
+        (mount_point / "filler").unlink()
+    budget = len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) + 3
+    resumed = run(normx_exe, "study", "run", study, "--storage", storage, "--n-trials", budget)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = _states(storage)
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == budget
+    assert not [t for t in trials if t.state == TrialState.RUNNING or t.user_attrs.get("stage") == "failed"]
+
+
+def _postgres_url():
+    url = os.environ.get("NORMX_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("needs a PostgreSQL server: NORMX_TEST_POSTGRES_URL (bash .ci/postgres.sh starts one)")
+    head, rest = url.split("://", 1)
+    credentials, host_db = rest.split("@", 1)
+    user, password = credentials.split(":", 1)
+    return head, user, password, host_db
+
+
+def _study_attr(url, name, key):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=url).user_attrs[key]
+
+
+@pytest.mark.postgres
+def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, normx_exe):
+    """Items 10 and 11: a working ``?password=`` URL is masked in the creation line and every
+    status line, and the study file stored in the study keeps no password (its storage key had one)."""
+    head, user, password, host_db = _postgres_url()
+    name = f"pw-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    study = tmp_path / "pw.toml"
+    study.write_text(STUDY.format(n=1).replace('name = "safety"', f'name = "{name}"\n'
+                                              f'storage = "{head}://{user}:{password}@{host_db}"'))
+    url = f"{head}://{user}@{host_db}?password={password}"
+    result = run(normx_exe, "study", "run", study, "--storage", url)
+    assert result.returncode == 0, result.stderr
+    assert "password=***" in result.stdout
+    assert password not in result.stdout + result.stderr
+    stored = _study_attr(f"{head}://{user}:{password}@{host_db}", name, "study_file")
+    assert password not in stored and f"{user}:***@" in stored
+
+
+def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe):
+    """Item 11: the ``study_file`` attribute is readable by anyone who reads the study."""
+    study = tmp_path / "pw.toml"
+    study.write_text(STUDY.format(n=1).replace('name = "safety"', 'name = "safety"\n'
+                                              'storage = "postgresql://me:s3cret-Pass@db.example/normx"'))
+    target = tmp_path / "here.db"
+    assert run(normx_exe, "study", "run", study, "--storage", target).returncode == 0
+    stored = _study_attr(f"sqlite:///{target}", "safety", "study_file")
+    assert "s3cret-Pass" not in stored and "postgresql://me:***@db.example/normx" in stored
+
+
+@pytest.mark.postgres
+def test_a_password_with_an_at_sign_on_a_real_server(tmp_path, study_file, normx_exe):
+    """Item 12: '@' in a password is refused before the driver could print a fragment of it as a
+    host name; percent-encoded, the same kind of URL reaches the real server."""
+    head, user, password, host_db = _postgres_url()
+    wrong = f"{head}://{user}:{password}@x@{host_db}"
+    result = run(normx_exe, "study", "run", study_file(1), "--storage", wrong)
+    line = one_line_error(result, "%40")
+    assert password not in result.stdout + result.stderr and "x@" not in line
+    encoded = "".join(f"%{ord(c):02X}" if not c.isalnum() else c for c in password)
+    ok = run(normx_exe, "study", "list", "--storage", f"{head}://{user}:{encoded}@{host_db}")
+    assert ok.returncode == 0, ok.stderr
+    assert password not in ok.stdout + ok.stderr

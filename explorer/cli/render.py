@@ -7,12 +7,24 @@ their top, and ``normx --help`` imports every command module.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+#: what every ``--storage`` option says about secrets (a URL on the command line is visible in ``ps``)
+STORAGE_HELP_SECRET = "; keep passwords off the command line (visible in ps): set $NORMX_STORAGE instead"
+
+
+def storage_option(value: str) -> str:
+    """``--storage``'s type: an empty value is a mistake, not a request for the default storage."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty storage; give a URL or a file, or leave --storage out")
+    return value
 
 
 def console() -> Console:

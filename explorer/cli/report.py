@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 
+from explorer.cli.render import STORAGE_HELP_SECRET, storage_option
 from explorer.errors import NormxError
 
 
@@ -18,7 +19,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                    "name or a study file (.toml).")
     p.add_argument("study", metavar="STUDY", help="study name, or the study file it was run from")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL or file (default: the study file's "
-                   "storage, else $NORMX_STORAGE, else sqlite:///normx.db)")
+                   "storage, else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET,
+                   type=storage_option)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print everything as one JSON object")
     fmt.add_argument("--csv", action="store_true", help="print one CSV row per trial")

@@ -6,7 +6,8 @@ import argparse
 import math
 from typing import TYPE_CHECKING, Any
 
-from explorer.cli.render import console, show
+from explorer.cli.render import STORAGE_HELP_SECRET, console, show, storage_option
+from explorer.errors import NormxError
 from explorer.search import default_storage
 
 if TYPE_CHECKING:
@@ -20,8 +21,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("run", help="create or resume a study from a study file and run it")
     p.add_argument("study_file", metavar="STUDY.toml")
-    p.add_argument("--storage", help="Optuna storage URL or file (default: the file's storage, else "
-                                     "$NORMX_STORAGE, else sqlite:///normx.db)")
+    p.add_argument("--storage", type=storage_option, help="Optuna storage URL or file (default: the file's storage, "
+                   "else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET)
     p.add_argument("--n-trials", type=int, help="study-wide trial budget (default: the file's n_trials)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default 1)")
     p.set_defaults(func=run_run)
@@ -47,7 +48,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _storage_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", help="Optuna storage URL or file (default $NORMX_STORAGE, else sqlite:///normx.db)")
+    p.add_argument("--storage", type=storage_option,
+                   help="Optuna storage URL or file (default $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET)
 
 
 # --------------------------------------------------------------------------- run
@@ -161,6 +163,9 @@ def _print_pareto(data: StudyData, rows: list[dict[str, Any]]) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     from explorer.search.validation import validate_study
+
+    if args.bootstrap < 1:
+        raise NormxError(f"--bootstrap must be at least 1, got {args.bootstrap}")
 
     data = _load(args.name, args.storage)
     return show(validate_study(data, n_boot=args.bootstrap), args.json, _print_validation)

@@ -4,7 +4,7 @@ This layer builds on the core (specs, models, predictors, data, training) and is
 imports optuna. Entry points, importable from this package: :func:`load_study_file`
 (:mod:`~explorer.search.study_file`), :func:`prepare` and :class:`StudyContext`
 (:mod:`~explorer.search.context`), :class:`Worker` (:mod:`~explorer.search.worker`),
-:func:`run_study` and :func:`interrupt_on_signals` (:mod:`~explorer.search.orchestrate`). What a
+:func:`run_study` (:mod:`~explorer.search.orchestrate`), :func:`interrupt_on_signals` (:mod:`~explorer.search.signals`). What a
 study stores is :mod:`~explorer.search.schema`; how it judges a composition,
 :mod:`~explorer.search.policy`.
 
@@ -26,7 +26,7 @@ _LAZY = {
     "prepare": "explorer.search.context",
     "Worker": "explorer.search.worker",
     "run_study": "explorer.search.orchestrate",
-    "interrupt_on_signals": "explorer.search.orchestrate",
+    "interrupt_on_signals": "explorer.search.signals",
 }
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "default_storage", *_LAZY]

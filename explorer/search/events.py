@@ -56,6 +56,13 @@ def ignore(event: TrialEvent) -> None:
     """A handler that shows nothing."""
 
 
+def write_line(stream: TextIO, line: str) -> None:
+    """One line in one write: ``print`` writes the newline separately, and another thread's line
+    (a status line) could land between the two."""
+    stream.write(line + "\n")
+    stream.flush()
+
+
 def _fmt(values: list[float] | None) -> str:
     if not values:
         return ""
@@ -73,7 +80,7 @@ class PlainLines:
     def __call__(self, event: TrialEvent) -> None:
         line = self.format(event)
         if line:
-            print(line, file=self.stream, flush=True)
+            write_line(self.stream, line)
 
     def format(self, event: TrialEvent) -> str | None:
         tag = f"trial {event.trial}" if event.trial is not None else event.study

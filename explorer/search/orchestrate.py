@@ -13,9 +13,10 @@ import os
 import queue as queue_module
 import signal
 import sys
-import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
+from multiprocessing.process import BaseProcess
 
 import optuna
 import torch
@@ -26,7 +27,8 @@ from explorer.search.context import StudyContext, prepare
 from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
 from explorer.search.schema import StudyAttr, TrialAttr
 from explorer.search.screening import RelativePolicy
-from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub
+from explorer.search.signals import ParentWatch, blocked_signals, interrupt_on_signals, unblock_interrupts
+from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub, storage_failure
 from explorer.search.study import budget_counts, create_or_load_study, make_sampler, state_counts
 from explorer.search.study_file import StudyConfig, StudyFileError
 from explorer.search.worker import Worker, worker_name
@@ -43,23 +45,6 @@ class StudyOutcome:
     exhausted: int | None = None
 
 
-def interrupt_on_signals() -> None:
-    """Make SIGINT and SIGTERM raise KeyboardInterrupt in this process's main thread.
-
-    A process started in the background by a non-interactive shell inherits SIGINT ignored, and a
-    batch scheduler stops jobs with SIGTERM: either way the running trial must still be recorded
-    as interrupted, so both are turned into the interruption the worker already handles.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, raise_interrupt)
-
-
 def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | None = None, workers: int = 1,
               on_trial_event: TrialEventHandler | None = None, ctx: StudyContext | None = None) -> StudyOutcome:
     """Create or resume the study and run ``workers`` worker processes until its budget is spent.
@@ -74,6 +59,11 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
         raise StudyFileError("--n-trials must be at least 1")
     if workers < 1:
         raise StudyFileError("--workers must be at least 1")
+    cores = usable_cores()
+    if workers > cores:
+        print(f"normx: warning: --workers {workers} is more than the {cores} CPU core(s) this process may use; "
+              f"running {cores} (start more on other machines, on a shared PostgreSQL storage)", file=sys.stderr)
+        workers = cores
     ctx = ctx or prepare(config)  # everything is checked before anything is created in storage
     heartbeat = config.workers.heartbeat_interval if target.supports_heartbeat else None
     storage_obj = open_storage(target, heartbeat, config.workers.grace_period, config.workers.max_retry)
@@ -81,15 +71,24 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
         study, created = create_or_load_study(config, storage_obj, make_sampler(config))
     except NormxError:
         raise
-    except Exception as err:  # noqa: BLE001 - storage failures past opening (schema, permissions)
+    except Exception as err:  # noqa: BLE001 - storage failures past opening (schema, permissions, full)
+        failure = storage_failure(err, target)
+        if failure is not None:
+            raise failure from None
         raise StorageError(f"storage {target.display}: {scrub(str(err).splitlines()[0], target.url)}") from None
     if not created:
         # Another process (a worker on another machine, or an earlier run) drew from the same seed:
         # a fresh random state keeps this one from repeating its draws. One process running a study
         # from start to end stays reproducible by the study's seed.
         study.sampler.reseed_rng()
-    study.set_user_attr(StudyAttr.N_TRIALS, budget)  # the budget of the latest run: what progress and reports count to
-    study.set_user_attr(StudyAttr.SPACE_EXHAUSTED, None)  # said again by this run's workers if it still holds
+    try:
+        study.set_user_attr(StudyAttr.N_TRIALS, budget)  # the budget of the latest run: what progress and reports count to
+        study.set_user_attr(StudyAttr.SPACE_EXHAUSTED, None)  # said again by this run's workers if it still holds
+    except Exception as err:  # noqa: BLE001 - the first write of a resumed study: full or read-only
+        failure = storage_failure(err, target)
+        if failure is None:
+            raise
+        raise failure from None
     taken, _, _ = budget_counts(study)
     outcome = StudyOutcome(config.name, target.display, created)
     verb = "created" if created else f"resumed ({taken} of {budget} trials done or running)"
@@ -101,7 +100,9 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
             worker = Worker(ctx, target, budget, on_event, storage=storage_obj, study=study)
             worker.run()
         else:
-            _run_processes(config, target, budget, workers, on_event)
+            lost = _run_processes(config, target, budget, workers, on_event)
+            if lost:
+                _check_budget_met(study, budget, lost, config.name, on_event)
     except KeyboardInterrupt:
         outcome.interrupted = True
         outcome.counts = state_counts(study)
@@ -141,33 +142,65 @@ def warmup_note(config: StudyConfig, study: optuna.Study) -> list[str]:
     return [f"relative screening: {len(decided)} candidate(s), fewer than the warm-up of {s.warmup}: all trained"]
 
 
-def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, index: int,
-                    events: multiprocessing.Queue | None, threads: int) -> None:
-    """A worker process: prepares its own context and runs until the budget is spent."""
-    interrupt_on_signals()
-    torch.set_num_threads(max(1, threads))
-    on_event = events.put if events is not None else PlainLines()
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else every core)."""
     try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+#: Seconds the workers get to record their interrupted trials after Ctrl-C, all together, before
+#: the ones still running are terminated (and then killed): their trials are retried by the next run.
+STOP_GRACE_S = 20.0
+
+
+def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, index: int,
+                    events: multiprocessing.Queue, threads: int) -> None:
+    """A worker process: prepares its own context and runs until the budget is spent, or until its
+    parent dies (it then records its trial as interrupted and exits: no orphans)."""
+    interrupt_on_signals()
+    watch = ParentWatch()
+
+    def on_event(event: TrialEvent) -> None:
+        if not watch.orphaned:
+            events.put(event)
+
+    try:
+        unblock_interrupts()  # a Ctrl-C that arrived while this process started is delivered here
+        watch.start()
+        torch.set_num_threads(max(1, threads))
         ctx = prepare(config)
         Worker(ctx, target, budget, on_event, index=index).run()
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if watch.orphaned:
+            events.cancel_join_thread()  # nobody reads the queue any more: do not wait on it at exit
         sys.exit(130)
     except NormxError as err:
         on_event(TrialEvent(kind="error", study=config.name, message=str(err), worker=worker_name()))
         sys.exit(2)
 
 
+def _signal_name(exitcode: int) -> str:
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+
+
 def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, workers: int,
-                   on_event: TrialEventHandler) -> None:
-    """Run ``workers`` worker processes and pass their events on until every one has stopped."""
+                   on_event: TrialEventHandler) -> list[str]:
+    """Run ``workers`` worker processes and pass their events on until every one has stopped.
+
+    Returns what happened to workers that died by a signal (their trials are retried by the
+    others); raises the first worker's error, or KeyboardInterrupt after stopping them all."""
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, usable_cores() // workers)
     processes = [context.Process(target=_worker_process, args=(config, target, budget, i, events, threads),
                                  name=f"normx-worker-{i}") for i in range(workers)]
-    for p in processes:
-        p.start()
     errors: list[str] = []
 
     def drain(block: bool) -> None:
@@ -183,26 +216,60 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
             block = False
 
     try:
+        with blocked_signals():  # each worker inherits the mask and unblocks once its handlers are set
+            for p in processes:
+                p.start()
         while any(p.is_alive() for p in processes):
             drain(block=True)
+            if errors:  # a storage that is full fails every worker: stop the others at once
+                _stop_processes(processes, drain)
+                break
         drain(block=False)
     except KeyboardInterrupt:
-        for p in processes:  # a SIGINT sent to the parent alone reaches the workers too
-            if p.is_alive() and p.pid:
-                try:
-                    os.kill(p.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-        for p in processes:
-            p.join(timeout=60)
-        drain(block=False)
+        _stop_processes(processes, drain)
         raise
     for p in processes:
         p.join()
     if errors:
         raise NormxError(errors[0])
-    bad = [p.exitcode for p in processes if p.exitcode not in (0, None)]
-    if 130 in bad:
+    codes = [p.exitcode for p in processes]
+    if 130 in codes:
         raise KeyboardInterrupt
-    if bad:
-        raise NormxError(f"{len(bad)} worker process(es) failed (exit codes {bad})")
+    failed = [c for c in codes if c not in (0, None) and c > 0]
+    if failed:
+        raise NormxError(f"{len(failed)} worker process(es) failed (exit codes {failed})")
+    return [f"worker {p.name} (pid {p.pid}) was killed by {_signal_name(p.exitcode)}"
+            for p in processes if p.exitcode is not None and p.exitcode < 0]
+
+
+def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None]) -> None:
+    """Interrupt every live worker and give them :data:`STOP_GRACE_S` together to record their
+    trials; then SIGTERM, then SIGKILL, whatever still runs."""
+    for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        alive = [p for p in processes if p.is_alive()]
+        if not alive:
+            return
+        for p in alive:
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(p.is_alive() for p in alive):
+            try:
+                drain(block=True)
+            except KeyboardInterrupt:  # a second Ctrl-C: go on stopping them
+                pass
+
+
+def _check_budget_met(study: optuna.Study, budget: int, lost: list[str], name: str,
+                      on_event: TrialEventHandler) -> None:
+    """After workers died by a signal: fine when the others met the budget, an error otherwise."""
+    taken, running, waiting = budget_counts(study)
+    if taken >= budget and not running:
+        for note in lost:
+            on_event(TrialEvent(kind="study", study=name,
+                                message=f"{note}; its trial was retried by the other workers and the budget was met"))
+        return
+    raise NormxError(f"{'; '.join(lost)}; the study has {taken} of {budget} trials done or running: "
+                     "run the same command again to resume")

@@ -14,10 +14,12 @@ number of trials is exactly the budget even when many workers ask at the same mo
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import random
 import re
+import sqlite3
 import sys
 import time
 import warnings
@@ -30,6 +32,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from explorer.errors import NormxError
 from explorer.search.storage_files import (StorageFileError, check_writable_file, first_journal_problem,
@@ -40,6 +43,51 @@ _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pass
 
 class StorageError(NormxError):
     """A storage that cannot be opened or used (missing file, unreachable server, not Optuna's)."""
+
+
+class StorageFullError(StorageError):
+    """The storage's disk (or quota, or file-size limit) is full: nothing more can be recorded."""
+
+
+#: errno values of a write that cannot succeed until the user acts: full, over quota or a file-size
+#: limit; a read-only file system.
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_READ_ONLY_ERRNOS = {errno.EROFS}
+_FULL_TEXT = ("database or disk is full", "no space left on device", "could not extend file", "disk full",
+              "file too large", "quota exceeded")
+_READ_ONLY_TEXT = ("readonly database", "read-only file system", "read-only transaction")
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        orig = getattr(err, "orig", None)
+        if isinstance(orig, BaseException):
+            yield orig
+        err = err.__cause__ or err.__context__
+
+
+def storage_failure(err: BaseException, target: StorageTarget) -> StorageError | None:
+    """The one-line error when ``err`` is the storage failing (full, read-only, its database
+    erroring), or None when it is not a storage error (a failure of the trial itself).
+
+    A trial must not be recorded as failed for the storage's sake: the worker stops at once, the
+    trial is left RUNNING and the next run finds it lost (or stale) and retries it."""
+    chain = list(_chain(err))
+    words = " ".join(str(e) for e in chain).lower()
+    detail = scrub(_first_line(err), target.url)
+    kept = "no trial was recorded as failed for it"
+    resume = "run the same command again to resume"
+    if any(isinstance(e, OSError) and e.errno in _FULL_ERRNOS for e in chain) or any(t in words for t in _FULL_TEXT):
+        return StorageFullError(f"storage full: {target.display} ({detail}); {kept}: free space, then {resume}")
+    if any(isinstance(e, OSError) and e.errno in _READ_ONLY_ERRNOS for e in chain) \
+            or any(t in words for t in _READ_ONLY_TEXT):
+        return StorageError(f"storage {target.display} is read-only ({detail}); {kept}: make it writable, then {resume}")
+    if any(isinstance(e, (SQLAlchemyError, optuna.exceptions.StorageInternalError, sqlite3.Error)) for e in chain):
+        return StorageError(f"storage {target.display} failed ({detail}); {kept}: {resume}")
+    return None
 
 
 #: A password given as a query parameter (``postgresql://u@h/db?password=secret``), which libpq accepts.

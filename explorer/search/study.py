@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from explorer import __version__
 from explorer.errors import NormxError
 from explorer.search.schema import Stage, StudyAttr, TrialAttr
+from explorer.search.storage import mask_password
 from explorer.search.study_file import StudyConfig
 
 
@@ -51,6 +52,9 @@ def create_or_load_study(config: StudyConfig, storage: BaseStorage,
             raise StudyMismatchError(
                 f"study {config.name!r} already exists with objectives {shown}; rename the study "
                 "(name = ...) or use another storage")
+        text = study.user_attrs.get(StudyAttr.STUDY_FILE)
+        if isinstance(text, str) and mask_password(text) != text:  # stored by a version that kept passwords
+            study.set_user_attr(StudyAttr.STUDY_FILE, mask_password(text))
         return study, False
     try:
         study = optuna.create_study(study_name=config.name, storage=storage, sampler=sampler,
@@ -58,7 +62,7 @@ def create_or_load_study(config: StudyConfig, storage: BaseStorage,
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it first
         return optuna.load_study(study_name=config.name, storage=storage, sampler=sampler), False
     study.set_user_attr(StudyAttr.NORMX_VERSION, __version__)
-    study.set_user_attr(StudyAttr.STUDY_FILE, config.text)
+    study.set_user_attr(StudyAttr.STUDY_FILE, mask_password(config.text))  # readable by anyone who reads the study
     study.set_user_attr(StudyAttr.OBJECTIVES, wanted)
     study.set_user_attr(StudyAttr.MODELS, list(config.models))
     study.set_user_attr(StudyAttr.DATA, config.data.name)

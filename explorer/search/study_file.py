@@ -401,10 +401,18 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     config.workers = WorkersConfig(**data.get("workers", {}))
     sections = {"": config, "data": config.data, "screening": config.screening, "training": training,
                 "workers": config.workers}
+    for section, values in sections.items():  # inf passes "0 or more", and a NaN threshold never prunes
+        for key, value in vars(values).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise check.fail((section, key) if section else (key,), f"must be a finite number, got {value!r}")
     for (section, key), (low, high, what) in RANGES.items():
         value = getattr(sections[section], key)
         if value is not None and not (low <= value <= high):
             raise check.fail((section, key) if section else (key,), f"must be {what}, got {value!r}")
+    if training.steps is not None and training.epochs is not None:
+        raise check.fail(("training", "epochs"), "give steps or epochs, not both")
+    if config.storage is not None and not config.storage.strip():
+        raise check.fail(("storage",), "empty storage; give a URL or a file, or leave the key out")
 
     config.space = _parse_space(check, data.get("space", {}))
     if any(objective_source(o)[0] == TrialAttr.TRAIN for o in objectives) and not training.enabled:

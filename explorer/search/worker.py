@@ -43,9 +43,11 @@ from explorer.scoring import predictor_record, score
 from explorer.search.context import StudyContext
 from explorer.search.events import TrialEvent, TrialEventHandler
 from explorer.search.policy import aggregate_predictors, aggregate_training, objective_values, screening_verdict
+from explorer.search.liveness import WorkerLiveness, fail_lost_trials, liveness_dir
 from explorer.search.schema import PREDICTOR_KEYS, RESULT_ATTRS, Stage, StudyAttr, TrialAttr, json_safe
 from explorer.search.screening import Decision, RelativePolicy, candidate_values, relative_decision
-from explorer.search.storage import StorageTarget, claim_lock, open_storage
+from explorer.search.signals import deferred_interrupts
+from explorer.search.storage import StorageTarget, claim_lock, open_storage, storage_failure
 from explorer.search.study import budget_counts, composition_key, holds_a_place, make_sampler
 from explorer.spec import parse_spec
 from explorer.training import TrainConfig, train
@@ -59,9 +61,21 @@ IDLE_POLL_S = 1.0
 MAX_CONSECUTIVE_REPEATS = 30
 #: Spaces with more leaves than this are not listed (30 repeats in a row then end the study).
 ENUMERATION_LIMIT = 5000
+#: Tries to record an interruption on a busy storage before leaving the trial to the next run.
+INTERRUPT_RECORD_ATTEMPTS = 5
 
 #: model name -> a stored record (predictors or train), as ``docs/trial-schema.md`` describes it
 ByModel = dict[str, dict[str, Any]]
+
+
+#: The Optuna constraint set on a trial whose training diverged (> 0: infeasible).
+DIVERGED_CONSTRAINT = "diverged"
+
+
+def diverged_note(train_by_model: ByModel) -> str:
+    """``"diverged at step 12 (cnn10)"`` when a model's training diverged, else ``""``."""
+    notes = [f"step {r.get('diverged_step')} ({model})" for model, r in train_by_model.items() if r.get("diverged")]
+    return f"diverged at {', '.join(notes)}" if notes else ""
 
 
 def worker_name() -> str:
@@ -165,19 +179,37 @@ class Worker:
 
     def claim(self) -> Claimed | None:
         """A trial within the budget with its composition drawn, or None when the budget is spent
-        or the space is exhausted (waits for running trials of other workers on RDB storages,
-        whose worker may die and whose trial is then retried)."""
+        or the space is exhausted. While other workers' trials run and their workers can be watched
+        (heartbeats, liveness files), waits: a worker that dies has its trial retried, and this
+        worker runs the retry.
+
+        Asking, the first heartbeat, the worker's name and the draw happen under the claim lock with
+        Ctrl-C/SIGTERM held, so a RUNNING trial is never left without them (:mod:`liveness`)."""
+        max_retry = self.ctx.config.workers.max_retry
         while True:
             if self.heartbeat_interval:
                 optuna.storages.fail_stale_trials(self.study)
-            with claim_lock(self.target, self.storage, self.ctx.config.name):
-                taken, running, waiting = budget_counts(self.study)
-                if taken < self.budget:
-                    if not waiting and self._presets_only_and_done():
-                        self.exhausted = taken
-                        return None
-                    return self._draw(self.study.ask())
-            if not (self.heartbeat_interval and running):
+            claimed, done = None, False
+            with deferred_interrupts() as held:
+                with claim_lock(self.target, self.storage, self.ctx.config.name):
+                    fail_lost_trials(self.study, self.target, max_retry)
+                    taken, running, waiting = budget_counts(self.study)
+                    if taken < self.budget:
+                        if not waiting and self._presets_only_and_done():
+                            self.exhausted, done = taken, True
+                        else:
+                            trial = self.study.ask()
+                            if self.heartbeat_interval:
+                                self.storage.record_heartbeat(trial._trial_id)
+                            trial.set_user_attr(TrialAttr.WORKER, self.name)
+                            claimed = self._draw(trial)
+            if held.pending:
+                if claimed is not None:
+                    self._record_interruption(claimed.trial, None)
+                raise KeyboardInterrupt
+            if claimed is not None:
+                return claimed
+            if done or not (running and (self.heartbeat_interval or liveness_dir(self.target))):
                 return None
             time.sleep(IDLE_POLL_S)
 
@@ -215,11 +247,8 @@ class Worker:
                 missing.setdefault(key, params)
         return list(missing.values())
 
-    def run(self) -> int:
-        """Run trials until the budget is spent or the space is exhausted; returns the number of
-        trials this worker ran (repeats of known compositions included)."""
-        if self.study is None:
-            self.connect()
+    def _run_trials(self) -> int:
+        """The trial loop: claim, run, and list the space when the sampler keeps repeating itself."""
         ran = repeats = 0
         while True:
             claimed = self.claim()
@@ -245,6 +274,27 @@ class Worker:
                             f"than {ENUMERATION_LIMIT} leaves to list)")
             self.study.set_user_attr(StudyAttr.SPACE_EXHAUSTED, self.exhausted)
             self.emit("space_exhausted", message=message)
+        return ran
+
+    def run(self) -> int:
+        """Run trials until the budget is spent or the space is exhausted; returns the number of
+        trials this worker ran (repeats of known compositions included).
+
+        A storage that fails (full, read-only, its server gone) stops the worker at once with one
+        :class:`StorageError` line; no trial is recorded as failed for it."""
+        ran = 0
+        try:
+            with WorkerLiveness(self.target, self.name):
+                if self.study is None:
+                    self.connect()
+                ran = self._run_trials()
+        except NormxError:
+            raise
+        except Exception as err:
+            failure = storage_failure(err, self.target)
+            if failure is None:
+                raise
+            raise failure from None
         self.emit("worker_done", message=f"ran {ran} trial(s)")
         return ran
 
@@ -273,12 +323,11 @@ class Worker:
                     return True
                 self._prune(trial, str(err), spec_text)
             except KeyboardInterrupt:
-                trial.set_user_attr(TrialAttr.STAGE, Stage.INTERRUPTED)
-                self.study.tell(trial, state=TrialState.FAIL)
-                self._enqueue_retry(trial)
-                self.emit("trial_finished", trial=trial.number, spec=spec_text, state="FAIL", message="interrupted")
+                self._record_interruption(trial, spec_text)
                 raise
             except Exception as err:  # noqa: BLE001 - a broken composition or plugin fails one trial only
+                if storage_failure(err, self.target) is not None:
+                    raise  # the storage, not the trial: Worker.run stops with one line
                 message = " ".join(f"{type(err).__name__}: {err}".split())[:500]
                 if isinstance(err, (NormxError, _TrialError)):
                     message = " ".join(str(err).split())[:500]
@@ -313,6 +362,11 @@ class Worker:
         trial trains."""
         config = self.ctx.config
         self.emit("stage", trial=trial.number, spec=spec_text, stage=Stage.SCREENING)
+        train_batch = min(config.training.batch_size, len(self.ctx.train_data))
+        if config.needs_training() and train_batch < 2 \
+                and parse_spec(spec_text, self.ctx.registry).uses_batch_statistics(self.ctx.registry):
+            return Evaluation({}, prune_reason=f"uses batch statistics, which need a training batch of at least 2 "
+                                               f"samples (training.batch_size = {config.training.batch_size})")
         predictors_by_model = self._screen(spec_text)
         trial.set_user_attr(TrialAttr.PREDICTORS_BY_MODEL, json_safe(predictors_by_model))
         trial.set_user_attr(TrialAttr.PREDICTORS, json_safe(aggregate_predictors(predictors_by_model)))
@@ -339,10 +393,38 @@ class Worker:
         values = objective_values(self.ctx.config, evaluation.predictors_by_model, train_by_model)
         if any(math.isnan(v) for v in values):
             raise _TrialError(f"an objective is NaN: {values}")
+        diverged = diverged_note(train_by_model)
+        if diverged:  # infeasible for Optuna: off study.best_trials (and optuna-dashboard's front)
+            trial.set_constraint(DIVERGED_CONSTRAINT, 1.0)
         trial.set_user_attr(TrialAttr.STAGE, Stage.DONE)
         self.study.tell(trial, values)
         self.completed += 1
-        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="COMPLETE", values=values)
+        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="COMPLETE", values=values,
+                  message=diverged)
+
+    def _record_interruption(self, trial: optuna.Trial, spec_text: str | None) -> None:
+        """Record ``trial`` as interrupted and queue its retry, with further signals held. A storage
+        that stays busy or fails is said in one line: the trial stays RUNNING and the next run
+        finds it lost or stale and retries it."""
+        steps = (lambda: trial.set_user_attr(TrialAttr.STAGE, Stage.INTERRUPTED),
+                 lambda: self.study.tell(trial, state=TrialState.FAIL),
+                 lambda: self._enqueue_retry(trial))
+        with deferred_interrupts():
+            for step in steps:
+                for attempt in range(INTERRUPT_RECORD_ATTEMPTS):
+                    try:
+                        step()
+                        break
+                    except Exception as err:  # noqa: BLE001 - "database is locked" under contention
+                        if attempt + 1 < INTERRUPT_RECORD_ATTEMPTS and storage_failure(err, self.target) is not None:
+                            time.sleep(0.2 * (attempt + 1))
+                            continue
+                        why = " ".join(str(err).split())[:200]
+                        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="RUNNING",
+                                  message=f"interrupted, but the storage refused to record it ({why}); "
+                                          "the next run finds it lost and retries it")
+                        return
+        self.emit("trial_finished", trial=trial.number, spec=spec_text, state="FAIL", message="interrupted")
 
     def _enqueue_retry(self, trial: optuna.Trial) -> None:
         attrs = {k: v for k, v in trial.user_attrs.items() if k == TrialAttr.BASELINE}
@@ -392,6 +474,8 @@ class Worker:
                 self.emit("trial_finished", trial=trial.number, spec=spec_text, state="FAIL",
                           message=f"same as trial {source}: {attrs.get(TrialAttr.ERROR, '')}")
             else:
+                for name, value in earlier.constraints.items():  # a diverged run stays off the front
+                    trial.set_constraint(name, value)
                 trial.set_user_attr(TrialAttr.STAGE, Stage.DONE)
                 self.study.tell(trial, list(earlier.values))
                 self.emit("trial_finished", trial=trial.number, spec=spec_text, state="COMPLETE",

@@ -22,8 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from explorer.errors import NormxError
-from explorer.search.events import PlainLines
-from explorer.search.results import StudyData, StudySource, TrialRow
+from explorer.search.events import PlainLines, write_line
+from explorer.search.results import StudyData, StudySource, TrialRow, mask_password
 from explorer.tui.formatting import COLUMNS, format_duration, format_number
 from explorer.tui.tables import STATE_STYLES
 
@@ -104,6 +104,8 @@ def progress_renderable(data: StudyData | None, budget: int | None = None,
     for state in ("complete", "running", "pruned", "failed", "interrupted"):
         if state != "interrupted" or counts[state]:
             head.append(f"{counts[state]} {state}", style=STATE_STYLES[state])
+            if state == "complete" and summary.diverged:
+                head.append(f" ({summary.diverged} diverged)", style="bold red")
             head.append("  ")
     if summary.repeats:
         head.append(f"{summary.repeats} repeated", style="dim")
@@ -142,7 +144,9 @@ def status_line(data: StudyData, budget: int | None = None) -> str:
     summary = data.summary(budget=budget)
     c = summary.counts
     total = f"/{summary.budget}" if summary.budget else ""
-    line = (f"study {data.name}: {summary.finished}{total} finished ({c['complete']} complete, {c['pruned']} pruned, "
+    diverged = f" ({summary.diverged} diverged)" if summary.diverged else ""
+    line = (f"study {data.name}: {summary.finished}{total} finished ({c['complete']} complete{diverged}, "
+            f"{c['pruned']} pruned, "
             f"{c['failed']} failed{', %d interrupted' % c['interrupted'] if c['interrupted'] else ''}"
             f"{'; %d repeated' % summary.repeats if summary.repeats else ''}), {c['running']} running")
     stages = [f"#{r.number} {r.progress}" for r in summary.running[:MAX_RUNNING_ROWS]]
@@ -161,10 +165,15 @@ def status_line(data: StudyData, budget: int | None = None) -> str:
 
 class StudyProgress:
     """The display for ``normx study run``: use as a context manager around the run, and pass it as the
-    runner's ``on_trial_event`` handler. Live panel on a terminal, plain lines otherwise."""
+    runner's ``on_trial_event`` handler. Live panel on a terminal, plain lines otherwise.
+
+    With ``after_study_event`` (what ``normx study run`` uses) nothing of the storage is shown
+    before the runner says the study is ready: while it is being created the storage has no study
+    yet, and a study the runner will refuse (other objectives) must not be shown as if it ran."""
 
     def __init__(self, storage_url: str, study_name: str, budget: int | None = None, console: Console | None = None,
-                 interval: float = 1.0, plain_every_s: float = 10.0, file: TextIO | None = None):
+                 interval: float = 1.0, plain_every_s: float = 10.0, file: TextIO | None = None,
+                 after_study_event: bool = False):
         self.console = console or Console(file=file)
         self.budget = budget
         self.plain = not self.console.is_terminal
@@ -176,6 +185,12 @@ class StudyProgress:
         self._last_line_at = 0.0
         self._lock = threading.Lock()
         self._event_lines: Any = None
+        #: set by the runner's "study" event: before it the study is being created or opened, and
+        #: what the storage holds (nothing yet, or the study a mismatch will refuse) is not shown
+        self._ready = threading.Event()
+        if not after_study_event:  # no runner to wait for: show the storage as it is
+            self._ready.set()
+        self._storage_url = storage_url
 
     # -- context --------------------------------------------------------------------------
 
@@ -196,10 +211,12 @@ class StudyProgress:
             if exc[0] is not None and self.poller.data is None:
                 self._live.transient = True  # nothing ran: leave the error line alone on the screen
             self._live.__exit__(*exc)
-        elif self.poller.data is not None:
+        elif self.poller.data is not None and self._ready.is_set():
             self._print_status(force=True)
 
     def __rich__(self) -> RenderableType:
+        if not self._ready.is_set():
+            return Text(f"opening the study in {mask_password(self._storage_url)}…", style="dim")
         return progress_renderable(self.poller.data, self.budget, dict(self.live_steps), self.poller.error)
 
     # -- events from the runner -----------------------------------------------------------
@@ -215,9 +232,12 @@ class StudyProgress:
             self.live_steps.pop(trial, None)
             self.poller.wake()
         elif kind in ("trial_started", "study"):
+            if kind == "study":
+                self._ready.set()
             self.poller.wake()
         if self.plain:
-            self._event_lines(event)
+            with self._lock:
+                self._event_lines(event)
         elif kind in ("trial_finished", "study", "study_done", "space_exhausted"):
             line = _event_line(event)
             if line:
@@ -232,7 +252,7 @@ class StudyProgress:
         """A status line when the study's counts changed (at most every ``plain_every_s``), and a
         heartbeat line every 6 × ``plain_every_s`` even when nothing finished (long training runs)."""
         data = self.poller.data
-        if data is None:
+        if data is None or not self._ready.is_set():
             return
         line = status_line(data, self.budget)
         counts = line.split(" running")[0]
@@ -242,7 +262,7 @@ class StudyProgress:
             changed = counts != self._last_line.split(" running")[0]
             if (force and line != self._last_line) or not self._last_line \
                     or (changed and since >= self.plain_every_s) or since >= 6 * self.plain_every_s:
-                print(line, file=self.console.file, flush=True)
+                write_line(self.console.file, line)
                 self._last_line, self._last_line_at = line, now
 
 
@@ -255,7 +275,7 @@ def _event_line(event: Any) -> Text | None:
         if state == "complete" and event.values:
             text.append("  " + ", ".join(format_number(v, 4) for v in event.values), style="bold")
             if event.message:
-                text.append(f"  {event.message}", style="dim")
+                text.append(f"  {event.message}", style="bold red" if "diverged" in event.message else "dim")
         elif event.message:
             text.append(f"  {event.message}", style="dim")
         return text
@@ -266,4 +286,5 @@ def _event_line(event: Any) -> Text | None:
 
 def create_progress(storage_url: str, study_name: str, budget: int | None = None, **kwargs: Any) -> StudyProgress:
     """The progress display for a run of ``study_name`` in ``storage_url`` (see :class:`StudyProgress`)."""
+    kwargs.setdefault("after_study_event", True)
     return StudyProgress(storage_url, study_name, budget, **kwargs)

@@ -172,6 +172,8 @@ def score_table(result: dict[str, Any]) -> Group:
 
 
 def state_text(row: TrialRow) -> Text:
+    if row.state == "complete" and row.diverged:  # chance accuracy after a NaN loss is not a result
+        return Text("diverged", style="bold red")
     return Text(row.state, style=STATE_STYLES.get(row.state, ""))
 
 
@@ -339,6 +341,8 @@ def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = 
     text.append(f"{summary.finished}{budget} finished: ")
     for state in ("complete", "running", "pruned", "failed"):
         text.append(f"{counts.get(state, 0)} {state}", style=STATE_STYLES[state])
+        if state == "complete" and summary.diverged:
+            text.append(f" ({summary.diverged} diverged)", style="bold red")
         text.append(" ")
     for state in ("interrupted", "waiting"):
         if counts.get(state):

@@ -137,6 +137,8 @@ def row_from_trial(trial: FrozenTrial | TrialRecord) -> TrialRow:
     if not stage:
         stage = {"complete": "done", "failed": "failed", "pruned": "pruned"}.get(state, "")
     reason = attrs.get("prune_reason") or attrs.get("error") or ""
+    if isinstance(train, dict) and train.get("diverged") and not reason:
+        reason = f"diverged at step {train.get('diverged_step')}"
     values = tuple(trial.values) if trial.values is not None else ()
     step, steps = attrs.get("step"), attrs.get("steps")
     reused = attrs.get("reused_from")

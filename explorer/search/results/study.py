@@ -65,9 +65,10 @@ def pareto_mask(values: Sequence[Sequence[float]], maximize: Sequence[bool]) -> 
 
 
 def mark_pareto(rows: Sequence[TrialRow], objectives: Sequence[Objective]) -> None:
-    """Set ``row.pareto`` on the complete trials that are on the study's Pareto front."""
-    candidates = [r for r in rows if r.state == "complete" and len(r.values) == len(objectives)
-                  and all(finite(v) for v in r.values)]
+    """Set ``row.pareto`` on the complete trials that are on the study's Pareto front (diverged
+    trainings are kept off it, as Optuna's ``best_trials`` does through their constraint)."""
+    candidates = [r for r in rows if r.state == "complete" and not r.diverged and len(r.values) == len(objectives)
+                  and all(finite(v) for v in r.values)]  # a diverged run's chance accuracy is not a result
     for row in rows:
         row.pareto = False
     mask = pareto_mask([r.values for r in candidates], [o.maximize for o in objectives])
@@ -93,6 +94,8 @@ class Summary:
     elapsed_s: float | None
     #: finished trials that repeated an earlier composition (told its result; no place in the budget)
     repeats: int = 0
+    #: complete trials whose training diverged (counted in ``complete``, never the best or on the front)
+    diverged: int = 0
 
     @property
     def finished(self) -> int:
@@ -128,10 +131,11 @@ class StudyData:
         return sort_rows((r for r in self.rows if keep(r)), sort_key, reverse)
 
     def best(self) -> dict[str, TrialRow]:
-        """The best complete trial for each objective."""
+        """The best complete trial for each objective (a diverged training is never the best)."""
         best: dict[str, TrialRow] = {}
         for k, objective in enumerate(self.objectives):
-            scored = [r for r in self.rows if r.state == "complete" and len(r.values) > k and finite(r.values[k])]
+            scored = [r for r in self.rows if r.state == "complete" and not r.diverged and len(r.values) > k
+                      and finite(r.values[k])]
             if scored:
                 pick = max if objective.maximize else min
                 best[objective.name] = pick(scored, key=lambda r: (r.values[k], -r.number) if objective.maximize
@@ -162,7 +166,8 @@ class StudyData:
             eta = max(0, budget - finished) / rate * 60.0
         running = sorted((r for r in self.rows if r.state == "running"), key=lambda r: r.number)
         return Summary(counts=counts, total=len(self.rows), budget=budget, best=self.best(), running=running,
-                       rate_per_min=rate, eta_s=eta, elapsed_s=elapsed, repeats=repeats)
+                       rate_per_min=rate, eta_s=eta, elapsed_s=elapsed, repeats=repeats,
+                       diverged=sum(1 for r in self.rows if r.state == "complete" and r.diverged))
 
     # -- series for the plots --------------------------------------------------------------
 

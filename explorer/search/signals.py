@@ -1,0 +1,113 @@
+"""Signals of a running study: Ctrl-C and SIGTERM become one interruption, at a moment that cuts nothing.
+
+A worker turns SIGINT and SIGTERM into :class:`KeyboardInterrupt` (:func:`interrupt_on_signals`)
+so that its running trial is recorded as interrupted. Some steps must not be cut in two: asking
+Optuna for a trial and claiming it (a trial left RUNNING with no heartbeat and no worker is never
+found stale), and recording an interruption. :func:`deferred_interrupts` holds the signals during
+such a step; the interruption is raised by the caller after it (``held.raise_pending()``).
+
+Worker processes start with the two signals blocked (:func:`blocked_signals` around their start:
+the mask is inherited across ``exec``) and unblock them once their handlers are installed, so a
+Ctrl-C while they import torch is delivered then, as an interruption, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in this process's main thread.
+
+    A process started in the background by a non-interactive shell inherits SIGINT ignored, and a
+    batch scheduler stops jobs with SIGTERM: either way the running trial must still be recorded
+    as interrupted, so both are turned into the interruption the worker already handles.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+class DeferredInterrupts:
+    """Whether SIGINT/SIGTERM arrived while held (see :func:`deferred_interrupts`)."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def hold(self, signum: int, frame: FrameType | None) -> None:
+        self.pending = True
+
+    def raise_pending(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[DeferredInterrupts]:
+    """Hold SIGINT and SIGTERM for the duration of the block (main thread only; elsewhere signals
+    do not reach Python code). The block's caller decides when to raise what arrived."""
+    held = DeferredInterrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = {s: signal.getsignal(s) for s in INTERRUPTS}
+    for s in INTERRUPTS:
+        signal.signal(s, held.hold)
+    try:
+        yield held
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def blocked_signals() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread: processes started inside inherit the mask."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def unblock_interrupts() -> None:
+    """Deliver the SIGINT/SIGTERM that arrived while blocked (after the handlers are installed)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+
+
+class ParentWatch:
+    """A worker process's watch on its parent: when the parent dies (even by SIGKILL) the worker
+    is interrupted, records its running trial and exits instead of running on as an orphan."""
+
+    def __init__(self, interval: float = 0.5, on_orphaned: Callable[[], None] | None = None):
+        self.parent = os.getppid()
+        self.interval = interval
+        self.orphaned = False
+        self.on_orphaned = on_orphaned
+        self._thread = threading.Thread(target=self._run, daemon=True, name="normx-parent-watch")
+
+    def start(self) -> ParentWatch:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while os.getppid() == self.parent:
+            time.sleep(self.interval)
+        self.orphaned = True
+        if self.on_orphaned is not None:
+            self.on_orphaned()
+        os.kill(os.getpid(), signal.SIGTERM)  # the interruption the main thread already handles
