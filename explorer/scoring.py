@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from explorer.compile import CompileController
 from explorer.errors import NormxError
 from explorer.models import canonical_model_name, create_model
 from explorer.predictors import Recorder, grad_explosion_exponent, variance_growth
@@ -59,17 +60,24 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> dict[str, Any]:
-    """The predictors of one built model over the batches (train mode, no weight gradients)."""
+def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]], compile: str | bool = False,
+            planned: int | None = None) -> dict[str, Any]:
+    """The predictors of one built model over the batches (train mode, no weight gradients).
+
+    ``compile`` runs the generic layers compiled (explorer.compile); ``planned`` is how many passes
+    the caller will run in all (later seeds reuse the compiled code), for ``"auto"`` to weigh.
+    """
     was_training = model.training
     requires = [p.requires_grad for p in model.parameters()]
     model.train()
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        with Recorder(model) as recorder:
+        with CompileController(model, compile, planned=planned or len(batches), device=batches[0][0].device) as \
+                compiler, Recorder(model) as recorder:
             for x, y in batches:
                 recorder.step(x.detach().requires_grad_(True), y)  # a new leaf: the caller's x is left alone
+                compiler.pass_done()
             result = recorder.result()
     finally:
         for p, r in zip(model.parameters(), requires):
@@ -81,12 +89,14 @@ def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> dict[str,
 
 
 def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[Any] = (), seeds: int = 1,
-          device: str | torch.device = "cpu", num_classes: int | None = None) -> dict[str, Any]:
+          device: str | torch.device = "cpu", num_classes: int | None = None,
+          compile: str | bool = "auto") -> dict[str, Any]:
     """Score a normalizer at initialization: every predictor, averaged over batches, then over seeds.
 
     ``model`` is a name in call form (built once per seed, seeds 0..seeds-1) or a built module
     (scored as it is, one seed). ``inputs`` is an iterable of batches: tensors (labels drawn at
     random, seeded) or (x, y) pairs. Overflow (inf/NaN) is reported in ``overflow``, not raised.
+    ``compile``: "auto" (compile the generic layers when it pays), True or False (explorer.compile).
     """
     spec = parse_spec(spec)
     device = torch.device(device)
@@ -107,14 +117,14 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
     if isinstance(model, nn.Module):
         built = model.to(device)
         model_name = getattr(model, "model_name", type(model).__name__)
-        runs.append(measure(built, batches))
+        runs.append(measure(built, batches, compile))
         seeds = 1
     else:
         model_name = canonical_model_name(model)
         for seed in range(seeds):
             torch.manual_seed(seed)
             built = create_model(model, spec, num_classes=classes, in_channels=in_channels).to(device)
-            runs.append(measure(built, batches))
+            runs.append(measure(built, batches, compile, planned=len(batches) * (seeds - seed)))
     return aggregate(runs, spec=str(spec), model=model_name, batches=len(batches), device=str(device))
 
 

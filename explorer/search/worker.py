@@ -297,7 +297,7 @@ class Worker:
             batches = list(iter_batches(self.ctx.train_data, s.batch_size, s.batches, seed=config.seed))
             try:
                 result = score(spec_text, model=model, inputs=batches, seeds=s.seeds, device=self.ctx.device,
-                               num_classes=self.ctx.train_data.num_classes)
+                               num_classes=self.ctx.train_data.num_classes, compile=s.compile)
             except NormxError as err:
                 raise _InvalidComposition(f"invalid composition on {model}: {err}") from None
             by_model[model] = {k: result[k] for k in PREDICTOR_KEYS if k in result}
