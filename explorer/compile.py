@@ -24,6 +24,7 @@ Whether compiling pays is decided by :class:`CompileController` (``compile = "au
 
 from __future__ import annotations
 
+import copy
 import statistics
 import sys
 import time
@@ -246,12 +247,11 @@ class _Dispatch:
             else:
                 entry.fn = torch.compile(_fresh_function(type(self.module).forward), dynamic=False, fullgraph=True)
                 start = time.perf_counter()
-                out = self._run(key, entry, x)
-                if entry.fn is not None:
+                if self._probe(entry, x):
                     entry.compile_s = time.perf_counter() - start
                     _STATS["compiled_keys"] += 1
                     _STATS["compile_s"].append(entry.compile_s)
-                return out
+                    return self._run(key, entry, x)
         if entry is not None and entry.failed and usable:
             _warn_once(entry.failed)
         return self._eager(x)
@@ -266,6 +266,30 @@ class _Dispatch:
             torch.cuda.synchronize(x.device)
         self.last_eager_s = time.perf_counter() - start
         return out
+
+    def _probe(self, entry: _Entry, x: Tensor) -> bool:
+        """Compile forward *and* backward now, on a copy of the layer and a random input of the same
+        key, so that a failure (tracing, codegen, the backward's too) falls back here instead of
+        surfacing in the caller's ``loss.backward()``; the copy keeps the real layer's buffers untouched."""
+        try:
+            clone = copy.deepcopy(self.module)
+            probe = torch.randn_like(x).requires_grad_(x.requires_grad)
+            out = entry.fn(clone, probe)
+            if out.requires_grad:
+                loss = out.float().square().mean()
+                if getattr(clone, "regularizer_loss", None) is not None:
+                    loss = loss + clone.regularizer_loss
+                loss.backward()
+            return True
+        except NormxError:
+            entry.fn = None
+            return False  # the eager call raises it again, as the user's error it is
+        except Exception as err:  # noqa: BLE001 - a failed compile is a warning and the eager path
+            entry.fn = None
+            entry.failed = _failure_reason(err, self.module)
+            _STATS["fallbacks"] += 1
+            _warn_once(entry.failed)
+            return False
 
     def _run(self, key: tuple, entry: _Entry, x: Tensor) -> Tensor:
         try:
