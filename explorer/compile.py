@@ -272,13 +272,17 @@ class _Dispatch:
         key, so that a failure (tracing, codegen, the backward's too) falls back here instead of
         surfacing in the caller's ``loss.backward()``; the copy keeps the real layer's buffers untouched."""
         try:
-            clone = copy.deepcopy(self.module)
+            # a regularizer's latest loss is a graph's output, which deepcopy refuses: the copy starts without
+            memo = {id(m.regularizer_loss): None for m in self.module.modules()
+                    if isinstance(getattr(m, "regularizer_loss", None), Tensor)}
+            clone = copy.deepcopy(self.module, memo)
             probe = torch.randn_like(x).requires_grad_(x.requires_grad)
             out = entry.fn(clone, probe)
             if out.requires_grad:
                 loss = out.float().square().mean()
-                if getattr(clone, "regularizer_loss", None) is not None:
-                    loss = loss + clone.regularizer_loss
+                for m in clone.modules():
+                    if isinstance(getattr(m, "regularizer_loss", None), Tensor):
+                        loss = loss + m.regularizer_loss
                 loss.backward()
             return True
         except NormxError:
