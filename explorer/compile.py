@@ -1,11 +1,11 @@
 """Compiled normalized layers: any composition at fused-kernel speed, without hand kernels.
 
-The unit compiled is a model's :class:`~explorer.norm.NormalizedLayer` (pre steps, the op with
-its weight parametrization, post steps, gate, bound, affine, activation, regularizer) or a bare
-:class:`~explorer.norm.Normalizer` outside one, whenever it runs something beyond torch's native
-kernels. ``torch.compile`` (inductor: C++ on a CPU, Triton on a GPU) traces whatever the plugins'
-modules do, so a new primitive gets the speed-up without writing a kernel. Native BN/LN/GN/IN/RMS
-layers stay as they are: they are fused already.
+The units compiled are a model's :class:`~explorer.norm.Normalizer` modules (center, scale, gate,
+bound, affine, activation and regularizer of one placement: ``at=pre`` steps, post steps, bare
+normalizers) and the weight parametrizations of its ops, whenever they run something beyond
+torch's fused ``torch.compile`` (inductor: C++ on a CPU, Triton on a GPU) traces whatever the plugins'
+modules do, so a new primitive gets the speed-up without writing a kernel. Native BN/LN/GN/IN
+normalizers and the conv/linear ops stay as they are: they are fused already.
 
 Compiled code lives in a process-wide cache keyed by the unit's *structure* (module types and
 their constants, parameter shapes — not parameter values) and the input's shape, layout, dtype,
@@ -135,29 +135,44 @@ def compile_stats() -> dict[str, Any]:
 # --------------------------------------------------------------------------- units and keys
 
 
-def _normalizer_is_generic(norm: Normalizer) -> bool:
-    stats = norm.center is not None or norm.scale is not None or norm.gate is not None
-    return (stats and not norm.native) or norm.bound is not None or norm.regularizer is not None
+def is_generic(norm: Normalizer) -> bool:
+    """Whether a normalizer runs anything beyond one of torch's fused kernels (so compiling can fuse it).
 
-
-def is_generic(module: nn.Module) -> bool:
-    """Whether a unit runs anything beyond torch's native kernels (so compiling can fuse it)."""
-    if isinstance(module, Normalizer):
-        return _normalizer_is_generic(module)
-    if isinstance(module, NormalizedLayer):
-        return (parametrize.is_parametrized(module.op) or (module.pre is not None and _normalizer_is_generic(module.pre))
-                or _normalizer_is_generic(module.post))
-    return False
+    A native path stays eager — inductor's own batch/group norm are slower than torch's kernels on a
+    CPU (1.4-5.5x, ``bench_compile.py``) — unless its scale module says the native op is a
+    composite of several kernels (``compile_native = True``, as ``F.rms_norm`` on a CPU).
+    """
+    if norm.native:
+        return bool(getattr(norm.scale, "compile_native", False))
+    return any(m is not None for m in (norm.center, norm.scale, norm.gate, norm.bound, norm.regularizer))
 
 
 def compile_units(model: nn.Module) -> list[nn.Module]:
-    """The outermost normalized layers and bare normalizers of ``model`` that run a generic path."""
-    units: list[nn.Module] = []
+    """The modules of ``model`` compiled one by one: its normalizers that run a generic path (at
+    either placement, or bare) and the weight parametrizations of its normalized layers' ops.
 
-    def visit(module: nn.Module) -> None:
-        if isinstance(module, (NormalizedLayer, Normalizer)):
+    The conv/linear op itself stays in torch's kernel (inductor calls the same one), so a native
+    normalizer next to a generic step is never decomposed.
+    """
+    return [unit for unit, _ in _labelled_units(model)]
+
+
+def _labelled_units(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(unit, what to call it in a warning: the layer's spec and the unit's part)."""
+    units: list[tuple[nn.Module, str]] = []
+
+    def visit(module: nn.Module, label: str | None = None) -> None:
+        if isinstance(module, Normalizer):
             if is_generic(module):
-                units.append(module)
+                units.append((module, label or _describe_unit(module)))
+            return
+        if isinstance(module, NormalizedLayer):
+            spec = str(module.spec)
+            if parametrize.is_parametrized(module.op, "weight"):
+                units.extend((p, f"{spec} (its weight)") for p in module.op.parametrizations.weight)
+            if module.pre is not None:
+                visit(module.pre, f"{spec} (its at=pre steps)")
+            visit(module.post, spec)
             return
         for child in module.children():
             visit(child)
@@ -213,8 +228,9 @@ def _fresh_function(fn: Callable) -> Callable:
 class _Dispatch:
     """Installed as a unit's ``forward``: compiled code for its key when allowed, else eager."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, label: str = ""):
         self.module = module
+        self.label = label or _describe_unit(module)
         self.eager = type(module).forward.__get__(module)
         self.structure = structure_key(module)
         #: may compile keys not in the cache; use cached ones
@@ -290,7 +306,7 @@ class _Dispatch:
             return False  # the eager call raises it again, as the user's error it is
         except Exception as err:  # noqa: BLE001 - a failed compile is a warning and the eager path
             entry.fn = None
-            entry.failed = _failure_reason(err, self.module)
+            entry.failed = _failure_reason(err, self.module, self.label)
             _STATS["fallbacks"] += 1
             _warn_once(entry.failed)
             return False
@@ -303,28 +319,30 @@ class _Dispatch:
         except Exception as err:  # noqa: BLE001 - a failed compile is a warning and the eager path
             out = self._eager(x)  # the user's error, if it is one, is raised by the eager path
             entry.fn = None
-            entry.failed = _failure_reason(err, self.module)
+            entry.failed = _failure_reason(err, self.module, self.label)
             _STATS["fallbacks"] += 1
             _warn_once(entry.failed)
             return out
 
 
-def _failure_reason(err: BaseException, module: nn.Module) -> str:
-    if not compile_available("cpu")[0] and "cpu" in str(next(module.parameters(), torch.empty(0)).device):
-        return compile_available("cpu")[1]
+def _failure_reason(err: BaseException, module: nn.Module, label: str) -> str:
     text = str(err).strip().splitlines()
     first = next((line.strip() for line in text if line.strip()), "")
-    spec = getattr(module, "spec", None)
-    where = f" for {spec}" if spec is not None else ""
-    return f"torch.compile failed{where} ({type(err).__name__}: {first[:160]})"
+    return f"torch.compile failed for {label} ({type(err).__name__}: {first[:160]})"
 
 
-def _install(units: list[nn.Module]) -> list[_Dispatch]:
+def _describe_unit(module: nn.Module) -> str:
+    """The steps of a unit, by module type (a normalizer does not know its spec)."""
+    names = [type(m).__name__ for _, m in module.named_children()]
+    return f"{type(module).__name__}({', '.join(names)})" if names else type(module).__name__
+
+
+def _install(units: list[tuple[nn.Module, str]]) -> list[_Dispatch]:
     out = []
-    for unit in units:
+    for unit, label in units:
         dispatch = getattr(unit, "_normx_dispatch", None)
         if dispatch is None:
-            dispatch = _Dispatch(unit)
+            dispatch = _Dispatch(unit, label)
             object.__setattr__(unit, "_normx_dispatch", dispatch)
             object.__setattr__(unit, "forward", dispatch)
         out.append(dispatch)
@@ -374,7 +392,8 @@ class CompileController:
         if self.mode is False:
             self.decision = "eager (compile = false)"
             return
-        self.units = compile_units(self.model)
+        labelled = _labelled_units(self.model)
+        self.units = [unit for unit, _ in labelled]
         if not self.units:
             self.decision = "eager (every layer runs a native kernel)"
             return
@@ -384,7 +403,7 @@ class CompileController:
             self.decision = f"eager ({reason})"
             self.units = []
             return
-        self._dispatch = _install(self.units)
+        self._dispatch = _install(labelled)
         for d in self._dispatch:
             d.use_cached = True  # compiled code already in this process costs nothing
         if self.mode is True:

@@ -61,7 +61,8 @@ def _pass(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.
 @needs_compiler
 @pytest.mark.slow
 def test_every_generic_preset_and_sampled_compositions_match_eager_in_float64():
-    assert {"evo_b0", "bmlv", "frn", "lmbv", "preln", "regnorm", "wn", "sws"} <= set(GENERIC_PRESETS)
+    assert {"evo_b0", "bmlv", "frn", "lmbv", "preln", "wn", "sws", "rms", "dyt"} <= set(GENERIC_PRESETS)
+    assert not {"bn", "ln", "gn", "in", "regnorm"} & set(GENERIC_PRESETS)  # fused kernels stay eager
     assert len(SAMPLED) == 5
     failed_before = compile_stats()["fallbacks"]
     for spec in GENERIC_PRESETS + SAMPLED:
@@ -78,7 +79,7 @@ def test_every_generic_preset_and_sampled_compositions_match_eager_in_float64():
                 for a, b in zip(want, got):
                     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-8, msg=lambda m: f"{spec}, step {step}: {m}")
                 eager.zero_grad(), compiled.zero_grad()
-        assert compile_stats()["compiled_keys"] == keys + 1, f"{spec} did not run compiled"
+        assert compile_stats()["compiled_keys"] > keys, f"{spec} did not run compiled"
     assert compile_stats()["fallbacks"] == failed_before
 
 
@@ -229,7 +230,7 @@ def test_a_primitive_that_breaks_tracing_runs_eager_with_one_warning(capfd, modu
                     torch.testing.assert_close(b, a)
         lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("normx:")]
         assert len(lines) == 1, lines
-        assert lines[0].startswith("normx: warning: torch.compile failed for mean(cx) | breaker | affine | relu (")
+        assert lines[0].startswith("normx: warning: torch.compile failed for mean(cx) | breaker | affine | relu ("), lines
         assert lines[0].endswith("; running eager (same results, slower)")
     finally:
         unregister("breaking")
