@@ -237,8 +237,9 @@ class _Dispatch:
         self.allow_new = False
         self.use_cached = False
         self.calls = 0
-        #: forward seconds of the latest eager call (CPU: wall clock; CUDA: synchronised)
+        #: forward seconds of the latest eager call, while ``timing`` (CUDA: synchronised, so only then)
         self.last_eager_s = 0.0
+        self.timing = False
         self.last_key: tuple | None = None
 
     def key(self, x: Tensor) -> tuple:
@@ -273,6 +274,8 @@ class _Dispatch:
         return self._eager(x)
 
     def _eager(self, x: Tensor) -> Tensor:
+        if not self.timing:
+            return self.eager(x)
         cuda = x.is_cuda
         if cuda:
             torch.cuda.synchronize(x.device)
@@ -406,6 +409,7 @@ class CompileController:
         self._dispatch = _install(labelled)
         for d in self._dispatch:
             d.use_cached = True  # compiled code already in this process costs nothing
+            d.timing = self.mode == "auto"
         if self.mode is True:
             self._switch("compiled (compile = true)")
         self._last = time.perf_counter()
@@ -413,6 +417,7 @@ class CompileController:
     def _switch(self, why: str) -> None:
         for d in self._dispatch:
             d.allow_new = True
+            d.timing = False
         self._switched_at = self.passes
         self._keys_before = _STATS["compiled_keys"]
         self.decision = why
