@@ -47,11 +47,12 @@ __all__ = ["COMPILE_MODES", "CompileController", "CompileModeError", "compile_av
 COMPILE_MODES: tuple[str | bool, ...] = ("auto", True, False)
 VALID = '"auto", true or false'
 
-#: Break-even priors, until this process has measured its own (seconds; see the README):
+#: Break-even priors, until this process has measured its own (seconds; see the README), set
+#: above what a 2-core CPU measured so that a wrong guess errs towards eager (GPU: not measured):
 #: the first compile in a process (inductor's start-up: imports, the C++ runtime header),
-FIRST_COMPILE_S = {"cpu": 15.0, "cuda": 20.0}
+FIRST_COMPILE_S = {"cpu": 20.0, "cuda": 30.0}
 #: each further distinct (structure, shape) key, forward + backward,
-KEY_COMPILE_S = {"cpu": 3.0, "cuda": 4.0}
+KEY_COMPILE_S = {"cpu": 6.0, "cuda": 8.0}
 #: and the speed-up of a generic layer's forward + backward once compiled (conservative).
 SPEEDUP = 3.0
 #: forward + backward of a layer ≈ this many times its forward (autograd's backward ≈ 2 forwards).
