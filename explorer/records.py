@@ -193,6 +193,8 @@ class TrainResult:
     wall_time_s: float = 0.0
     device: str = "cpu"
     steps: int = 0
+    #: whether the run's generic layers ran compiled, and why (explorer.compile)
+    compile: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,4 +221,5 @@ class TrainResult:
             wall_time_s=number("wall_time_s", 0.0),
             device=str(attrs.get("device", "cpu")),
             steps=int(attrs.get("steps", 0) or 0),
+            compile=str(attrs.get("compile", "")),
         )

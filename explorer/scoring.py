@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from explorer.compile import CompileController
 from explorer.errors import NormxError, PredictorError
 from explorer.models import canonical_model_name, create_model
 from explorer.predictors import Recorder, SeedPass, failure_reason
@@ -61,49 +62,16 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def resolve_predictors(names: str | Iterable[str] | None = None) -> list[PredictorEntry]:
-    """The registered predictors ``names`` asks for, in registration order.
-
-    ``None`` or ``"default"`` is :data:`explorer.records.DEFAULT_PREDICTORS`, ``"all"`` every
-    registered one; a string is comma-separated (``"snip, synflow"``), and ``default``/``all`` may
-    be combined with names (``default,snip``). An unknown name raises :class:`PredictorError`
-    listing the valid ones.
-    """
-    from explorer.plugins import get_registry  # entry points: loaded when predictors are chosen
-
-    registry = get_registry()
-    if names is None:
-        names = ["default"]
-    elif isinstance(names, str):
-        names = [n.strip() for n in names.split(",")]
-    wanted: list[str] = []
-    for name in names:
-        if name == "default":
-            wanted += [n for n in DEFAULT_PREDICTORS if n in registry.predictors]
-        elif name == "all":
-            wanted += list(registry.predictors)
-        elif name:
-            wanted.append(registry.predictor(name).name)
-    if not wanted:
-        raise PredictorError(f"no predictors were asked for; valid: {', '.join(sorted(registry.predictors))}")
-    order = predictor_order(registry.predictors)
-    return [registry.predictors[n] for n in sorted(set(wanted), key=order.index)]
-
-
-def predictor_order(names: Iterable[str]) -> list[str]:
-    """The order predictors are listed, computed and stored in: the defaults first (the paper's
-    four, the parameter count), then the others by name."""
-    names = list(names)
-    return [n for n in DEFAULT_PREDICTORS if n in names] + sorted(n for n in names if n not in DEFAULT_PREDICTORS)
-
-
 def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]],
-            predictors: Sequence[PredictorEntry] | str | Iterable[str] | None = None) -> dict[str, Any]:
+            predictors: Sequence[PredictorEntry] | str | Iterable[str] | None = None, compile: str | bool = False,
+            planned: int | None = None) -> dict[str, Any]:
     """The predictors of one built model over the batches (train mode).
 
     One forward + backward per batch for every ``per="batch"`` predictor; weight gradients only
     when one of them needs them. Then each ``per="seed"`` predictor once. A predictor that fails
-    is NaN in the result and its reason is under ``missing``.
+    is NaN in the result and its reason is under ``missing``. ``compile`` runs the generic layers
+    compiled (explorer.compile); ``planned`` is how many passes the caller will run in all (later
+    seeds reuse the compiled code), for ``"auto"`` to weigh.
     """
     entries = (list(predictors) if predictors and all(isinstance(p, PredictorEntry) for p in predictors)
                else resolve_predictors(predictors))  # type: ignore[arg-type]
@@ -114,9 +82,11 @@ def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]],
     for p in model.parameters():
         p.requires_grad_(weight_gradients and p.dim() >= 2)
     try:
-        with Recorder(model, entries) as recorder:
+        with CompileController(model, compile, planned=planned or len(batches), device=batches[0][0].device) as \
+                compiler, Recorder(model, entries) as recorder:
             for x, y in batches:
                 recorder.step(x.detach().requires_grad_(True), y)  # a new leaf: the caller's x is left alone
+                compiler.pass_done()
             result = recorder.result()
         for p, r in zip(model.parameters(), requires):  # the model as built: parameter_count counts trainable ones
             p.requires_grad_(r)
@@ -144,7 +114,7 @@ def _compute_seed(entry: PredictorEntry, seed: SeedPass, missing: dict[str, str]
 
 def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[Any] = (), seeds: int = 1,
           device: str | torch.device = "cpu", num_classes: int | None = None,
-          predictors: str | Iterable[str] | None = None) -> dict[str, Any]:
+          predictors: str | Iterable[str] | None = None, compile: str | bool = "auto") -> dict[str, Any]:
     """Score a normalizer at initialization: the predictors, averaged over batches, then over seeds.
 
     ``model`` is a name in call form (built once per seed, seeds 0..seeds-1) or a built module
@@ -153,6 +123,7 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
     (:func:`resolve_predictors`; default :data:`explorer.records.DEFAULT_PREDICTORS`). Overflow
     (inf/NaN) is reported in ``overflow``, not raised; a predictor that fails is NaN with its
     reason under ``missing``.
+    ``compile``: "auto" (compile the generic layers when it pays), True or False (explorer.compile).
     """
     spec = parse_spec(spec)
     entries = resolve_predictors(predictors)
@@ -174,14 +145,14 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
     if isinstance(model, nn.Module):
         built = model.to(device)
         model_name = getattr(model, "model_name", type(model).__name__)
-        runs.append(measure(built, batches, entries))
+        runs.append(measure(built, batches, entries, compile))
         seeds = 1
     else:
         model_name = canonical_model_name(model)
         for seed in range(seeds):
             torch.manual_seed(seed)
             built = create_model(model, spec, num_classes=classes, in_channels=in_channels).to(device)
-            runs.append(measure(built, batches, entries))
+            runs.append(measure(built, batches, entries, compile, planned=len(batches) * (seeds - seed)))
     return aggregate(runs, spec=str(spec), model=model_name, batches=len(batches), device=str(device))
 
 

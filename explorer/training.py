@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from explorer.compile import CompileController
 from explorer.norm import regularizer_loss
 from explorer.records import TrainResult
 
@@ -55,6 +56,8 @@ class TrainConfig:
     mixed_precision: bool = True
     #: points kept in the stored loss curve (the curve is averaged over windows of steps)
     curve_points: int = 100
+    #: compile the generic normalization layers: "auto" (when it pays), True, False (explorer.compile)
+    compile: str | bool = "auto"
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -154,6 +157,8 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     cursor = 0
     step = 0
     last_checked = 0
+    # Batches are always full (a partial one would recompile): a new permutation starts instead.
+    compiler = CompileController(model, config.compile, planned=total, device=device)
     while step < total:
         if step == decay_step and step > 0:
             for group in optimizer.param_groups:
@@ -172,6 +177,7 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        compiler.pass_done()
         losses[step] = loss.detach()
         correct += (logits.detach().argmax(dim=1) == yb).sum()
         seen += yb.shape[0]
@@ -189,6 +195,8 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
             progress(step, total, float(losses[step - 1].item()))
     if cuda:
         torch.cuda.synchronize(device)
+    compiler.freeze()  # evaluation is one pass with a partial last batch: it never pays to compile
+    result.compile = compiler.decision
     result.steps = step
     loss_values = losses[:step].float().cpu().tolist()
     result.loss_curve = _downsample(loss_values, config.curve_points)
@@ -201,6 +209,7 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     elif test_data is not None:
         # A diverged model predicts nothing: chance level, not whatever argmax(NaN) returns.
         result.test_accuracy = 1.0 / max(1, int(getattr(test_data, "num_classes", 0) or 1))
+    compiler.close()
     result.wall_time_s = time.perf_counter() - start_time
     if progress is not None and result.diverged:
         progress(step, total, float("nan"))

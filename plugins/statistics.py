@@ -89,6 +89,10 @@ class Std(_ScaleOverAxes):
 class Rms(_ScaleOverAxes):
     """sqrt(mean(x²) + eps) over the axes (no centering: FRN's ν², RMSNorm)."""
 
+    #: torch's rms_norm is a composite of several kernels on a CPU: compiled, it runs at about half
+    #: its time (benchmarks/bench_compile.py), so explorer.compile compiles the native path too
+    compile_native = True
+
     def forward(self, x3: Tensor) -> Tensor:
         return torch.sqrt(self.stats.mean_square(x3) + self.eps)
 

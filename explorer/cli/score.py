@@ -24,6 +24,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictors", default="default", metavar="A,B",
                    help="comma-separated predictors (see 'normx predictors'); 'default' (the paper's four and "
                         "parameter_count), 'all', or names, e.g. default,snip")
+    p.add_argument("--compile", nargs="?", const="true", default="auto", metavar="auto|true|false",
+                   help="compile the generic normalization layers: auto (when the passes pay for it; "
+                        "default), true (--compile alone) or false")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_score)
 
@@ -44,7 +47,10 @@ def run_score(args: argparse.Namespace) -> int:
     from explorer.models import resolve_model
     from explorer.spec import parse_spec
 
+    from explorer.compile import parse_compile_mode
+
     _check_counts(args)
+    args.compile = parse_compile_mode(args.compile)
     spec = parse_spec(args.spec)
     resolve_model(args.model)  # unknown model or parameter: fail before loading anything
     from explorer.scoring import ScoreError, check_batch_size, resolve_predictors
@@ -64,7 +70,8 @@ def run_score(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, "train", limit=limit, seed=0, device=args.device, root=args.data_dir,
                         download=args.download)
     result = score(spec, model=args.model, inputs=iter_batches(data, args.batch_size, args.batches, seed=0),
-                   seeds=args.seeds, device=args.device, num_classes=data.num_classes, predictors=predictors)
+                   seeds=args.seeds, device=args.device, num_classes=data.num_classes, predictors=predictors,
+                   compile=args.compile)
     result["data"] = data.name
     result["batch_size"] = args.batch_size
     if args.json:

@@ -12,6 +12,8 @@ parameters, so each categorical parameter keeps one fixed set of choices.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -251,3 +253,54 @@ def _call(name: str, params: dict[str, Any]) -> str:
     if not params:
         return name
     return f"{name}({', '.join(f'{k}={format_value(v)}' for k, v in params.items())})"
+
+
+class RandomSuggester:
+    """A seeded stand-in for an Optuna trial: uniform draws, for sampling a space without a study."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        return self.rng.choice(choices)
+
+
+#: Every slot open to every registered primitive (or nothing): the whole design space.
+WHOLE_SPACE = """name = "whole"
+models = ["cnn10"]
+[objectives]
+test_accuracy = "maximize"
+[space.slots]
+weight = ["none", "*"]
+center = ["none", "*"]
+scale = ["none", "*"]
+gate = ["none", "*"]
+bound = ["none", "*"]
+affine = ["none", "*"]
+activation = ["*"]
+regularizer = ["none", "*"]
+[space.params]
+at = ["pre", "post"]
+"""
+
+
+def sample_compositions(n: int, seed: int = 0, registry: Registry | None = None,
+                        accept: Callable[[Spec], bool] | None = None, tries: int = 2000) -> list[Spec]:
+    """``n`` distinct valid compositions drawn uniformly from the whole space (every slot ``"*"``),
+    seeded; ``accept`` filters them further (for example: builds at the widths a caller uses)."""
+    from explorer.plugins import get_registry
+    from explorer.search.study_file import parse_study_text
+
+    registry = registry or get_registry()
+    space = SearchSpace(parse_study_text(WHOLE_SPACE, "<whole space>"), registry)
+    suggester = RandomSuggester(random.Random(seed))
+    found: dict[str, Spec] = {}
+    for _ in range(tries):
+        candidate = space.sample(suggester)
+        if candidate.spec is None or str(candidate.spec) in found:
+            continue
+        if accept is None or accept(candidate.spec):
+            found[str(candidate.spec)] = candidate.spec
+        if len(found) == n:
+            break
+    return list(found.values())

@@ -98,6 +98,11 @@ def _not_a_key(**kwargs: Any) -> Any:
     return field(metadata={"key": False}, **kwargs)
 
 
+def _compile_key() -> Any:
+    """``compile = "auto" | true | false`` (explorer.compile): a key of its own schema kind."""
+    return field(default="auto", metadata={"kind": "compile"})
+
+
 @dataclass
 class DataConfig:
     name: str = "synthetic"
@@ -140,6 +145,7 @@ class ScreeningConfig:
     score: str = COMBINED
     #: also train a candidate no screened candidate dominates on cosine similarity and explosion
     keep_nondominated: bool = True
+    compile: str | bool = _compile_key()
 
 
 @dataclass
@@ -157,6 +163,7 @@ class TrainingConfig:
     decay_at: float = _ranged(0.8, 0, 1, "between 0 and 1 (a fraction of the run)")
     augment: bool = True
     device: str = "auto"
+    compile: str | bool = _compile_key()
 
     @property
     def enabled(self) -> bool:
@@ -225,7 +232,7 @@ def _kind(annotation: Any) -> Any:
 
 def _schema(cls: type) -> dict[str, Any]:
     hints = get_type_hints(cls)
-    return {f.name: _kind(hints[f.name]) for f in _keys(cls)}
+    return {f.name: f.metadata.get("kind") or _kind(hints[f.name]) for f in _keys(cls)}
 
 
 def _ranges(cls: type, section: str = "") -> dict[tuple[str, str], tuple[float, float, str]]:
@@ -315,6 +322,9 @@ class _Checker:
         elif kind == "table":
             if not isinstance(value, dict):
                 raise self.fail(key, f"must be a table, got {type_name(value)}")
+        elif kind == "compile":
+            if not (isinstance(value, bool) or value == "auto"):
+                raise self.fail(key, f"must be \"auto\", true or false, got {value!r}")
         return value
 
     def check_table(self, prefix: tuple[str, ...], schema: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:

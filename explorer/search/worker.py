@@ -508,7 +508,8 @@ class Worker:
             batches = list(iter_batches(self.ctx.train_data, s.batch_size, s.batches, seed=config.seed))
             try:
                 result = score(spec_text, model=model, inputs=batches, seeds=s.seeds, device=self.ctx.device,
-                               num_classes=self.ctx.train_data.num_classes, predictors=config.predictor_names())
+                               num_classes=self.ctx.train_data.num_classes, predictors=config.predictor_names(),
+                               compile=s.compile)
             except NormxError as err:
                 raise _InvalidComposition(f"invalid composition on {model}: {err}") from None
             by_model[model] = predictor_record(result)
