@@ -62,6 +62,42 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def resolve_predictors(names: str | Iterable[str] | None = None) -> list[PredictorEntry]:
+    """The registered predictors ``names`` asks for, in registration order.
+
+    ``None`` or ``"default"`` is :data:`explorer.records.DEFAULT_PREDICTORS`, ``"all"`` every
+    registered one; a string is comma-separated (``"snip, synflow"``), and ``default``/``all`` may
+    be combined with names (``default,snip``). An unknown name raises :class:`PredictorError`
+    listing the valid ones.
+    """
+    from explorer.plugins import get_registry  # entry points: loaded when predictors are chosen
+
+    registry = get_registry()
+    if names is None:
+        names = ["default"]
+    elif isinstance(names, str):
+        names = [n.strip() for n in names.split(",")]
+    wanted: list[str] = []
+    for name in names:
+        if name == "default":
+            wanted += [n for n in DEFAULT_PREDICTORS if n in registry.predictors]
+        elif name == "all":
+            wanted += list(registry.predictors)
+        elif name:
+            wanted.append(registry.predictor(name).name)
+    if not wanted:
+        raise PredictorError(f"no predictors were asked for; valid: {', '.join(sorted(registry.predictors))}")
+    order = predictor_order(registry.predictors)
+    return [registry.predictors[n] for n in sorted(set(wanted), key=order.index)]
+
+
+def predictor_order(names: Iterable[str]) -> list[str]:
+    """The order predictors are listed, computed and stored in: the defaults first (the paper's
+    four, the parameter count), then the others by name."""
+    names = list(names)
+    return [n for n in DEFAULT_PREDICTORS if n in names] + sorted(n for n in names if n not in DEFAULT_PREDICTORS)
+
+
 def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]],
             predictors: Sequence[PredictorEntry] | str | Iterable[str] | None = None, compile: str | bool = False,
             planned: int | None = None) -> dict[str, Any]:
