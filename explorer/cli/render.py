@@ -65,3 +65,10 @@ def print_models(rows: list[dict[str, Any]]) -> None:
     from explorer.tui.tables import models_table
 
     console().print(models_table(rows))
+
+
+def print_validation(result: dict[str, Any], title: str) -> None:
+    """Predictor validation (``normx study validate``), the table ``normx report`` shows too."""
+    from explorer.tui.tables import validation_table
+
+    console().print(validation_table(result, title))

@@ -166,20 +166,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _print_validation(data: StudyData, result: dict[str, Any]) -> None:
-    from rich.table import Table
+    from explorer.cli.render import print_validation
 
-    table = Table(title=f"{data.name}: init predictors vs measured speed and accuracy "
-                        f"({result['trials']} trained trials, 95% bootstrap CI, {result['bootstrap']} resamples)")
-    for col in ("predictor", "measure", "Kendall τ", "95% CI", "Spearman ρ", "95% CI"):
-        table.add_column(col, justify="right" if col not in ("predictor", "measure") else "left")
-    for pair in result["pairs"]:
-        cells = []
-        for key in ("kendall_tau", "spearman_rho"):
-            entry = pair.get(key)
-            if entry is None:
-                cells += ["-", pair.get("note", "-")]
-            else:
-                cells += [f"{entry['value']:+.2f}", f"[{entry['ci'][0]:+.2f}, {entry['ci'][1]:+.2f}]"]
-        measure = "speed (mean train acc.)" if pair["measure"] == "mean_train_accuracy" else "test accuracy"
-        table.add_row(pair["predictor"], measure, *cells)
-    console().print(table)
+    print_validation(result, f"{data.name}: init predictors vs measured speed and accuracy ({result['trials']} "
+                             f"trained trials, 95% bootstrap CI, {result['bootstrap']} resamples)")
