@@ -14,8 +14,8 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 def check_snapshot(name: str, text: str) -> None:
+    """``text`` (compared exactly, trailing newlines included) against ``tests/snapshots/NAME.txt``."""
     path = SNAPSHOTS / f"{name}.txt"
-    text = text.rstrip("\n") + "\n"
     if os.environ.get("NORMX_UPDATE_SNAPSHOTS"):
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -101,13 +101,13 @@ def test_snapshots_at_100x30(url):
         app = StudyApp(StudySource(url, "demo"), refresh_s=None)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
-            check_snapshot("view_trials_100x30", screen_text(app))
+            check_snapshot("view_trials_100x30", screen_text(app) + "\n")
             await pilot.press("2")
             await pilot.pause()
-            check_snapshot("view_tradeoff_100x30", screen_text(app))
+            check_snapshot("view_tradeoff_100x30", screen_text(app) + "\n")
             await pilot.press("1", "enter")
             await pilot.pause()
-            check_snapshot("view_trial0_100x30", screen_text(app))
+            check_snapshot("view_trial0_100x30", screen_text(app) + "\n")
 
     run(scenario())
 

@@ -8,12 +8,12 @@ import csv
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from explorer.cli.render import PLOTS_HINT, check_out_dir
 from explorer.errors import NormxError
 from explorer.records import json_safe
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 #: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
 CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9", "normfree")
-PLOTS_HINT = "no figure: matplotlib is not installed (pip install 'norm-explorer[plots]')"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -51,20 +50,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def check_out_dir(out: Path) -> None:
-    """Create ``out`` and prove it writable before any compute; one-line NormxError otherwise."""
-
-
-    if out.exists() and not out.is_dir():
-        raise NormxError(f"--out {out} is a file, not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".normx-write-check-"):
-            pass
-    except OSError as err:
-        raise NormxError(f"--out {out} is not a writable directory: {err.strerror or err}") from None
 
 
 class _ProgressDisplay:
