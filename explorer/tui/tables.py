@@ -256,10 +256,10 @@ def best_table(data: StudyData) -> Group:
     return Group(table, compositions(shown)) if shown else Group(table)
 
 
-def pareto_table(data: StudyData) -> Group:
+def pareto_table(data: StudyData, title: str | None = None) -> Group:
     """The Pareto-front trials with their objective values and predictors; the compositions under the
     table, by trial number, and the abbreviated column names' legend."""
-    table = Table(title=f"Pareto front ({len(data.pareto_rows)} of {len(data.rows)} trials)")
+    table = Table(title=title or f"Pareto front ({len(data.pareto_rows)} of {len(data.rows)} trials)")
     table.add_column("#", justify="right", no_wrap=True)
     for objective in data.objectives:
         arrow = "↑" if objective.maximize else "↓"
@@ -308,6 +308,23 @@ def validation_table(validation: dict[str, Any], title: str | None = None) -> Gr
                       note or cell(pair.get("kendall_tau")), note or cell(pair.get("spearman_rho")))
     keys = [k for pair in pairs for k in (pair["predictor"], pair.get("measure", ""))]
     return Group(table, legend(COLUMNS, keys))
+
+
+def studies_table(rows: list[dict[str, Any]]) -> Table:
+    """The studies of a storage (``normx study list``): name, models, data and start stacked in the first
+    column (a model per line), trial counts by state and objectives one per line."""
+    table = Table(title="studies", show_lines=True)
+    table.add_column("study · models · data · started")
+    table.add_column("trials", no_wrap=True)
+    table.add_column("objectives", no_wrap=True)
+    for r in rows:
+        about = " · ".join(str(v) for v in (r.get("data"), r.get("started")) if v)
+        states = [f"{n} {state}" for state, n in sorted(r["states"].items())]
+        objectives = [f"{o['name']} {'↑' if o['direction'] == 'maximize' else '↓'}" for o in r["objectives"]]
+        table.add_row(stack(Text(r["name"], style="bold"), *(Text(m, style="cyan") for m in r["models"]),
+                            Text(about, style="dim") if about else None),
+                      stack(f"{r['trials']} in all", *states), stack(*objectives) if objectives else "-")
+    return table
 
 
 def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = ()) -> Text:
