@@ -91,3 +91,27 @@ def test_report_tables_at_80_columns(study_db):
     assert max(cell_len(line) for line in text.splitlines()) <= WIDTH
     for trial in data["pareto"]:
         assert any(f"#{trial['number']}  {trial['spec']}" in line for line in text.splitlines())
+
+
+@pytest.mark.parametrize("claim", ["claim4", "normfree"])
+def test_reproduce_tables_at_80_columns(claim, monkeypatch, capsys):
+    """One table per model, the spec and its growth stacked, short number headers with their legend."""
+    from rich.cells import cell_len
+    from test_figures import MICRO
+
+    from explorer import claims
+    from explorer.cli.reproduce import SHORT, _print_report
+
+    result = claims.CLAIMS[claim](MICRO)
+    result.update(scale="small", wall_time_s=1.0)
+    monkeypatch.setenv("COLUMNS", str(WIDTH))
+    _print_report(result, claims.verdict(result), [])
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert max(cell_len(line) for line in lines) <= WIDTH and "…" not in text
+    for row in claims.table_rows(result):
+        first_cells = [line.split("│")[1].strip() for line in lines if line.count("│") > 2]
+        assert row["spec"] in first_cells  # each spec whole in the first column
+        assert any(f"model {row['model']}" in line for line in lines)
+    assert "cos sim = cosine_similarity" in text or claim == "claim4"
+    assert SHORT["grad_explosion_exponent"] in text
