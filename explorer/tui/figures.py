@@ -22,7 +22,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from explorer.figures import _new, save_figure
-from explorer.search.results import PREDICTORS, StudyData, TrialRow, finite
+from explorer.search.results import PREDICTORS, StudyData, TrialRow, finite, to_float
 from explorer.search.validation import MEASURES, ValidationError, trained_rows, validate_study
 from explorer.tui.formatting import COLUMNS
 
@@ -148,23 +148,39 @@ def best_trials(data: StudyData, limit: int = BEST_TRIALS) -> list[TrialRow]:
     return list(chosen.values())[:limit]
 
 
+def _curves(row: TrialRow, model: str | None, key: str) -> list[float]:
+    """A trial's per-layer curve on ``model`` (``predictors_by_model``), else its own (one-model studies)."""
+    if model is not None:
+        by_model = row.user_attrs.get("predictors_by_model")
+        values = by_model.get(model, {}).get(key) if isinstance(by_model, dict) else None
+        raw = [to_float(v) for v in values] if isinstance(values, list) else []
+    else:
+        raw = row.layer_curve(key)
+    return [v if v is not None and finite(v) and v > 0 else math.nan for v in raw]
+
+
 def figure_layers(data: StudyData) -> Figure:
-    """Per-layer activation variance and gradient norm (log scale) of the best trials, forward order."""
+    """Per-layer activation variance and gradient norm (log scale) of the best trials, forward order; a row
+    of panels per model when the study has several (a trial's own curve is then its worst model's)."""
     rows = best_trials(data)
     if not rows:
         raise ValueError("no complete trial with per-layer predictors")
-    figure, axes = _new(9.0, 4.4, columns=2)
-    for row in rows:
-        label = f"#{row.number} {row.spec}"
-        for ax, key in zip(axes[0], ("activation_variance", "grad_norm")):
-            values = [v if v is not None and finite(v) and v > 0 else math.nan for v in row.layer_curve(key)]
-            ax.semilogy(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    models = [m for m in data.user_attrs.get("models", []) or []
+              if any(m in (r.user_attrs.get("predictors_by_model") or {}) for r in rows)]
+    panels: list[str | None] = list(models) if len(models) > 1 else [None]
+    figure, axes = _new(9.0, 3.2 * len(panels) + 1.2, columns=2, rows=len(panels))
+    for line, model in zip(axes, panels):
+        for row in rows:
+            for ax, key in zip(line, ("activation_variance", "grad_norm")):
+                values = _curves(row, model, key)
+                ax.semilogy(range(1, len(values) + 1), values, marker="o", markersize=3, label=f"#{row.number} {row.spec}")
+        line[0].set_ylabel(f"{model}\nlog scale" if model else "log scale", fontsize="small")
+        for ax in line:
+            ax.grid(alpha=0.3, which="both")
     axes[0][0].set_title("activation variance", fontsize="small")
     axes[0][1].set_title("gradient norm w.r.t. each layer's output", fontsize="small")
-    axes[0][0].set_ylabel("log scale")
-    for ax in axes[0]:
+    for ax in axes[-1]:
         ax.set_xlabel("layer (forward order)")
-        ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize="x-small", ncols=1)
     _title(figure, data, f"per-layer curves of the {len(rows)} best trials")
