@@ -254,7 +254,11 @@ def create_figure(result: dict) -> Figure:
 
 def write_figure(result: dict, stem: str | Path) -> list[Path]:
     """Save the claim's figure as ``stem.png`` and ``stem.svg``; each file appears whole or not at all."""
-    figure = create_figure(result)
+    return save_figure(create_figure(result), stem)
+
+
+def save_figure(figure: Figure, stem: str | Path) -> list[Path]:
+    """``figure`` as ``stem.png`` and ``stem.svg``, each written to a temporary name and renamed: whole or absent."""
     stem = Path(stem)
     paths = []
     for suffix in (".png", ".svg"):

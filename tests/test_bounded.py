@@ -217,7 +217,9 @@ def test_normalizers_lists_the_presets_with_formula_and_paper():
 MODELS = ["cnn10(width_multiplier=0.125)", "cnn20(width_multiplier=0.125)", "plaincnn(depth=4, width=8)",
           "resnet(blocks=1, width=8)", "resnet(blocks=1, width=8, variant=skipinit)",
           "resnet(blocks=1, width=8, variant=resrelu)", "resnet(blocks=1, width=8, variant=preact)",
-          "mlp(depth=3, width=16, image_size=16)", "transformer(layers=2, width=16, heads=2, image_size=16)"]  # 2 layers: an explosion exponent needs two
+          "mlp(depth=3, width=16, image_size=16)",
+          *(f"transformer(layers=2, width=16, heads=2, image_size=16, placement={p})" for p in ("pre", "post", "peri"))]
+# 2 transformer layers: an explosion exponent needs two
 PRESETS = ["dyt", "derf", "seednorm", "mean(cx) | tanh_scale | affine | relu"]
 
 

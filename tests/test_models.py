@@ -73,3 +73,68 @@ def test_models_are_plugins():
     assert {"cnn10", "cnn20", "plaincnn", "resnet56", "mlp", "transformer"} <= set(registry.models)
     assert registry.models["cnn10"].plugin == "models"
     assert all(isinstance(m, NormalizedLayer) for m in create_model("mlp(depth=2, width=4)", "bn").probes)
+
+
+def test_peri_placement_normalizes_each_sublayers_input_and_output():
+    """Peri-LN (Kim et al., ICML 2025): x_{l+1} = x_l + N_out(F(N_in(x_l))) for F in (attention, MLP), checked
+    against the formula written out with independent LayerNorms; Pre- and Post-Norm on the same weights."""
+    torch.manual_seed(0)
+    model = create_model("transformer(layers=1, width=16, heads=2, image_size=8, placement=peri)", "ln | gelu")
+    block = model.blocks[0]
+    assert block.out1 is not None and block.out2 is not None and model.final is not None
+    with torch.no_grad():  # distinct affine parameters per norm, so a swapped norm would show
+        for k, norm in enumerate((block.norm1, block.out1, block.norm2, block.out2)):
+            norm.affine.weight.uniform_(0.5, 1.5)
+            norm.affine.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 16, 16)
+
+    def ln(norm, t):
+        return torch.nn.functional.layer_norm(t, (16,), norm.affine.weight, norm.affine.bias, eps=1e-5)
+
+    def mlp(t):
+        return block.fc2.op(torch.nn.functional.gelu(block.fc1.op(t)))
+
+    h = x + ln(block.out1, block.attn(ln(block.norm1, x)))
+    expected = h + ln(block.out2, mlp(ln(block.norm2, h)))
+    assert torch.allclose(block(x), expected, atol=1e-5)
+    pre = create_model("transformer(layers=1, width=16, heads=2, image_size=8, placement=pre)", "ln | gelu")
+    post = create_model("transformer(layers=1, width=16, heads=2, image_size=8, placement=post)", "ln | gelu")
+    assert pre.blocks[0].out1 is None and post.final is None and pre.final is not None
+    from explorer.norm import Normalizer
+
+    counts = {p: sum(isinstance(m, Normalizer) and m.scale is not None for m in net.modules())
+              for p, net in (("pre", pre), ("post", post), ("peri", model))}
+    assert counts == {"pre": 3, "post": 2, "peri": 5}  # two (four with peri) per block, plus the final norm
+
+
+@pytest.mark.parametrize("model,message", [
+    ("transformer(placement=sandwich)", "placement' must be one of pre, post, peri; got 'sandwich'"),
+    ("cnn10(placement=peri)", "cnn10 has no parameter 'placement'"),
+    ("resnet56(placement=peri)", "resnet56 has no parameter 'placement'"),
+])
+def test_a_bad_placement_is_one_line_and_exit_2(model, message, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "explorer", "score", "dyt", "--model", model],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    study = tmp_path / "s.toml"
+    study.write_text(f'name = "s"\nmodels = ["{model}"]\nn_trials = 1\n[objectives]\ntest_accuracy = "maximize"\n'
+                     '[space]\npresets = ["dyt"]\n[data]\nname = "synthetic"\n')
+    db = tmp_path / "s.db"
+    proc = subprocess.run([sys.executable, "-m", "explorer", "study", "run", str(study), "--storage", f"sqlite:///{db}"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not db.exists()  # nothing written
+
+
+def test_the_placement_study_compares_the_three_placements():
+    from pathlib import Path
+
+    from explorer.models import resolve_model
+    from explorer.search.study_file import load_study_file
+
+    config = load_study_file(Path(__file__).parent.parent / "studies" / "transformer_placement.toml")
+    assert sorted(resolve_model(m)[1]["placement"] for m in config.models) == ["peri", "post", "pre"]

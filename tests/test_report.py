@@ -120,3 +120,17 @@ def test_catalog_commands_render_through_the_shared_tables(capsys):
     console.print(models_table([{"name": "resnet56", "params": {"variant": {"default": "standard", "choices": ["standard", "preact"]}},
                                  "description": "[32, block(32,9)]", "plugin": "models"}]))
     assert "variant=standard [standard|preact]" in console.file.getvalue() and "[32, block(32,9)]" in console.file.getvalue()
+
+
+def test_json_trials_carry_each_models_predictors_and_training(url, capsys):
+    """A study over several models (the transformer placements) is compared per model from --json."""
+    import optuna
+
+    assert main(["report", "demo", "--storage", url, "--json", "--resamples", "20"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    study = optuna.load_study(study_name="demo", storage=url)
+    for record in data["trials"]:
+        stored = study.trials[record["number"]].user_attrs.get("predictors_by_model")
+        if stored:
+            assert record["by_model"]["cnn10"]["predictors"]["cosine_similarity"] == pytest.approx(
+                stored["cnn10"]["cosine_similarity"])

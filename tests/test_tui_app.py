@@ -1,29 +1,28 @@
 """The viewer driven headlessly with Textual's Pilot on a real SQLite study: navigate, sort, filter,
 open a trial, help, quit; and text snapshots at fixed terminal sizes.
 
-Snapshots live in tests/snapshots/*.txt; after an intended change of the layout, regenerate them
-with ``NORMX_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_tui_app.py`` and review the diff.
+Snapshots live in tests/snapshots/*.txt (see tests/snapshot_check.py); a missing one fails. After an
+intended change of the layout, regenerate them with ``NORMX_UPDATE_SNAPSHOTS=1 python -m pytest
+tests/test_tui_app.py`` and review the diff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import os
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("textual")
 
 from rich.console import Console  # noqa: E402
+from snapshot_check import check_snapshot  # noqa: E402
 from test_tui_model import write_study  # noqa: E402
 
 from explorer.tui.app import HelpScreen, MainScreen, StudyApp, TrialScreen  # noqa: E402
 from explorer.search.results import StudySource  # noqa: E402
 from explorer.tui.widgets import PlotView, TooSmall, TrialsTable  # noqa: E402
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +40,6 @@ def screen_text(app: StudyApp) -> str:
                       color_system=None, legacy_windows=False, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return "\n".join(line.rstrip() for line in console.export_text().splitlines())
-
-
-def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("NORMX_UPDATE_SNAPSHOTS") or not path.exists():
-        SNAPSHOTS.mkdir(exist_ok=True)
-        path.write_text(text + "\n", encoding="utf-8")
-    assert text + "\n" == path.read_text(encoding="utf-8"), f"snapshot {path.name} differs; see the module docstring"
 
 
 def run(coro):
@@ -110,13 +101,13 @@ def test_snapshots_at_100x30(url):
         app = StudyApp(StudySource(url, "demo"), refresh_s=None)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
-            check_snapshot("view_trials_100x30", screen_text(app))
+            check_snapshot("view_trials_100x30", screen_text(app) + "\n")
             await pilot.press("2")
             await pilot.pause()
-            check_snapshot("view_tradeoff_100x30", screen_text(app))
+            check_snapshot("view_tradeoff_100x30", screen_text(app) + "\n")
             await pilot.press("1", "enter")
             await pilot.pause()
-            check_snapshot("view_trial0_100x30", screen_text(app))
+            check_snapshot("view_trial0_100x30", screen_text(app) + "\n")
 
     run(scenario())
 

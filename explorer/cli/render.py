@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from explorer.errors import NormxError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,6 +35,22 @@ def console() -> Console:
     from rich.console import Console
 
     return Console()
+
+
+#: what a command that draws figures says when matplotlib (an optional extra) is missing
+PLOTS_HINT = "no figure: matplotlib is not installed (pip install 'norm-explorer[plots]')"
+
+
+def check_out_dir(out: Path, option: str = "--out") -> None:
+    """Create ``out`` and prove it writable before any compute; one-line NormxError otherwise."""
+    if out.exists() and not out.is_dir():
+        raise NormxError(f"{option} {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".normx-write-check-"):
+            pass
+    except OSError as err:
+        raise NormxError(f"{option} {out} is not a writable directory: {err.strerror or err}") from None
 
 
 def print_json(data: Any, indent: int | None = 2) -> None:
@@ -83,3 +103,4 @@ def print_models(rows: list[dict[str, Any]]) -> None:
     from explorer.tui.tables import models_table
 
     console().print(models_table(rows))
+

@@ -9,7 +9,10 @@ import os
 import sys
 import tempfile
 
+from pathlib import Path
+
 from explorer.cli.render import STORAGE_HELP_SECRET, storage_option
+from explorer.cli.render import PLOTS_HINT, check_out_dir
 from explorer.errors import NormxError
 
 
@@ -27,6 +30,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     p.add_argument("--resamples", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the validation intervals (default 1000)")
+    p.add_argument("--plots", metavar="DIR", help="also write the study's figures (PNG and SVG) to DIR: the Pareto "
+                   "front, the speed-stability trade-off, each predictor against training speed with Kendall's τ, "
+                   "the per-layer curves of the best trials (needs matplotlib: pip install 'norm-explorer[plots]')")
     p.set_defaults(func=run_report)
 
 
@@ -55,7 +61,11 @@ def run_report(args: argparse.Namespace) -> int:
         raise NormxError(f"cannot write {args.output}: no such directory")
     url, name = locate_study(args.study, args.storage)
     source = StudySource(url, name)
+    if args.plots:
+        check_out_dir(Path(args.plots), "--plots")  # a file or an unwritable directory: before anything is drawn
     data = source.load()
+    if args.plots:
+        _write_plots(data, Path(args.plots), args.resamples)
     if args.json:
         _write(json.dumps(report_data(data, args.resamples), indent=2) + "\n", args.output)
     elif args.csv:
@@ -74,3 +84,15 @@ def run_report(args: argparse.Namespace) -> int:
                 console.print(part)
     return 0
 
+
+
+def _write_plots(data: object, directory: Path, resamples: int) -> None:
+    """The study's figures into ``directory`` (reported on stderr, so that --json and --csv stay clean)."""
+    try:
+        from explorer.tui.figures import describe, write_study_figures
+    except ImportError:
+        print(PLOTS_HINT, file=sys.stderr)
+        return
+    files, missing = write_study_figures(data, directory, resamples)  # type: ignore[arg-type]
+    for line in describe(files, missing, directory):
+        print(line, file=sys.stderr)

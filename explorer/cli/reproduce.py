@@ -8,12 +8,12 @@ import csv
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from explorer.cli.render import PLOTS_HINT, check_out_dir
 from explorer.errors import NormxError
 from explorer.records import json_safe
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 #: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
 CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9", "normfree")
-PLOTS_HINT = "no figure: matplotlib is not installed (pip install 'norm-explorer[plots]')"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -51,20 +50,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def check_out_dir(out: Path) -> None:
-    """Create ``out`` and prove it writable before any compute; one-line NormxError otherwise."""
-
-
-    if out.exists() and not out.is_dir():
-        raise NormxError(f"--out {out} is a file, not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".normx-write-check-"):
-            pass
-    except OSError as err:
-        raise NormxError(f"--out {out} is not a writable directory: {err.strerror or err}") from None
 
 
 class _ProgressDisplay:
@@ -99,24 +84,52 @@ class _ProgressDisplay:
             self.bar.stop()
 
 
+#: short headers for the claims' number columns (the legend under each table spells them out)
+SHORT = {"cosine_similarity": "cos sim", "grad_explosion_exponent": "explosion", "stable_rank": "st.rank",
+         "stable_rank_spread": "rank ±", "sqrt_width_over_group_size": "√(w/g)", "first activation_variance": "var₁",
+         "last activation_variance": "var_L", "first grad_norm": "grad₁", "last grad_norm": "grad_L",
+         "batch_size": "batch", "group_size": "group", "test_accuracy": "test acc", "mean_train_accuracy": "train acc"}
+
+
 def _print_report(result: dict[str, Any], verdict: tuple[bool, str] | None, files: list[Path]) -> None:
+    """The measured configurations, one table per model (or variant) so that each fits 80 columns: names
+    (a spec and its growth) stacked in the first column, numbers with short headers and their legend."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from explorer.claims import table_rows
+    from explorer.tui.tables import legend, stack
 
     console = Console()
     rows = table_rows(result)
-    table = Table(title=f"{result['claim']} · {result.get('scale', '')} scale · {result.get('wall_time_s', '?')} s")
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    for name in columns:
-        table.add_column(name.replace("_", " "), justify="right" if all(
-            isinstance(r.get(name), (int, float)) for r in rows) else "left")
+    text = [c for c in columns if all(isinstance(r.get(c), str) or r.get(c) is None for r in rows)]
+    group_by = [c for c in ("model", "variant") if c in text]
+    first = "spec" if "spec" in text else None
+    prose = [c for c in text if c not in (first, *group_by)]  # e.g. growth: a line under the spec
+    if first is None:
+        first, prose = (prose[0], prose[1:]) if prose else (None, [])
+    numbers = [c for c in columns if c not in text]
+    groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        table.add_row(*(_cell(row.get(name)) for name in columns))
-    console.print(table)
+        groups.setdefault(tuple(row.get(c) for c in group_by), []).append(row)
+    head = f"{result['claim']} · {result.get('scale', '')} scale · {result.get('wall_time_s', '?')} s"
+    for key, members in groups.items():
+        where = ", ".join(f"{c.replace('_', ' ')} {v}" for c, v in zip(group_by, key) if v is not None)
+        table = Table(title=f"{head}\n{where}" if where else head)
+        if first:
+            table.add_column(" · ".join([first, *prose]).replace("_", " "))
+        for name in numbers:
+            table.add_column(SHORT.get(name, name.replace("_", " ")), justify="right", no_wrap=True)
+        for row in members:
+            names = [Text(str(row.get(first, "")), style="bold")] if first else []
+            names += [Text(str(row[c]), style="dim") for c in prose if row.get(c) is not None]
+            table.add_row(*([stack(*names)] if first else []), *(_cell(row.get(name)) for name in numbers))
+        console.print(table)
+    console.print(legend(SHORT, numbers))
     if verdict is not None:
         holds, sentence = verdict
         console.print(sentence, style="bold green" if holds else "bold yellow", highlight=False)
@@ -125,7 +138,7 @@ def _print_report(result: dict[str, Any], verdict: tuple[bool, str] | None, file
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
     return "" if value is None else str(value)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import TYPE_CHECKING, Any
 
 from explorer.cli.render import STORAGE_HELP_SECRET, console, show, storage_option
@@ -87,18 +86,6 @@ def _load(name: str, storage_arg: str | None) -> StudyData:
     return StudySource(*locate_study(name, storage_arg)).load()  # an unknown name lists the studies
 
 
-def _number(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return str(value)
-
-
-def _arrow(direction: str) -> str:
-    return "↑" if direction == "maximize" else "↓"
-
-
 def study_record(data: StudyData) -> dict[str, Any]:
     """A study the way ``normx study list`` shows it: trial counts by state, objectives, models, data."""
     counts = {state: n for state, n in data.summary().counts.items() if n}
@@ -120,16 +107,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _print_studies(rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from explorer.tui.tables import studies_table
 
-    table = Table(title="studies")
-    for col in ("name", "trials", "states", "objectives", "models", "data", "started"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], str(r["trials"]), ", ".join(f"{v} {k}" for k, v in sorted(r["states"].items())),
-                      ", ".join(f"{o['name']} {_arrow(o['direction'])}" for o in r["objectives"]),
-                      ", ".join(r["models"]), str(r["data"] or "-"), str(r["started"] or "-"))
-    console().print(table)
+    console().print(studies_table(rows))
 
 
 def pareto_rows(data: StudyData) -> list[dict[str, Any]]:
@@ -149,16 +129,9 @@ def run_pareto(args: argparse.Namespace) -> int:
 
 
 def _print_pareto(data: StudyData, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from explorer.tui.tables import pareto_table
 
-    table = Table(title=f"{data.name}: Pareto front ({len(rows)} trials)")
-    table.add_column("trial", justify="right")
-    table.add_column("spec", style="cyan")
-    for objective in data.objectives:
-        table.add_column(f"{objective.name} {_arrow(objective.direction)}", justify="right")
-    for r in rows:
-        table.add_row(str(r["trial"]), r["spec"] or "-", *(_number(r["values"][o.name]) for o in data.objectives))
-    console().print(table)
+    console().print(pareto_table(data, f"{data.name}: Pareto front ({len(rows)} trials)"))
 
 
 def run_validate(args: argparse.Namespace) -> int:

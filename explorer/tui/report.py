@@ -68,8 +68,22 @@ def report_data(data: StudyData, resamples: int = 1000) -> dict[str, Any]:
                  for name, row in best.items()},
         "pareto": [row_record(r, data) for r in data.pareto_rows],
         "validation": validation(data, resamples),
-        "trials": [row_record(r, data) for r in data.rows],
+        "trials": [{**row_record(r, data), **by_model(r)} for r in data.rows],
     }
+
+
+def by_model(row: TrialRow) -> dict[str, Any]:
+    """``{"by_model": {model: {"predictors": …, "train": …}}}`` for a trial of a study over several models
+    (each transformer placement of ``studies/transformer_placement.toml``, say); ``{}`` otherwise."""
+    predictors = row.user_attrs.get("predictors_by_model")
+    train = row.user_attrs.get("train_by_model")
+    predictors = predictors if isinstance(predictors, dict) else {}
+    train = train if isinstance(train, dict) else {}
+    if not predictors and not train:
+        return {}
+    models = dict.fromkeys([*predictors, *train])
+    return {"by_model": {m: json_safe({"predictors": predictors.get(m), "train": train.get(m)})
+                         for m in models}}
 
 
 def report_csv(data: StudyData) -> str:

@@ -83,59 +83,121 @@ def _needs(row: dict[str, Any]) -> str:
 
 
 def normalizers_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="normalizers (presets)")
-    table.add_column("name", style="bold")
-    table.add_column("composition (canonical)", style="cyan")
-    table.add_column("formula")
-    table.add_column("params")
+    """Each preset's composition on a line of its own (never wrapped), its formula, then what it is
+    and its parameters: stacked in one cell, so that it fits 80 columns."""
+    table = Table(title="normalizers (presets)", show_lines=True)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("composition (canonical) · formula · what it is (parameters)")
     for row in rows:
-        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        table.add_row(row["name"], Text(row["composition"]), Text(row["formula"]), Text(params))
+        params = ", ".join(f"{k}={format_value(v)}" for k, v in row["params"].items())
+        about = row.get("doc", "") + (f" ({params})" if params else "")
+        table.add_row(row["name"], stack(Text(row["composition"], style="cyan"), Text(row["formula"]),
+                                         Text(about, style="dim") if about else None))
     return table
 
 
 def primitives_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="primitives")
-    table.add_column("slot", style="magenta")
-    table.add_column("name", style="bold")
-    table.add_column("formula")
-    table.add_column("params")
-    table.add_column("plugin", style="dim")
+    """Each primitive in call form with its defaults (never wrapped), its formula, what it is and its plugin."""
+    table = Table(title="primitives", show_lines=True)
+    table.add_column("slot", style="magenta", no_wrap=True)
+    table.add_column(Text("primitive(defaults) · formula · what it is [plugin]"))
     for row in rows:
-        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        table.add_row(row["slot"], row["name"], Text(row["formula"]), Text(params), row["plugin"])
+        params = ", ".join(f"{k}={format_value(v)}" for k, v in row["params"].items())
+        call = Text(row["name"], style="bold")
+        if params:
+            call.append(f"({params})")
+        about = " ".join(p for p in (row.get("doc", ""), f"[{row['plugin']}]") if p)
+        table.add_row(row["slot"], stack(call, Text(row["formula"]), Text(about, style="dim")))
     return table
 
 
 def models_table(rows: list[dict[str, Any]]) -> Table:
     """The model architectures: name, parameters with defaults (and choices), description."""
-    table = Table(title="models")
-    table.add_column("name", style="bold")
-    table.add_column("params (defaults)", style="cyan")
-    table.add_column("description")
-    table.add_column("plugin", style="dim")
+    table = Table(title="models", show_lines=True)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("params (defaults) · description")
+    table.add_column("plugin", style="dim", no_wrap=True)
     for row in rows:
-        params = ", ".join(
-            f"{k}={v['default']}" + (f" [{'|'.join(map(str, v['choices']))}]" if v.get("choices") else "")
-            for k, v in row["params"].items())
         # Text, not markup: "[standard|skipinit]" must print as written
-        table.add_row(row["name"], Text(params or "-"), Text(row["description"]), row["plugin"])
+        params = ", ".join(f"{k}={v['default']}" + (f" [{'|'.join(map(str, v['choices']))}]" if v.get("choices") else "")
+                           for k, v in row["params"].items())
+        table.add_row(row["name"], stack(Text(params or "-", style="cyan"), Text(row["description"], style="dim")),
+                      row["plugin"])
     return table
+
+
+# --------------------------------------------------------------------------- fitting 80 columns
+# A table fits a narrow terminal when each of its names is kept whole: stack the values of a row in one
+# cell (the names on lines of their own that never wrap, prose below them that may), and abbreviate
+# headers with a legend under the table. Generic: any command's table can use them.
+
+
+def format_value(value: Any) -> str:
+    """A parameter's default as it would be written in a spec: 1.7128585504496627 -> 1.71286."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def stack(*lines: Text | str | None) -> Group:
+    """Several values of one row in one cell, one per line (blank ones left out). A cell's lines wrap
+    only at spaces and only when wider than the cell: a name is never cut."""
+    parts = []
+    for line in lines:
+        if line is None or str(line) == "":
+            continue
+        text = line.copy() if isinstance(line, Text) else Text(line)
+        text.overflow = "fold"
+        parts.append(text)
+    return Group(*parts)
+
+
+class Legend:
+    """``cos sim = cosine_similarity · explosion = grad_explosion_exponent``: the abbreviations a table
+    used, packed into lines of the console's width without splitting an entry."""
+
+    def __init__(self, entries: Sequence[tuple[str, str]], separator: str = " · "):
+        self.entries = list(entries)
+        self.separator = separator
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        line = Text(style="dim")
+        for short, full in self.entries:
+            entry = f"{short} = {full}"
+            if line.plain and line.cell_len + len(self.separator) + len(entry) > options.max_width:
+                yield line
+                line = Text(style="dim")
+            if line.plain:
+                line.append(self.separator)
+            line.append(entry)
+        if line.plain:
+            yield line
+
+
+def legend(names: dict[str, str], keys: Sequence[str]) -> Legend:
+    """The legend of the abbreviated ``keys`` (``names[key]`` is the short form; unabbreviated keys are left out)."""
+    return Legend([(names[key], key) for key in dict.fromkeys(keys) if names.get(key, key) != key])
 
 
 # --------------------------------------------------------------------------- a score result
 
 
-def _layer_values(values: Sequence[Any], limit: int = 12) -> str:
-    shown = [format_number(v, 3) for v in list(values)[:limit]]
-    more = len(values) - limit
-    return " ".join(shown) + (f" … (+{more})" if more > 0 else "")
+def _layer_values(values: Sequence[Any]) -> str:
+    """Every layer's value (wrapped between values, never cut: a curve with a gap reads wrong)."""
+    return " ".join(format_number(v, 3) for v in values)
 
 
 def score_table(result: dict[str, Any]) -> Group:
-    """The init predictors of one composition (the fields of ``normx score --json``): every
-    predictor computed, its direction, and the reason of any that is missing."""
-    table = Table(title=f"{result.get('spec', '?')}  on  {result.get('model', '?')}", show_header=True)
+    """The init predictors of one composition (the fields of ``normx score --json``); the composition
+    and the model head the tables on lines of their own, so that neither wraps at 80 columns."""
+    head = Text()
+    head.append(str(result.get("spec", "?")), style="bold cyan")
+    head.append("\non ", style="dim")
+    head.append(str(result.get("model", "?")), style="bold")
+    table = Table(title="init predictors", show_header=True)
     table.add_column("predictor", style="bold", no_wrap=True)
     table.add_column("", no_wrap=True)
     table.add_column("value", justify="right")
@@ -160,12 +222,12 @@ def score_table(result: dict[str, Any]) -> Group:
     if "overflow" in result:
         table.add_row("overflow", "", Text("yes", style="bold red") if result["overflow"] else "no", "")
     layers = Table(title="per layer (forward order)", show_header=True)
-    layers.add_column("quantity", style="bold")
-    layers.add_column("values")
+    layers.add_column("quantity", style="bold", no_wrap=True)
+    layers.add_column("values", overflow="fold")
     for key in ("activation_variance", "grad_norm"):
         if isinstance(result.get(key), list):
             layers.add_row(key.replace("_", " "), _layer_values(result[key]))
-    return Group(table, layers)
+    return Group(head, table, layers)
 
 
 # --------------------------------------------------------------------------- a study
@@ -207,30 +269,45 @@ def trials_table(rows: Sequence[TrialRow], columns: Sequence[str] | None = None,
     return table
 
 
-def best_table(data: StudyData) -> Table:
-    """The best complete trial for each objective."""
+def compositions(rows: Sequence[TrialRow]) -> Text:
+    """``#27  weight_standardization | affine | relu``, one trial per line: the compositions of a table
+    whose number columns took the width, each kept whole on a line of its own."""
+    text = Text()
+    width = max((len(str(r.number)) for r in rows), default=1) + 1
+    for k, row in enumerate({r.number: r for r in rows}.values()):
+        if k:
+            text.append("\n")
+        text.append(f"#{row.number}".rjust(width), style="bold")
+        text.append("  ")
+        text.append(row.spec or "-", style="cyan")
+    text.overflow = "fold"
+    return text
+
+
+def best_table(data: StudyData) -> Group:
+    """The best complete trial for each objective; the compositions under the table, by trial number."""
     table = Table(title="best per objective")
     table.add_column("objective", style="bold")
     table.add_column("direction")
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("composition", style="cyan", ratio=1)
     best = data.best()
+    shown = []
     for k, objective in enumerate(data.objectives):
         row = best.get(objective.name)
         if row is None:
-            table.add_row(objective.name, objective.direction, "-", "-", Text("no complete trial", style="dim"))
+            table.add_row(objective.name, objective.direction, "-", Text("no complete trial", style="dim"))
         else:
-            table.add_row(objective.name, objective.direction, format_number(row.values[k], 4), str(row.number),
-                          Text(row.spec))
-    return table
+            table.add_row(objective.name, objective.direction, format_number(row.values[k], 4), str(row.number))
+            shown.append(row)
+    return Group(table, compositions(shown)) if shown else Group(table)
 
 
-def pareto_table(data: StudyData) -> Table:
-    """The Pareto-front trials with their objective values and predictors."""
-    table = Table(title=f"Pareto front ({len(data.pareto_rows)} of {len(data.rows)} trials)")
+def pareto_table(data: StudyData, title: str | None = None) -> Group:
+    """The Pareto-front trials with their objective values and predictors; the compositions under the
+    table, by trial number, and the abbreviated column names' legend."""
+    table = Table(title=title or f"Pareto front ({len(data.pareto_rows)} of {len(data.rows)} trials)")
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("composition", style="cyan", ratio=1)
     for objective in data.objectives:
         arrow = "↑" if objective.maximize else "↓"
         table.add_column(f"{COLUMNS.get(objective.name, objective.name)} {arrow}", justify="right", no_wrap=True)
@@ -242,9 +319,9 @@ def pareto_table(data: StudyData) -> Table:
     first = data.objectives[0] if data.objectives else None
     rows = sorted(data.pareto_rows, key=lambda r: (r.values[0] if first else r.number), reverse=bool(first and first.maximize))
     for row in rows:
-        table.add_row(str(row.number), Text(row.spec), *[format_number(v, 4) for v in row.values],
+        table.add_row(str(row.number), *[format_number(v, 4) for v in row.values],
                       *[format_number(row.value(k), 3) for k in extra])
-    return table
+    return Group(table, compositions(rows), legend(COLUMNS, [*(o.name for o in data.objectives), *extra]))
 
 
 #: Short names of the built-in predictors in the validation table (a legend gives the full ones).
@@ -330,6 +407,23 @@ def validation_table(validation: dict[str, Any]) -> Group:
     if chance:
         notes.append(f"Not distinguishable from chance: {len(chance)} of {len(pairs)} correlations.")
     return Group(table, *(Text(n, style="dim") for n in notes))
+
+
+def studies_table(rows: list[dict[str, Any]]) -> Table:
+    """The studies of a storage (``normx study list``): name, models, data and start stacked in the first
+    column (a model per line), trial counts by state and objectives one per line."""
+    table = Table(title="studies", show_lines=True)
+    table.add_column("study · models · data · started")
+    table.add_column("trials", no_wrap=True)
+    table.add_column("objectives", no_wrap=True)
+    for r in rows:
+        about = " · ".join(str(v) for v in (r.get("data"), r.get("started")) if v)
+        states = [f"{n} {state}" for state, n in sorted(r["states"].items())]
+        objectives = [f"{o['name']} {'↑' if o['direction'] == 'maximize' else '↓'}" for o in r["objectives"]]
+        table.add_row(stack(Text(r["name"], style="bold"), *(Text(m, style="cyan") for m in r["models"]),
+                            Text(about, style="dim") if about else None),
+                      stack(f"{r['trials']} in all", *states), stack(*objectives) if objectives else "-")
+    return table
 
 
 def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = ()) -> Text:

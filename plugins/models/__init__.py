@@ -11,7 +11,7 @@ from explorer import ModelEntry, Param, hookimpl
 from normx_plugins.models.cnn import cnn10, cnn20, plaincnn
 from normx_plugins.models.mlp import mlp
 from normx_plugins.models.resnet import RESNET_VARIANTS, resnet, resnet56
-from normx_plugins.models.transformer import transformer
+from normx_plugins.models.transformer import PLACEMENTS, transformer
 
 WIDTH_MULTIPLIER = Param("width_multiplier", float, 1.0, doc="scales every layer's width")
 VARIANT = Param("variant", str, "standard", RESNET_VARIANTS, doc="block variant")
@@ -36,9 +36,10 @@ MODELS: list[ModelEntry] = [
                description="fully connected network of normalized linear layers on flattened images"),
     ModelEntry("transformer", transformer,
                params=(Param("layers", int, 6), Param("width", int, 128), Param("heads", int, 4),
-                       Param("placement", str, "pre", ("pre", "post"), doc="Pre-Norm or Post-Norm blocks"),
+                       Param("placement", str, "pre", PLACEMENTS,
+                             doc="x + f(N(x)) (pre), N(x + f(x)) (post) or x + N(f(N(x))) (peri, Peri-LN)"),
                        Param("patch", int, 4, doc="patch side"), Param("image_size", int, 32)),
-               description="ViT-style transformer on 4x4 patch tokens, Pre-Norm or Post-Norm"),
+               description="ViT-style transformer on 4x4 patch tokens, Pre-, Post- or Peri-Norm blocks"),
 ]
 
 

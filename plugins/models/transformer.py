@@ -1,4 +1,4 @@
-"""A ViT-style transformer on patch tokens, with Pre-Norm or Post-Norm blocks."""
+"""A ViT-style transformer on patch tokens, with Pre-Norm, Post-Norm or Peri-Norm blocks."""
 
 from __future__ import annotations
 
@@ -28,20 +28,34 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(n, length, width))
 
 
+#: Where a block's normalizers sit (``transformer(placement=…)``).
+PLACEMENTS = ("pre", "post", "peri")
+
+
 class TransformerBlock(nn.Module):
-    """Pre-Norm: x + f(N(x)) for f in (attention, MLP); Post-Norm: N(x + f(x)) (seed 001).
+    """One block, for f in (attention, MLP):
+
+    - ``pre``:  x + f(N(x))           (Pre-Norm; seed 001)
+    - ``post``: N(x + f(x))           (Post-Norm, the original transformer; seed 001)
+    - ``peri``: x + N'(f(N(x)))       (Peri-LN, Kim et al., ICML 2025: the sublayer's input *and* output
+      are normalized, the residual stream itself never is; as in Gemma 2 and OLMo 2)
 
     The normalizers act on the token stream, not on one op's output, so they are bare
     normalizers of the spec (without its activation); the MLP's nonlinearity is the spec's
-    activation and a weight step (WN, SWS) normalizes every linear op's weight.
+    activation and a weight step (WN, SWS) normalizes every linear op's weight. ``peri`` builds a
+    second, independent normalizer per sublayer (``out1``, ``out2``) for the output.
     """
 
     def __init__(self, spec: Spec, width: int, heads: int, placement: str):
         super().__init__()
+        if placement not in PLACEMENTS:
+            raise ModelError(f"transformer: placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
         norm_spec = activation_only(spec).without("activation")
         self.placement = placement
         self.norm1 = create_norm(norm_spec, width, activation=False)
         self.norm2 = create_norm(norm_spec, width, activation=False)
+        self.out1 = create_norm(norm_spec, width, activation=False) if placement == "peri" else None
+        self.out2 = create_norm(norm_spec, width, activation=False) if placement == "peri" else None
         self.attn = Attention(spec, width, heads)
         self.fc1 = create_linear(weight_only(spec), width, 4 * width, activation=False)
         self.act = create_activation(spec, 4 * width)
@@ -51,6 +65,9 @@ class TransformerBlock(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.out1 is not None and self.out2 is not None:  # peri
+            x = x + self.out1(self.attn(self.norm1(x)))
+            return x + self.out2(self.mlp(self.norm2(x)))
         if self.placement == "pre":
             x = x + self.attn(self.norm1(x))
             return x + self.mlp(self.norm2(x))
@@ -79,7 +96,8 @@ class Transformer(NormxModel):
         self.blocks = nn.Sequential(*[self.add_probe(TransformerBlock(spec, width, heads, placement))
                                       for _ in range(layers)])
         norm_spec = activation_only(spec).without("activation")
-        self.final = create_norm(norm_spec, width, activation=False) if placement == "pre" else None
+        # Pre- and Peri-Norm leave the residual stream unnormalized: a final norm before the head
+        self.final = create_norm(norm_spec, width, activation=False) if placement != "post" else None
         self.head = nn.Linear(width, num_classes)
 
     def tokens(self, x: Tensor) -> Tensor:
