@@ -24,8 +24,22 @@ from types import FrameType
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
+#: Set by the handler of :func:`interrupt_on_signals`: a KeyboardInterrupt raised while a weakref
+#: callback or a destructor runs (torch runs them at every training step) is printed as "Exception
+#: ignored" and lost, so the worker also polls this flag between steps (:func:`raise_if_interrupted`).
+_interrupted = threading.Event()
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    _interrupted.set()
     raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a SIGINT/SIGTERM whose own raise was swallowed."""
+    if _interrupted.is_set():
+        _interrupted.clear()
+        raise KeyboardInterrupt
 
 
 def interrupt_on_signals() -> None:
@@ -37,7 +51,8 @@ def interrupt_on_signals() -> None:
     """
     if threading.current_thread() is not threading.main_thread():
         return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _interrupted.clear()
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
 

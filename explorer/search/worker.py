@@ -46,7 +46,7 @@ from explorer.search.policy import aggregate_predictors, aggregate_training, obj
 from explorer.search.liveness import WorkerLiveness, fail_lost_trials, liveness_dir
 from explorer.search.schema import PREDICTOR_KEYS, RESULT_ATTRS, Stage, StudyAttr, TrialAttr, json_safe
 from explorer.search.screening import Decision, RelativePolicy, candidate_values, relative_decision
-from explorer.search.signals import deferred_interrupts
+from explorer.search.signals import deferred_interrupts, raise_if_interrupted
 from explorer.search.storage import StorageTarget, claim_lock, open_storage, storage_failure
 from explorer.search.study import budget_counts, composition_key, holds_a_place, make_sampler
 from explorer.spec import parse_spec
@@ -531,6 +531,7 @@ class Worker:
             offset = i * per_model
 
             def progress(step: int, steps: int, loss: float, offset: int = offset) -> None:
+                raise_if_interrupted()  # a Ctrl-C swallowed inside a weakref callback still stops the run
                 now = time.monotonic()
                 if now - last_write[0] >= PROGRESS_WRITE_EVERY_S:
                     last_write[0] = now
