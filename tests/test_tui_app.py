@@ -13,15 +13,12 @@ import os
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from test_tui_model import write_study
 
-pytest.importorskip("textual")
-
-from rich.console import Console  # noqa: E402
-from test_tui_model import write_study  # noqa: E402
-
-from explorer.tui.app import HelpScreen, MainScreen, StudyApp, TrialScreen  # noqa: E402
-from explorer.search.results import StudySource  # noqa: E402
-from explorer.tui.widgets import PlotView, TooSmall, TrialsTable  # noqa: E402
+from explorer.search.results import StudySource
+from explorer.tui.app import HelpScreen, MainScreen, StudyApp, TrialScreen
+from explorer.tui.widgets import PlotView, TooSmall, TrialsTable
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -44,10 +41,13 @@ def screen_text(app: StudyApp) -> str:
 
 
 def check_snapshot(name: str, text: str) -> None:
+    """Compare with the stored screen; only ``NORMX_UPDATE_SNAPSHOTS=1`` writes one (a missing
+    snapshot fails: written by the code under test, a wrong screen would become the expectation)."""
     path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("NORMX_UPDATE_SNAPSHOTS") or not path.exists():
+    if os.environ.get("NORMX_UPDATE_SNAPSHOTS"):
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(text + "\n", encoding="utf-8")
+    assert path.exists(), f"no snapshot {path.name}: run with NORMX_UPDATE_SNAPSHOTS=1, then review it"
     assert text + "\n" == path.read_text(encoding="utf-8"), f"snapshot {path.name} differs; see the module docstring"
 
 
@@ -85,8 +85,14 @@ def test_navigate_sort_filter_open_help_quit(url):
             await pilot.press("enter")
             pruned = {r.number for r in app.data.rows if r.state == "pruned"}
             assert set(table_numbers(app)) == pruned and pruned
+            # Home/End move to the first/last trial (DataTable's own Home/End scroll sideways)
+            assert len(pruned) > 1
+            await pilot.press("down", "end")
+            assert app.table.cursor_row == app.table.row_count - 1
+            await pilot.press("home")
+            assert app.table.cursor_row == 0
             # open the first filtered trial
-            await pilot.press("home", "enter")
+            await pilot.press("enter")
             await pilot.pause()
             assert isinstance(app.screen, TrialScreen)
             assert app.screen.row.number in pruned
