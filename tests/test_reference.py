@@ -513,10 +513,17 @@ def test_native_path_follows_copies_and_dtype_changes(spec):
     x = torch.randn(6, 4, 3, 3)
     assert not torch.allclose(base(x), clone(x))
     double = clone.double()
-    y = double(x.double())
+    assert double.native
+    generic = unfused(double)  # same parameters and buffers, the composition of primitives
+    xd = x.double() * 2 + 1
+    y = double(xd)
     assert y.dtype == torch.float64
-    double.eval()
-    assert double(x.double()).dtype == torch.float64
+    assert_close(y, generic(xd), "float64 native vs generic, training")
+    # γ = 3 (the copy's) and β = 0 before the ReLU: three times the γ = 1 output of the original
+    assert_close(y, 3 * unfused(base).double()(xd), "the copy's own γ")
+    double.eval(), generic.eval()
+    assert double(xd).dtype == torch.float64
+    assert_close(double(xd), generic(xd), "float64 native vs generic, eval (running statistics)")
 
 
 def test_conv1d_and_linear_on_many_dims_normalize_the_channel_axis():
