@@ -11,7 +11,9 @@ and its tests, runs ``mutmut run`` there, and writes the score and every survivi
 
 Outputs: ``.mutation/<slug>/score.json`` and ``survivors.txt``, and the module's row merged into
 ``benchmarks/mutation_scores.json`` (the table in docs/mutation.md is made from it).
-Score = killed (failing test, timeout or crash) / (all mutants − those no test reaches), as mutmut's badge.
+Score = killed (failing test, timeout or crash) / checked mutants that some test reaches; mutants that no
+test in the subset reaches are counted apart (``no_tests``), and so are those a run cut short never
+checked (``--report-only`` scores such a run).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,10 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES: dict[str, list[str]] = {
     "explorer/search/policy.py": ["tests/test_screening_policy.py", "tests/test_policy.py"],
     "explorer/search/study_file.py": ["tests/test_study_file.py", "tests/test_policy.py", "tests/test_schema.py"],
-    "explorer/statistics.py": ["tests/test_predictors.py", "tests/test_claims.py"],
+    "explorer/statistics.py": ["tests/test_reference.py", "tests/test_spec.py", "tests/test_cli_errors.py"],
     "explorer/predictors.py": ["tests/test_predictors.py", "tests/test_reference.py"],
     "explorer/spec.py": ["tests/test_spec.py", "tests/test_bounded.py"],
-    "plugins/statistics.py": ["tests/test_reference.py", "tests/test_spec.py", "tests/test_plugins.py"],
+    "plugins/statistics.py": ["tests/test_reference.py", "tests/test_spec.py", "tests/test_bounded.py"],
     "explorer/scoring.py": ["tests/test_predictors.py", "tests/test_score_cli.py"],
     "explorer/training.py": ["tests/test_training.py"],
     "explorer/search/worker.py": ["tests/test_search.py", "tests/test_policy.py"],
@@ -99,6 +102,8 @@ def main() -> int:
     parser.add_argument("--tests", nargs="+", help="test files to run instead of the module's subset")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
+    parser.add_argument("--report-only", action="store_true",
+                        help="score the last run of MODULE again (e.g. one cut short) without running mutmut")
     args = parser.parse_args()
     if args.list or not args.module:
         for module, tests in MODULES.items():
@@ -113,42 +118,60 @@ def main() -> int:
         print(f"mutation.py: error: {module}: no test subset known; pass --tests", file=sys.stderr)
         return 2
     work = ROOT / ".mutation" / slug(module)
-    prepare(work, module, tests)
-    # Before the interpreter starts: a PYTHONPATH entry missing at start-up is cached as "no
-    # importer", and the tests would then import the unmutated tree through the editable install.
-    (work / "mutants").mkdir()
     # Subprocesses the tests start (``normx ...``) import the mutants too: the trampoline reads
     # MUTANT_UNDER_TEST from the environment, which they inherit.
     env = dict(os.environ, PYTHONPATH=str(work / "mutants"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                NORMX_HYPOTHESIS_PROFILE=os.environ.get("NORMX_HYPOTHESIS_PROFILE", "normx"))
-    start = time.monotonic()
-    run = mutmut(work, "run", "--max-children", str(args.max_children), env=env)
-    elapsed = time.monotonic() - start
-    if run.returncode != 0:
-        print(f"mutation.py: mutmut run failed (exit {run.returncode}); see {work}", file=sys.stderr)
-        return 1
+    elapsed = None
+    if not args.report_only:
+        prepare(work, module, tests)
+        # Before the interpreter starts: a PYTHONPATH entry missing at start-up is cached as "no
+        # importer", and the tests would then import the unmutated tree through the editable install.
+        (work / "mutants").mkdir()
+        start = time.monotonic()
+        run = mutmut(work, "run", "--max-children", str(args.max_children), env=env)
+        elapsed = time.monotonic() - start
+        if run.returncode != 0:
+            print(f"mutation.py: mutmut run failed (exit {run.returncode}); see {work}", file=sys.stderr)
+            return 1
+    elif not (work / "mutants").is_dir():
+        print(f"mutation.py: error: {work}: no run to report on", file=sys.stderr)
+        return 2
+    else:  # the tests that run used, whatever the subset is now
+        tests = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]
+    return report(work, module, tests, env, elapsed)
+
+
+def report(work: Path, module: str, tests: list[str], env: dict[str, str], elapsed: float | None) -> int:
+    """Score of the run in ``work`` (a run cut short counts only the mutants it checked)."""
     mutmut(work, "export-cicd-stats", env=env, check=True, capture_output=True)
     stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
     listing = mutmut(work, "results", env=env, capture_output=True).stdout
-    survivors = [line.split(":")[0].strip() for line in listing.splitlines() if line.rstrip().endswith("survived")]
-    with (work / "survivors.txt").open("w") as f:
-        for name in survivors:
-            f.write(mutmut(work, "show", name, env=env, capture_output=True).stdout + "\n")
+    status = dict(line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line)
+    survivors = [name for name, state in status.items() if state == "survived"]
+    unchecked = sum(1 for state in status.values() if state == "not checked")
     killed = stats["killed"] + stats["timeout"] + stats["segfault"]
-    tested = stats["total"] - stats["no_tests"] - stats["skipped"]
+    tested = killed + stats["survived"] + stats["suspicious"]
     score = {
         "module": module, "tests": tests, "killed": killed, "survived": stats["survived"],
-        "no_tests": stats["no_tests"], "total": stats["total"], "suspicious": stats["suspicious"],
-        "score": round(100 * killed / tested, 1) if tested else None, "seconds": round(elapsed),
-        "survivors": survivors,
+        "no_tests": stats["no_tests"], "not_checked": unchecked, "total": stats["total"],
+        "suspicious": stats["suspicious"], "score": round(100 * killed / tested, 1) if tested else None,
+        "seconds": round(elapsed) if elapsed is not None else None, "survivors": survivors,
     }
     (work / "score.json").write_text(json.dumps(score, indent=2) + "\n")
     table = ROOT / "benchmarks" / "mutation_scores.json"
     scores = json.loads(table.read_text()) if table.exists() else {}
     scores[module] = {k: v for k, v in score.items() if k != "survivors"}
     table.write_text(json.dumps(dict(sorted(scores.items())), indent=2) + "\n")
+    # every survivor's diff, from one process (``mutmut show`` per mutant pays the start-up each time)
+    script = ("import sys\nfrom mutmut.__main__ import find_mutant, get_diff_for_mutant\n"
+              "for name in sys.argv[1:]:\n    print('# ' + name)\n"
+              "    print(get_diff_for_mutant(name, path=find_mutant(name).path))\n")
+    with (work / "survivors.txt").open("w") as f:
+        subprocess.run([sys.executable, "-c", script, *survivors], cwd=work, env=env, text=True, stdout=f, check=False)
+    partial = f", {unchecked} not checked (run cut short)" if unchecked else ""
     print(f"{module}: {killed}/{tested} killed ({score['score']} %), {stats['survived']} survived, "
-          f"{stats['no_tests']} reached by no test, {elapsed:.0f} s; survivors in {work / 'survivors.txt'}")
+          f"{stats['no_tests']} reached by no test{partial}; survivors in {work / 'survivors.txt'}")
     return 0
 
 
