@@ -21,6 +21,7 @@ from explorer.search.results import (
     pareto_mask, read_trials, sort_rows, study_budget,
 )
 from explorer.tui.formatting import format_duration
+from test_search import BASE
 
 OBJECTIVES = [{"name": "test_accuracy", "direction": "maximize"},
               {"name": "cosine_similarity", "direction": "minimize"},
@@ -334,28 +335,11 @@ def test_rdb_reader_gives_local_times_like_optuna(tmp_path, far_from_utc):
 
 # ----------------------------------------------------------------------------- a study the runner wrote
 
-REAL = """\
-name = "real"
-models = ["mlp(depth=2, width=16)", "mlp(depth=4, width=8)"]
-n_trials = 5
-[objectives]
-test_accuracy = "maximize"
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 96
-test_limit = 32
-[space]
-presets = ["bn", "ln", "rms", "none", "vn", "gn(group_size=2)", "mean(c) | broken_scale(c)"]
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-max_cosine_similarity = 0.78
-[training]
-steps = 3
-batch_size = 32
-"""
+#: test_search's study on two models, with the cosine threshold and a broken plugin's composition
+REAL = BASE.format(
+    name="real", n=5, steps=3, screening="max_cosine_similarity = 0.78",
+    space='presets = ["bn", "ln", "rms", "none", "vn", "gn(group_size=2)", "mean(c) | broken_scale(c)"]',
+).replace('models = ["mlp(depth=2, width=16)"]', 'models = ["mlp(depth=2, width=16)", "mlp(depth=4, width=8)"]')
 
 
 class BrokenPlugin:
