@@ -175,6 +175,7 @@ def test_spread_is_the_largest_over_models_per_key():
     out = aggregate_predictors({"a": a, "b": b})
     assert out["spread"] == {"cosine_similarity": 0.3, "stable_rank": 0.5, "grad_explosion_exponent": 0.2,
                              "note": "n/a"}  # a value that is not a number is kept as it is
+    assert aggregate_predictors({"b": b, "a": a})["spread"]["cosine_similarity"] == 0.3  # the larger, not the last
     del b["spread"]
     assert aggregate_predictors({"a": a, "b": b})["spread"] == {"cosine_similarity": 0.1, "stable_rank": 0.5}
 

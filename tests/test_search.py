@@ -208,6 +208,13 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_the_next_run_resumes(tmp_pa
     assert first[0].state == TrialState.FAIL and first[0].user_attrs["stage"] == "interrupted"
     retry = [t for t in first if t.user_attrs.get("retry_of") == 0]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    # what the viewer and the reports make of it: interrupted (not a result), its retry waiting
+    from explorer.search.results import load_study, open_readonly
+
+    view = load_study(open_readonly(url), "ctrlc")
+    assert view.row(0).state == "interrupted" and view.row(retry[0].number).state == "waiting"
+    summary = view.summary()
+    assert summary.counts["interrupted"] == 1 and summary.counts["failed"] == 0 and summary.finished == 0
     # The next run resumes: the interrupted baseline is retried, the budget is kept.
     path.write_text(path.read_text().replace("steps = 100000", "steps = 2"))
     result = subprocess.run([*normx_exe, "study", "run", str(path), "--storage", str(db)],
