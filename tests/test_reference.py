@@ -539,3 +539,20 @@ def test_conv1d_and_linear_on_many_dims_normalize_the_channel_axis():
     y = layer(x)
     assert y.shape == (2, 4, 6, 6)
     assert_close(y, F.layer_norm(linear(x), (6,), eps=EPS), "linear on (N, H, W, C) + ln")
+
+
+def test_batch_rms_running_mean_square_momentum_and_eval_formula():
+    """root_mean_square(bx): x / sqrt(mean_{b,x}(x²) + eps) in training; its running mean square
+    follows BatchNorm's momentum (0.1, from 1), and eval divides by sqrt(running + eps) — squared
+    statistics, not their roots."""
+    c = 3
+    layer = explorer.create_norm("root_mean_square(bx)", c, activation=False).double()
+    running = torch.ones(c, dtype=torch.float64)
+    for step in range(2):
+        x = rand(step, 4, c, 2, 3) * 2 + 1
+        ms = x.square().mean(dim=(0, 2, 3))
+        assert_close(layer(x), x / torch.sqrt(ms + EPS).view(1, c, 1, 1), f"training step {step}")
+        running = 0.9 * running + 0.1 * ms
+    layer.eval()
+    x = rand(5, 2, c, 2, 3)
+    assert_close(layer(x), x / torch.sqrt(running + EPS).view(1, c, 1, 1), "eval from the running mean square")
