@@ -187,3 +187,23 @@ def test_scores_are_averaged_over_batches():
         assert both[key] == pytest.approx((one[0][key] + one[1][key]) / 2, rel=1e-5), key
     for a, b, mean in zip(one[0]["activation_variance"], one[1]["activation_variance"], both["activation_variance"]):
         assert mean == pytest.approx((a + b) / 2, rel=1e-5)
+
+
+def test_explosion_exponent_is_fitted_per_seed_then_averaged():
+    """score(seeds=2) averages each seed's fitted exponent (docs/predictors.md), which is not the
+    exponent fitted on the seed-mean gradient norms; each seed is the model built after manual_seed(s)."""
+    import explorer
+    from explorer.models import create_model
+
+    torch.manual_seed(0)
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
+    both = explorer.score("ln", model="mlp(depth=4, width=16)", inputs=batches, seeds=2)
+    per_seed = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = create_model("mlp(depth=4, width=16)", "ln", num_classes=10, in_channels=3)
+        per_seed.append(explorer.score("ln", model=model, inputs=batches))
+    exponents = [r["grad_explosion_exponent"] for r in per_seed]
+    assert both["grad_explosion_exponent"] == pytest.approx(sum(exponents) / 2, rel=1e-6)
+    assert both["grad_explosion_exponent"] != pytest.approx(grad_explosion_exponent(both["grad_norm"]), rel=1e-3)
+    assert both["spread"]["grad_explosion_exponent"] > 0
