@@ -423,3 +423,23 @@ def test_a_study_the_runner_wrote(real_study):
     top = max(r.test_accuracy for r in complete)
     assert best["test_accuracy"].number == min(r.number for r in complete if r.test_accuracy == top)
     assert best["cosine_similarity"].number == min(complete, key=lambda r: r.cosine_similarity).number
+
+
+def test_non_finite_objective_values_stay_off_the_pareto_front(tmp_path):
+    """A complete trial whose accuracy is inf would dominate every other one: it is not on the
+    front, and the front is that of the finite trials."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    write_study(url, n=12, running=0)
+    study = optuna.load_study(study_name="demo", storage=url)
+    trial = study.ask()
+    trial.set_user_attr("stage", "done")
+    study.tell(trial, [math.inf, 0.0, 0.0])
+    data = StudySource(url, "demo").load()
+    inf_row = data.row(trial.number)
+    assert inf_row.state == "complete" and not inf_row.pareto
+    finite_rows = [r for r in data.rows if r.state == "complete" and r.number != trial.number]
+    assert [r.pareto for r in finite_rows] == brute_force_pareto([r.values for r in finite_rows], [True, False, False])
+    assert any(r.pareto for r in finite_rows)
+    assert data.best()["test_accuracy"].number != trial.number  # nor is it the best accuracy
