@@ -219,3 +219,35 @@ def test_defaults_are_what_the_readme_says():
         assert getattr(holder, key) == default, f"{section}.{key}: README says {default!r}"
     assert ("screening", "reject_variance_growth", ["exponential"]) in checked
     assert ("training", "momentum", 0.9) in checked and ("", "n_trials", 20) in checked
+
+
+def test_accepted_values_are_kept_as_given(tmp_path):
+    config = parse_study_text(MINIMAL.replace('name = "t"', 'name = "Quick-A"')
+                              + '[training]\nlr_rule = "constant"\n')
+    assert config.name == "Quick-A" and config.objectives == {"cosine_similarity": "minimize"}
+    assert config.training.lr_rule == "constant" and config.path == "<study>"
+    with pytest.raises(StudyFileError, match=r"^<study>:1: name: missing required key$"):
+        parse_study_text('models = ["m"]\n[objectives]\ncosine_similarity = "minimize"\n')
+    with pytest.raises(StudyFileError) as info:
+        parse_study_text('name = "t"\nmodels = ["m"]\n[objectives]\ncosine_similarity = "minimize"\nx = [1,', "e.toml")
+    assert str(info.value).startswith("e.toml:5: malformed TOML")  # the last line when TOML names none
+    missing = tmp_path / "none.toml"
+    with pytest.raises(StudyFileError, match=r"none\.toml: no such study file$"):
+        load_study_file(missing)
+    with pytest.raises(StudyFileError, match="cannot read the study file"):
+        load_study_file(tmp_path)  # a directory
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(StudyFileError, match="cannot read the study file"):
+        load_study_file(tmp_path / "bin.toml")
+
+
+@pytest.mark.parametrize("text, line", [
+    (MINIMAL + "[space.params.std]\nat = []\n", 6),                 # a key under a sub-table header
+    (MINIMAL + "[space]\nparams.std.at = []\n", 6),                 # a dotted key
+    (MINIMAL + '[space]\n"params" = {std = {at = []}}\n', 6),       # an inline table on a quoted key
+    (MINIMAL + "[training]\nsteps = 1\n[space.params.std]\n\nat = []\n", 9),
+])
+def test_errors_point_at_the_line_of_the_key(text, line):
+    with pytest.raises(StudyFileError) as info:
+        parse_study_text(text, "l.toml")
+    assert str(info.value).startswith(f"l.toml:{line}: space.params.std.at: list at least one value"), str(info.value)
