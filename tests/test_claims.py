@@ -44,6 +44,7 @@ def test_claim3_stable_rank_linear_in_sqrt_width_over_group_size():
     assert claims.kendall_tau(sizes, ranks) <= -0.8, (sizes, ranks)
     fit = result["summary"]["fit"]
     assert fit["slope"] > 0 and fit["r2"] > 0.85
+    assert fit["r2"] >= 0.96  # what the README says of the tests' scale: R² ≈ 0.98
     assert claims.verdict(result)[0]  # the verdict `normx reproduce` prints applies the same criteria
 
 

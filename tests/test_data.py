@@ -1,5 +1,7 @@
 """Datasets: generated ones are deterministic; folders load through ImageFolder; missing CIFAR is one line."""
 
+import subprocess
+
 import pytest
 import torch
 
@@ -115,3 +117,22 @@ def test_cifar_is_read_through_torchvision(tmp_path, monkeypatch):
 def test_folder_needs_a_path():
     with pytest.raises(DataError, match="needs a path"):
         load_dataset("folder:", "train")
+
+
+def test_study_run_missing_cifar_names_options_it_has(tmp_path, normx_exe):
+    """The missing-data error tells the user to pass --data-dir or --download: `normx study run`
+    takes both (the README's promise), and nothing is created in storage."""
+    study = tmp_path / "c.toml"
+    study.write_text('name = "cif"\nmodels = ["mlp(depth=2, width=16)"]\n[objectives]\ncosine_similarity = "minimize"\n'
+                     '[data]\nname = "cifar10"\ntrain_limit = 64\n[space]\npresets = ["bn"]\n[training]\nsteps = 0\n')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    db = tmp_path / "s.db"
+    result = subprocess.run([*normx_exe, "study", "run", str(study), "--storage", str(db), "--data-dir", str(empty)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == (f"normx: error: {study}:6: data.name: cifar10 files not found: expected the extracted "
+                             f"archive at {empty}/cifar-10-batches-py (set --data-dir or $NORMX_DATA, or pass --download)\n")
+    assert not db.exists()
+    usage = subprocess.run([*normx_exe, "study", "run", "--help"], capture_output=True, text=True, timeout=60).stdout
+    assert "--download" in usage and "--data-dir" in usage

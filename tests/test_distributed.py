@@ -1,4 +1,4 @@
-"""Many workers on one study in a real PostgreSQL server (started by .ci/postgres.sh in CI).
+"""Many workers on one study in a real PostgreSQL server (the ``postgres_url`` fixture starts one).
 
 Real processes (``normx study run``) against a real server: the study ends with exactly the
 budgeted number of distinct compositions, and a worker killed mid-trial has its trial retried.
@@ -14,11 +14,7 @@ import uuid
 
 import pytest
 
-POSTGRES_URL = os.environ.get("NORMX_TEST_POSTGRES_URL")
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(not POSTGRES_URL, reason="NORMX_TEST_POSTGRES_URL is not set (see .ci/postgres.sh)"),
-]
+pytestmark = pytest.mark.postgres
 
 STUDY = """
 name = "{name}"
@@ -59,29 +55,29 @@ def _write(tmp_path, steps: int) -> tuple[str, str]:
     return name, str(path)
 
 
-def _worker(normx_exe, path: str, budget: int) -> subprocess.Popen:
+def _worker(normx_exe, url: str, path: str, budget: int) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([*normx_exe, "study", "run", path, "--storage", POSTGRES_URL, "--n-trials", str(budget)],
+    return subprocess.Popen([*normx_exe, "study", "run", path, "--storage", url, "--n-trials", str(budget)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _trials(name: str):
+def _trials(url: str, name: str):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=POSTGRES_URL).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
 
-def test_four_workers_finish_exactly_the_budget(tmp_path, normx_exe):
+def test_four_workers_finish_exactly_the_budget(tmp_path, normx_exe, postgres_url):
     from optuna.trial import TrialState
 
     name, path = _write(tmp_path, steps=5)
     budget = 10
-    workers = [_worker(normx_exe, path, budget) for _ in range(4)]
+    workers = [_worker(normx_exe, postgres_url, path, budget) for _ in range(4)]
     outputs = [w.communicate(timeout=240) for w in workers]
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, err[-2000:]
-    trials = _trials(name)
+    trials = _trials(postgres_url, name)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == len(trials)  # nothing running, waiting or failed
     # the budget counts distinct compositions: exactly `budget` evaluated (never one twice at once);
@@ -97,18 +93,18 @@ def test_four_workers_finish_exactly_the_budget(tmp_path, normx_exe):
         assert "spec" in t.user_attrs
 
 
-def test_killed_worker_has_its_trial_retried(tmp_path, normx_exe):
+def test_killed_worker_has_its_trial_retried(tmp_path, normx_exe, postgres_url):
     from optuna.trial import TrialState
 
     name, path = _write(tmp_path, steps=3000)
     budget = 2
-    victim = _worker(normx_exe, path, budget)
+    victim = _worker(normx_exe, postgres_url, path, budget)
     deadline = time.monotonic() + 120
     running = None
     while time.monotonic() < deadline and running is None:
         time.sleep(0.2)
         try:
-            trials = _trials(name)
+            trials = _trials(postgres_url, name)
         except KeyError:
             continue
         running = next((t for t in trials if t.state == TrialState.RUNNING
@@ -117,10 +113,10 @@ def test_killed_worker_has_its_trial_retried(tmp_path, normx_exe):
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
 
-    rescuer = _worker(normx_exe, path, budget)
+    rescuer = _worker(normx_exe, postgres_url, path, budget)
     out, err = rescuer.communicate(timeout=300)
     assert rescuer.returncode == 0, err[-2000:]
-    trials = _trials(name)
+    trials = _trials(postgres_url, name)
     by_number = {t.number: t for t in trials}
     assert by_number[running.number].state == TrialState.FAIL  # found stale by the heartbeat
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == running.number]

@@ -96,15 +96,27 @@ def test_installed_example_plugin_composes_into_a_working_normalizer(installed_e
         layer = explorer.create_conv("mean(bx) | mad(bx) | affine | relu", 3, 4).double()
         x = torch.randn(5, 3, 6, 6, dtype=torch.float64, requires_grad=True)
         y = layer(x)
-        z = layer.op(x)
+        # the formula on independent leaves: conv, centre by the batch mean, divide by the mean
+        # absolute deviation (+ eps), γ = 1, β = 0, ReLU
+        x_ref = x.detach().clone().requires_grad_(True)
+        w_ref = layer.op.weight.detach().clone().requires_grad_(True)
+        assert layer.op.bias is None  # a centering step makes the conv's bias redundant
+        z = layer.op._conv_forward(x_ref, w_ref, None)
         mu = z.mean(dim=(0, 2, 3), keepdim=True)
-        ref = torch.relu((z - mu) / ((z - mu).abs().mean(dim=(0, 2, 3), keepdim=True) + 1e-5))
+        mad = (z - mu).abs().mean(dim=(0, 2, 3), keepdim=True)
+        ref = torch.relu((z - mu) / (mad + 1e-5))
         assert torch.allclose(y, ref, atol=1e-9), (y - ref).abs().max()
-        y.sum().backward()
-        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-        assert layer.op.weight.grad is not None
+        grad = torch.randn_like(y)
+        y.backward(grad)
+        ref.backward(grad)
+        for ours, theirs in ((x.grad, x_ref.grad), (layer.op.weight.grad, w_ref.grad)):
+            assert torch.allclose(ours, theirs, atol=1e-9), (ours - theirs).abs().max()
+        assert x.grad.abs().sum() > 0
+        # eval: the running estimates after one training step (momentum 0.1 from 0), as BatchNorm
         layer.eval()
-        assert torch.isfinite(layer(x)).all()  # eval: the running mean and deviation
+        with torch.no_grad():
+            expected = torch.relu((z - 0.1 * mu) / (0.1 * mad + 1e-5))
+            assert torch.allclose(layer(x), expected, atol=1e-9), (layer(x) - expected).abs().max()
         print("ok")
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NORMX_")}

@@ -132,3 +132,64 @@ def test_overflow_and_nan_explosion_are_pruned_unless_allowed():
     assert verdict(overflow=True) == "NaN/inf at initialization on m"
     assert verdict(explosion="nan") == "NaN gradient explosion exponent on m"
     assert verdict(overflow=True, prune_overflow=False) is None
+
+
+# ----------------------------------------------------------------------------- two models, each key its worst
+
+
+def test_nan_on_the_second_model_is_still_the_worst():
+    """NaN is the worst value wherever it appears (a max over values holding NaN would keep the first)."""
+    out = aggregate_predictors({"a": predictors(cos=0.3, rank=4.0), "b": predictors(cos=math.nan, rank=math.nan)})
+    assert math.isnan(out["cosine_similarity"]) and math.isnan(out["stable_rank"])
+
+
+def test_per_layer_curves_are_those_of_the_most_exploding_model():
+    a = predictors(explosion=0.5, layers=(1.0, 2.0))
+    b = predictors(explosion=0.1, layers=(3.0, 4.0))
+    assert aggregate_predictors({"a": a, "b": b})["activation_variance"] == [1.0, 2.0]
+    assert aggregate_predictors({"b": b, "a": a})["grad_norm"] == [1.0, 2.0]
+    nan = predictors(explosion=math.nan, layers=(5.0, 6.0))  # NaN explodes most
+    assert aggregate_predictors({"a": a, "n": nan})["activation_variance"] == [5.0, 6.0]
+    bare = {k: v for k, v in b.items() if k not in ("activation_variance", "grad_norm")}
+    out = aggregate_predictors({"x": predictors(explosion=0.0), "bare": dict(bare, grad_explosion_exponent=0.9)})
+    assert out["activation_variance"] == [] and out["grad_norm"] == []  # lists, even when the model has none
+
+
+def test_variance_growth_is_the_most_severe_kind_then_the_fastest_rate():
+    def growth(*kinds_rates):
+        models = {f"m{i}": predictors(kind=k, rate=r) for i, (k, r) in enumerate(kinds_rates)}
+        return aggregate_predictors(models)["variance_growth"]
+
+    assert growth(("linear", 0.5), ("exponential", 0.1)) == {"kind": "exponential", "rate": 0.1}
+    assert growth(("exponential", 0.1), ("linear", 0.5)) == {"kind": "exponential", "rate": 0.1}
+    assert growth(("linear", 0.2), ("linear", 0.7)) == {"kind": "linear", "rate": 0.7}
+    assert growth(("flat", 0.0), ("linear", 0.01)) == {"kind": "linear", "rate": 0.01}
+    none = {k: v for k, v in predictors().items() if k != "variance_growth"}
+    assert aggregate_predictors({"a": none, "b": dict(none)})["variance_growth"] == {"kind": "flat", "rate": 0.0}
+
+
+def test_spread_is_the_largest_over_models_per_key():
+    a, b = predictors(), predictors()
+    a["spread"] = {"cosine_similarity": 0.1, "stable_rank": 0.5}
+    b["spread"] = {"cosine_similarity": 0.3, "grad_explosion_exponent": 0.2, "note": "n/a"}
+    out = aggregate_predictors({"a": a, "b": b})
+    assert out["spread"] == {"cosine_similarity": 0.3, "stable_rank": 0.5, "grad_explosion_exponent": 0.2,
+                             "note": "n/a"}  # a value that is not a number is kept as it is
+    assert aggregate_predictors({"b": b, "a": a})["spread"]["cosine_similarity"] == 0.3  # the larger, not the last
+    del b["spread"]
+    assert aggregate_predictors({"a": a, "b": b})["spread"] == {"cosine_similarity": 0.1, "stable_rank": 0.5}
+
+
+def test_a_stored_value_that_is_not_a_number_is_an_error():
+    with pytest.raises(ValueError, match="not a number: 'abc'"):
+        aggregate_predictors({"a": predictors(cos="abc"), "b": predictors()})
+
+
+def test_training_aggregate_without_divergence_and_the_final_loss_is_the_last_point():
+    out = aggregate_training({"a": training(acc=0.7), "b": training(acc=0.5, losses=(3.0, 2.0, 1.5))})
+    assert out["diverged"] is False and out["diverged_step"] is None
+    assert out["device"] == "cpu" and out["loss_curve"] == [[1, 3.0], [2, 2.0], [3, 1.5]]  # the worst model's
+    train = {"a": training(losses=(3.0, 2.0, 1.25))}
+    assert objective_values(config({"final_loss": "minimize"}), {}, train) == [1.25]
+    assert objective_values(config({"final_loss": "minimize"}), {}, {"a": dict(train["a"], loss_curve=[])}) == \
+        [math.inf]  # no loss recorded: the worst value

@@ -130,3 +130,80 @@ def test_cosine_similarity_of_huge_finite_features_does_not_overflow():
     f = torch.randn(6, 50)
     assert cosine_similarity(f * 1e30).item() == pytest.approx(cosine_similarity(f).item(), abs=1e-6)
     assert math.isnan(cosine_similarity(torch.zeros(4, 10)).item())
+
+
+# ----------------------------------------------------------------------------- found by mutation testing
+
+
+def test_least_squares_slope_edge_cases():
+    from explorer.predictors import least_squares_slope
+
+    assert math.isnan(least_squares_slope([0.0], [1.0]))  # one point: no line
+    assert least_squares_slope([0.0, 2.0], [1.0, 5.0]) == pytest.approx(2.0)  # two points are enough
+    assert math.isnan(least_squares_slope([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # no spread in x
+    assert math.isnan(least_squares_slope([0.0, 1.0, 2.0], [1.0, math.inf, 3.0]))
+
+
+def test_activation_variance_by_layout_against_a_hand_computation():
+    from explorer.predictors import activation_variance
+
+    torch.manual_seed(0)
+    tokens = torch.randn(3, 5, 4) * torch.arange(1.0, 5.0)  # (N, L, C): N·L samples of C features
+    flat = tokens.reshape(15, 4)
+    per_feature = ((flat - flat.mean(0)) ** 2).mean(0)
+    assert activation_variance(tokens).item() == pytest.approx(per_feature.mean().item(), rel=1e-6)
+    assert activation_variance(flat).item() == pytest.approx(per_feature.mean().item(), rel=1e-6)
+    images = torch.randn(4, 3, 2, 5) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    per_channel = images.permute(1, 0, 2, 3).reshape(3, -1).var(dim=1, correction=0)
+    assert activation_variance(images).item() == pytest.approx(per_channel.mean().item(), rel=1e-6)
+
+
+def test_variance_growth_kinds_and_rates_exactly():
+    from explorer.predictors import variance_growth
+
+    assert variance_growth([2.0 ** i for i in range(6)]) == {"kind": "exponential", "rate": pytest.approx(1.0)}
+    assert variance_growth([4.0 ** i for i in range(6)])["rate"] == pytest.approx(2.0)  # doublings per layer
+    assert variance_growth([1.0 + 2.0 * i for i in range(6)]) == {"kind": "linear", "rate": pytest.approx(2.0)}
+    assert variance_growth([3.0] * 6) == {"kind": "flat", "rate": 0.0}
+    assert variance_growth([1.0, 2.0]) == {"kind": "flat", "rate": 0.0}  # too few layers to call it growth
+    assert variance_growth([1.0, math.inf, 2.0, 3.0]) == {"kind": "exponential", "rate": math.inf}
+    assert variance_growth([1.0, 0.0, 2.0, 3.0]) == {"kind": "flat", "rate": 0.0}  # a dead layer: no fit
+    # stages of one layer are left out: the stem alone does not count
+    assert variance_growth([100.0] + [1.0 + i for i in range(5)], stages=[0, 1, 1, 1, 1, 1])["kind"] == "linear"
+    # flat: below 1.5x over the stage, both ways
+    assert variance_growth([1.0, 1.05, 1.1, 1.15])["kind"] == "flat"
+    assert variance_growth([1.0, 1.3, 1.7, 2.2])["kind"] != "flat"
+
+
+def test_scores_are_averaged_over_batches():
+    """Two batches give the mean of the two one-batch measurements (same seed, same weights)."""
+    import explorer
+
+    torch.manual_seed(0)
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))) for _ in range(2)]
+    both = explorer.score("bn", model="mlp(depth=3, width=16)", inputs=batches, seeds=1)
+    one = [explorer.score("bn", model="mlp(depth=3, width=16)", inputs=[b], seeds=1) for b in batches]
+    for key in ("cosine_similarity", "stable_rank"):
+        assert both[key] == pytest.approx((one[0][key] + one[1][key]) / 2, rel=1e-5), key
+    for a, b, mean in zip(one[0]["activation_variance"], one[1]["activation_variance"], both["activation_variance"]):
+        assert mean == pytest.approx((a + b) / 2, rel=1e-5)
+
+
+def test_explosion_exponent_is_fitted_per_seed_then_averaged():
+    """score(seeds=2) averages each seed's fitted exponent (docs/predictors.md), which is not the
+    exponent fitted on the seed-mean gradient norms; each seed is the model built after manual_seed(s)."""
+    import explorer
+    from explorer.models import create_model
+
+    torch.manual_seed(0)
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
+    both = explorer.score("ln", model="mlp(depth=4, width=16)", inputs=batches, seeds=2)
+    per_seed = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = create_model("mlp(depth=4, width=16)", "ln", num_classes=10, in_channels=3)
+        per_seed.append(explorer.score("ln", model=model, inputs=batches))
+    exponents = [r["grad_explosion_exponent"] for r in per_seed]
+    assert both["grad_explosion_exponent"] == pytest.approx(sum(exponents) / 2, rel=1e-6)
+    assert both["grad_explosion_exponent"] != pytest.approx(grad_explosion_exponent(both["grad_norm"]), rel=1e-3)
+    assert both["spread"]["grad_explosion_exponent"] > 0

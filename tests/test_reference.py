@@ -513,10 +513,17 @@ def test_native_path_follows_copies_and_dtype_changes(spec):
     x = torch.randn(6, 4, 3, 3)
     assert not torch.allclose(base(x), clone(x))
     double = clone.double()
-    y = double(x.double())
+    assert double.native
+    generic = unfused(double)  # same parameters and buffers, the composition of primitives
+    xd = x.double() * 2 + 1
+    y = double(xd)
     assert y.dtype == torch.float64
-    double.eval()
-    assert double(x.double()).dtype == torch.float64
+    assert_close(y, generic(xd), "float64 native vs generic, training")
+    # γ = 3 (the copy's) and β = 0 before the ReLU: three times the γ = 1 output of the original
+    assert_close(y, 3 * unfused(base).double()(xd), "the copy's own γ")
+    double.eval(), generic.eval()
+    assert double(xd).dtype == torch.float64
+    assert_close(double(xd), generic(xd), "float64 native vs generic, eval (running statistics)")
 
 
 def test_conv1d_and_linear_on_many_dims_normalize_the_channel_axis():
@@ -532,3 +539,20 @@ def test_conv1d_and_linear_on_many_dims_normalize_the_channel_axis():
     y = layer(x)
     assert y.shape == (2, 4, 6, 6)
     assert_close(y, F.layer_norm(linear(x), (6,), eps=EPS), "linear on (N, H, W, C) + ln")
+
+
+def test_batch_rms_running_mean_square_momentum_and_eval_formula():
+    """root_mean_square(bx): x / sqrt(mean_{b,x}(x²) + eps) in training; its running mean square
+    follows BatchNorm's momentum (0.1, from 1), and eval divides by sqrt(running + eps) — squared
+    statistics, not their roots."""
+    c = 3
+    layer = explorer.create_norm("root_mean_square(bx)", c, activation=False).double()
+    running = torch.ones(c, dtype=torch.float64)
+    for step in range(2):
+        x = rand(step, 4, c, 2, 3) * 2 + 1
+        ms = x.square().mean(dim=(0, 2, 3))
+        assert_close(layer(x), x / torch.sqrt(ms + EPS).view(1, c, 1, 1), f"training step {step}")
+        running = 0.9 * running + 0.1 * ms
+    layer.eval()
+    x = rand(5, 2, c, 2, 3)
+    assert_close(layer(x), x / torch.sqrt(running + EPS).view(1, c, 1, 1), "eval from the running mean square")

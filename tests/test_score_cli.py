@@ -60,3 +60,20 @@ def test_reproduce_writes_json_and_csv(tmp_path, monkeypatch):
     assert data["scale"] == "small" and data["rows"]
     header = (tmp_path / "claim4.csv").read_text().splitlines()[0]
     assert "grad_norm" in header and "spec" in header
+
+
+@pytest.mark.slow
+def test_reproduce_claim3_small_for_real(tmp_path):
+    """The real ``--small`` scale (not a patched one), as the README's gallery ran it: the files,
+    the verdict and the fit it reports (R² = 0.94, τ = −1 from group size 1 to 32)."""
+    from explorer.cli import main
+
+    assert main(["reproduce", "claim3", "--small", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "claim3.json").read_text())
+    assert data["scale"] == "small" and data["verdict"]["holds"]
+    assert [r["group_size"] for r in data["rows"]] == [1, 2, 4, 8, 16, 32]
+    ranks = [r["stable_rank"] for r in data["rows"]]
+    assert ranks == sorted(ranks, reverse=True)  # τ = −1: every step of group size lowers it
+    assert data["summary"]["fit"]["r2"] == pytest.approx(0.94, abs=0.02)
+    assert "R² = 0.94" in data["verdict"]["sentence"]
+    assert (tmp_path / "claim3.csv").read_text().splitlines()[0].count(",") >= 2

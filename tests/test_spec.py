@@ -268,6 +268,8 @@ def test_invalid_syntax_points_at_the_position(text, position, words):
     ("mean(g, group_size=1)", "nothing to normalize over"),
     ("bn | identity | relu", "two steps fill the activation slot: identity and relu"),
     ("gn(groups=3) | gn(groups=2)", "two steps fill the center slot"),
+    ("mean(bx, axes=cx)", "mean: parameter 'axes' given twice"),  # a keyword repeating a positional
+    ("gn(groups=2, groups=4)", "parameter 'groups' given twice"),  # a keyword given twice
 ])
 def test_invalid_compositions_say_why(text, words):
     with pytest.raises(SpecError, match=None) as info:

@@ -159,10 +159,8 @@ def test_a_password_holding_an_at_sign_is_refused_before_the_driver_sees_it(stud
 
 
 @pytest.mark.postgres
-def test_real_postgres_errors_leak_no_password(study_file, normx_exe):
-    url = os.environ.get("NORMX_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("needs a PostgreSQL server: NORMX_TEST_POSTGRES_URL (bash .ci/postgres.sh starts one)")
+def test_real_postgres_errors_leak_no_password(study_file, normx_exe, postgres_url):
+    url = postgres_url
     head, rest = url.split("://", 1)
     user_host = rest.split("@", 1)[1]
     user = rest.split(":", 1)[0]

@@ -90,3 +90,171 @@ def test_cli_prints_one_line_and_creates_nothing(tmp_path, normx_exe):
     assert result.returncode == 2
     assert result.stderr.strip() == f"normx: error: {bad}:9: training.learning_rate: unknown key; closest: lr_rule"
     assert not db.exists()  # validated before anything was created in storage
+
+
+# ----------------------------------------------------------------------------- every check, exactly
+
+MINIMAL = 'name = "t"\nmodels = ["m"]\n[objectives]\ncosine_similarity = "minimize"\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace('name = "t"', 'name = "t x"'), "b.toml:1: name: use letters, digits, '_', '-' and '.' only"),
+    (GOOD.replace('["mlp(depth=2, width=16)"]', "[]"), "b.toml:2: models: name at least one model"),
+    (GOOD.replace('["mlp(depth=2, width=16)"]', "3"),
+     "b.toml:2: models: must be a string or a list of strings, got an integer"),
+    (GOOD.replace('["mlp(depth=2, width=16)"]', '["a", 3]'),
+     "b.toml:2: models: must be a string or a list of strings, got a list"),
+    (GOOD.replace('test_accuracy = "maximize"', ""), "b.toml:3: objectives: name at least one objective"),
+    (GOOD.replace('name = "t"', 'name = "t"\naggregate = "median"'),
+     "b.toml:2: aggregate: must be one of worst, mean, got 'median'"),
+    (GOOD.replace('name = "t"', 'name = "t"\nn_trials = 0'), "b.toml:2: n_trials: must be at least 1, got 0"),
+    (GOOD.replace('name = "t"', 'name = "t"\nn_trials = 2.5'), "b.toml:2: n_trials: must be an integer, got a number"),
+    (GOOD.replace('name = "t"', 'name = "t"\ndescription = 5'), "b.toml:2: description: must be a string, got an integer"),
+    (GOOD.replace('name = "t"', 'name = "t"\nseed = 4294967296'),
+     "b.toml:2: seed: must be between 0 and 2**32 - 1, got 4294967296"),
+    (GOOD + '[screening]\nreject_variance_growth = ["quadratic"]\n',
+     "b.toml:10: screening.reject_variance_growth: must list kinds among flat, linear, exponential, got 'quadratic'"),
+    (GOOD + '[screening]\nmax_cosine_similarity = "high"\n',
+     "b.toml:10: screening.max_cosine_similarity: must be a number, got a string"),
+    (GOOD + '[screening]\nprune_overflow = "yes"\n',
+     "b.toml:10: screening.prune_overflow: must be true or false, got a string"),
+    (GOOD + "[screening]\nbatches = 0\n", "b.toml:10: screening.batches: must be at least 1, got 0"),
+    (GOOD.replace("steps = 5", 'steps = 5\nlr_rule = "sqrt"'),
+     "b.toml:9: training.lr_rule: must be \"linear\" or \"constant\", got 'sqrt'"),
+    (GOOD.replace("steps = 5", "steps = 5\nmomentum = 1.5"), "b.toml:9: training.momentum: must be between 0 and 1, got 1.5"),
+    (GOOD.replace("steps = 5", "steps = 5\nmomentum = -0.1"),
+     "b.toml:9: training.momentum: must be between 0 and 1, got -0.1"),
+    (GOOD.replace("steps = 5", "steps = 5\ndecay_at = 1.2"),
+     "b.toml:9: training.decay_at: must be between 0 and 1 (a fraction of the run), got 1.2"),
+    (GOOD.replace("steps = 5", "steps = 0"), "b.toml:4: objectives.test_accuracy: needs training, but training.steps is 0"),
+    (GOOD.replace("steps = 5", "epochs = 0"),
+     "b.toml:4: objectives.test_accuracy: needs training, but training.epochs is 0"),
+    (GOOD.replace("steps = 5", "steps = 5\nbase_lr = true"), "b.toml:9: training.base_lr: must be a number, got a boolean"),
+    (GOOD.replace("steps = 5", "steps = 5\ndevice = 3"), "b.toml:9: training.device: must be a string, got an integer"),
+    (GOOD.replace("[space]", "[space]\nslots = 3"), "b.toml:6: space.slots: must be a table, got an integer"),
+    (GOOD.replace("[space]", '[space.slots]\ncentre = ["mean"]\n[space]'),
+     "b.toml:6: space.slots.centre: unknown slot; slots: weight, center, scale, gate, bound, affine, activation, regularizer"),
+    (GOOD.replace("[space]", "[space.slots]\ncenter = []\n[space]"),
+     'b.toml:6: space.slots.center: list at least one primitive (or "none")'),
+    (GOOD.replace("[space]", "[space.slots]\ncenter = [1]\n[space]"),
+     "b.toml:6: space.slots.center: must be a string or a list of strings, got a list"),
+    (GOOD.replace("[space]", "[space.params]\naxes = []\n[space]"), "b.toml:6: space.params.axes: list at least one value"),
+    (GOOD.replace("[space]", '[space.params]\naxes = [["bx"]]\n[space]'),
+     "b.toml:6: space.params.axes: values must be strings, numbers or booleans, got list"),
+    (GOOD.replace("[space]", "[space.params.std]\nat = []\n[space]"), "b.toml:6: space.params.std.at: list at least one value"),
+    (MINIMAL + "[space.params.std]\nat = [{a = 1}]\n",
+     "b.toml:6: space.params.std.at: values must be strings, numbers or booleans, got dict"),
+    (GOOD + "[workers]\nheartbeat_interval = 0\n", "b.toml:10: workers.heartbeat_interval: must be at least 1 (seconds), got 0"),
+    (GOOD + "[workers]\nmax_retry = -1\n", "b.toml:10: workers.max_retry: must be 0 or more, got -1"),
+    (GOOD + "[data]\nseed = -1\n", "b.toml:10: data.seed: must be between 0 and 2**32 - 1, got -1"),
+    (GOOD + "[data]\ntest_limit = 0\n", "b.toml:10: data.test_limit: must be at least 1, got 0"),
+    ('name = "t"\nmodels = ["m"]\n', "b.toml:1: objectives: missing required key"),
+    ('models = ["m"]\n[objectives]\ncosine_similarity = "minimize"\n', "b.toml:1: name: missing required key"),
+    (GOOD.replace("[objectives]", "[objectives]\ncosine_similarity = 1"),
+     'b.toml:4: objectives.cosine_similarity: must be "maximize" or "minimize", got 1'),
+    (MINIMAL + '[training]\nsteps = "x"\n', "b.toml:6: training.steps: must be an integer, got a string"),
+    ('name = "t"\nmodels = ["m"]\nobjectives = {cosine_similarity = "minimise"}\n',
+     "b.toml:3: objectives.cosine_similarity: must be \"maximize\" or \"minimize\", got 'minimise'"),
+    (MINIMAL + "[screening]\nseeds = 1\n[screening.x]\n",
+     "b.toml:7: screening.x: unknown key; valid: batch_size, batches, max_cosine_similarity, max_grad_explosion, "
+     "prune_overflow, reject_variance_growth, seeds"),
+    (MINIMAL + "[[space]]\n", "b.toml:5: space: must be a table"),
+    ('name = "t"\n\n\nmodels = ["m"\n', "b.toml:4: malformed TOML: Unclosed array"),
+    (GOOD.replace("[training]", "[training]\nsteps = 5\n[training]"), "b.toml:9: malformed TOML: Cannot declare ('training',) twice"),
+])
+def test_every_check_is_one_exact_line(text, message):
+    """The whole message: the file, the line of the key, the key and what is wrong with it."""
+    with pytest.raises(StudyFileError) as info:
+        parse_study_text(text, "b.toml")
+    assert str(info.value) == message
+
+
+def test_values_at_the_edges_of_their_ranges_are_accepted():
+    config = parse_study_text(MINIMAL.replace('name = "t"', 'name = "a-b_c.1"\nn_trials = 1\nseed = 4294967295')
+                              + "[training]\nsteps = 0\nmomentum = 0\ndecay_at = 1\nbase_lr = 1\nweight_decay = 0\n"
+                              "[screening]\nmax_cosine_similarity = 1\nreject_variance_growth = \"linear\"\n"
+                              "[workers]\nmax_retry = 0\nheartbeat_interval = 1\n", "edge.toml")
+    assert config.name == "a-b_c.1" and config.n_trials == 1 and config.seed == 2**32 - 1
+    assert config.training.momentum == 0 and config.training.decay_at == 1
+    assert config.training.base_lr == 1.0 and isinstance(config.training.base_lr, float)  # an integer is a number
+    assert config.screening.max_cosine_similarity == 1.0
+    assert config.screening.reject_variance_growth == ["linear"]  # one string is a list of one
+    assert config.workers.max_retry == 0
+    # steps = 0 with only predictors as objectives: a screening-only study, nothing trains
+    assert not config.training.enabled and not config.needs_training()
+    assert parse_study_text(MINIMAL + "[training]\nmomentum = 1\n").training.momentum == 1.0
+    single = parse_study_text(MINIMAL.replace('["m"]', '"m"'))
+    assert single.models == ["m"]
+    mixed = parse_study_text(MINIMAL + "[training]\nsteps = 3\n")
+    assert mixed.training.enabled and not mixed.needs_training()  # nothing to train for
+
+
+def _readme_defaults() -> list[tuple[str, str, object]]:
+    """(section, key, default) from the README's table of study-file keys, where the default is a
+    TOML literal (`20`, `"tpe"`, `["exponential"]`); prose defaults ("1 epoch", "none") are skipped."""
+    import re
+    import tomllib
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("### Study files: every key", 1)[1].split("\n\n", 2)[1]
+    out = []
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) < 3:
+            continue
+        keys = re.findall(r"`([^`]*)`", cells[0])
+        tokens = [t.strip() for t in re.findall(r"`[^`]*`|[^,`]+", cells[1]) if t.strip()]
+        if not keys or len(keys) != len(tokens):
+            continue
+        section = ""
+        for key, token in zip(keys, tokens):
+            head = re.match(r"\[([a-z.]+)\]\s*(.*)", key)
+            if head:
+                section, key = head.group(1), head.group(2)
+            if not re.fullmatch(r"[a-z_]+", key) or not token.startswith("`"):
+                continue
+            out.append((section, key, tomllib.loads(f"v = {token.strip('`')}")["v"]))
+    return out
+
+
+def test_defaults_are_what_the_readme_says():
+    config = parse_study_text(MINIMAL, "m.toml")
+    checked = _readme_defaults()
+    assert len(checked) >= 25, checked  # the table was found and read
+    for section, key, default in checked:
+        holder = getattr(config, section) if section else config
+        assert getattr(holder, key) == default, f"{section}.{key}: README says {default!r}"
+    assert ("screening", "reject_variance_growth", ["exponential"]) in checked
+    assert ("training", "momentum", 0.9) in checked and ("", "n_trials", 20) in checked
+
+
+def test_accepted_values_are_kept_as_given(tmp_path):
+    config = parse_study_text(MINIMAL.replace('name = "t"', 'name = "Quick-A"')
+                              + '[training]\nlr_rule = "constant"\n')
+    assert config.name == "Quick-A" and config.objectives == {"cosine_similarity": "minimize"}
+    assert config.training.lr_rule == "constant" and config.path == "<study>"
+    with pytest.raises(StudyFileError, match=r"^<study>:1: name: missing required key$"):
+        parse_study_text('models = ["m"]\n[objectives]\ncosine_similarity = "minimize"\n')
+    with pytest.raises(StudyFileError) as info:
+        parse_study_text('name = "t"\nmodels = ["m"]\n[objectives]\ncosine_similarity = "minimize"\nx = [1,', "e.toml")
+    assert str(info.value).startswith("e.toml:5: malformed TOML")  # the last line when TOML names none
+    missing = tmp_path / "none.toml"
+    with pytest.raises(StudyFileError, match=r"none\.toml: no such study file$"):
+        load_study_file(missing)
+    with pytest.raises(StudyFileError, match="cannot read the study file"):
+        load_study_file(tmp_path)  # a directory
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(StudyFileError, match="cannot read the study file"):
+        load_study_file(tmp_path / "bin.toml")
+
+
+@pytest.mark.parametrize("text, line", [
+    (MINIMAL + "[space.params.std]\nat = []\n", 6),                 # a key under a sub-table header
+    (MINIMAL + "[space]\nparams.std.at = []\n", 6),                 # a dotted key
+    (MINIMAL + '[space]\n"params" = {std = {at = []}}\n', 6),       # an inline table on a quoted key
+    (MINIMAL + "[training]\nsteps = 1\n[space.params.std]\n\nat = []\n", 9),
+])
+def test_errors_point_at_the_line_of_the_key(text, line):
+    with pytest.raises(StudyFileError) as info:
+        parse_study_text(text, "l.toml")
+    assert str(info.value).startswith(f"l.toml:{line}: space.params.std.at: list at least one value"), str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from explorer.data import load_dataset
 from explorer.models import create_model
+from explorer.norm import Normalizer
 from explorer.training import TrainConfig, random_flip, train
 
 MODEL = "mlp(depth=2, width=16)"
@@ -84,9 +86,24 @@ def test_regularizer_loss_is_added(data):
     for spec in ("ln", "regnorm(strength=1000.0)"):
         torch.manual_seed(0)
         model = create_model(MODEL, spec, num_classes=train_data.num_classes, in_channels=3)
+        if spec != "ln":
+            untrained = copy.deepcopy(model)
         losses[spec] = train(model, train_data, None, config).loss_curve[0][1]
     # Same weights and batch: the difference is exactly the batch-mean penalty, which is positive.
     assert losses["regnorm(strength=1000.0)"] > losses["ln"] + 1e-3
+    # ... and the penalty by hand on the harness's first batch (its generator seeded with the
+    # config's seed): λ · mean_c(mean_b(ŷ)²) per normalizer, ŷ the LayerNorm of its input.
+    index = torch.randperm(train_data.x.shape[0], generator=torch.Generator().manual_seed(config.seed))[:16]
+    inputs = []
+    for module in untrained.modules():
+        if isinstance(module, Normalizer):
+            module.register_forward_pre_hook(lambda _, args: inputs.append(args[0].detach()))
+    cross_entropy = F.cross_entropy(untrained(train_data.x[index]), train_data.y[index]).item()
+    assert len(inputs) == 2  # one per hidden layer of mlp(depth=2)
+    penalty = sum(1000.0 * F.layer_norm(a, a.shape[1:], eps=1e-5).mean(0).square().mean().item() for a in inputs)
+    assert penalty > 1e-3
+    assert losses["ln"] == pytest.approx(cross_entropy, rel=1e-5)
+    assert losses["regnorm(strength=1000.0)"] == pytest.approx(cross_entropy + penalty, rel=1e-5)
 
 
 def test_random_flip_flips_whole_images():

@@ -12,16 +12,14 @@ import asyncio
 import io
 
 import pytest
+from rich.console import Console
+from test_tui_model import write_study
 
-pytest.importorskip("textual")
+from snapshot_check import check_snapshot
 
-from rich.console import Console  # noqa: E402
-from snapshot_check import check_snapshot  # noqa: E402
-from test_tui_model import write_study  # noqa: E402
-
-from explorer.tui.app import HelpScreen, MainScreen, StudyApp, TrialScreen  # noqa: E402
-from explorer.search.results import StudySource  # noqa: E402
-from explorer.tui.widgets import PlotView, TooSmall, TrialsTable  # noqa: E402
+from explorer.search.results import StudySource
+from explorer.tui.app import HelpScreen, MainScreen, StudyApp, TrialScreen
+from explorer.tui.widgets import PlotView, TooSmall, TrialsTable
 
 
 
@@ -76,8 +74,14 @@ def test_navigate_sort_filter_open_help_quit(url):
             await pilot.press("enter")
             pruned = {r.number for r in app.data.rows if r.state == "pruned"}
             assert set(table_numbers(app)) == pruned and pruned
+            # Home/End move to the first/last trial (DataTable's own Home/End scroll sideways)
+            assert len(pruned) > 1
+            await pilot.press("down", "end")
+            assert app.table.cursor_row == app.table.row_count - 1
+            await pilot.press("home")
+            assert app.table.cursor_row == 0
             # open the first filtered trial
-            await pilot.press("home", "enter")
+            await pilot.press("enter")
             await pilot.pause()
             assert isinstance(app.screen, TrialScreen)
             assert app.screen.row.number in pruned

@@ -14,12 +14,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from explorer import Param, Primitive, hookimpl
 from explorer.errors import NormxError
 from explorer.search.results import (
     Objective, RowFilter, StorageError, StudyNotFoundError, StudySource, load_study, mask_password, open_readonly,
     pareto_mask, read_trials, sort_rows, study_budget,
 )
 from explorer.tui.formatting import format_duration
+from test_search import BASE
 
 OBJECTIVES = [{"name": "test_accuracy", "direction": "maximize"},
               {"name": "cosine_similarity", "direction": "minimize"},
@@ -56,9 +58,13 @@ def write_study(url: str, name: str = "demo", n: int = 40, seed: int = 0, runnin
         storage = JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     study = optuna.create_study(study_name=name, storage=storage,
                                 directions=[o["direction"] for o in objectives])
-    study_file = f'name = "{name}"\n[budget]\nn_trials = {n_trials or n + running}\n'
+    # as ``normx study run`` stores them: the study file's text (n_trials at its top level) and
+    # the budget of the latest run as the ``n_trials`` attribute (docs/trial-schema.md)
+    budget = n_trials or n + running
+    study_file = f'name = "{name}"\nmodels = ["cnn10"]\nn_trials = {budget}\n'
     study.set_user_attr("objectives", objectives)
     study.set_user_attr("study_file", study_file)
+    study.set_user_attr("n_trials", budget)
     study.set_user_attr("normx_version", "0.1.0")
     study.set_user_attr("models", ["cnn10"])
     study.set_user_attr("data", "synthetic")
@@ -67,8 +73,8 @@ def write_study(url: str, name: str = "demo", n: int = 40, seed: int = 0, runnin
     for number in range(n):
         spec = SPECS[number % len(SPECS)]
         predictors = predictors_for(rng)
-        attrs = {"spec": spec, "predictors": predictors, "predictors_by_model": {"cnn10": predictors},
-                 "worker": f"host:{100 + number % 3}"}
+        attrs = {"spec": spec, "equivalence_key": spec, "predictors": predictors,
+                 "predictors_by_model": {"cnn10": predictors}, "worker": f"host:{100 + number % 3}"}
         kind = rng.random()
         start = T0 + timedelta(seconds=30 * number)
         values = None
@@ -261,8 +267,11 @@ def test_viewer_never_writes(study_url, tmp_path):
     path = study_url.removeprefix("sqlite:///")
     before = open(path, "rb").read()
     storage = open_readonly(study_url)
-    with pytest.raises(Exception):  # the storage is read-only at the SQLite level
+    from optuna.exceptions import StorageInternalError
+
+    with pytest.raises(StorageInternalError) as refused:  # read-only at the SQLite level
         storage.set_study_user_attr(storage.get_study_id_from_name("demo"), "x", 1)
+    assert "attempt to write a readonly database" in str(refused.value.__cause__)
     load_study(storage, "demo")
     assert open(path, "rb").read() == before
 
@@ -322,3 +331,115 @@ def test_rdb_reader_gives_local_times_like_optuna(tmp_path, far_from_utc):
            [(t.datetime_start, t.datetime_complete) for t in slow]
     running = next(r for r in load_study(storage, "demo").rows if r.state == "running")
     assert running.started == next(t.datetime_start for t in slow if t.number == running.number)
+
+
+# ----------------------------------------------------------------------------- a study the runner wrote
+
+#: test_search's study on two models, with the cosine threshold and a broken plugin's composition
+REAL = BASE.format(
+    name="real", n=5, steps=3, screening="max_cosine_similarity = 0.78",
+    space='presets = ["bn", "ln", "rms", "none", "vn", "gn(group_size=2)", "mean(c) | broken_scale(c)"]',
+).replace('models = ["mlp(depth=2, width=16)"]', 'models = ["mlp(depth=2, width=16)", "mlp(depth=4, width=8)"]')
+
+
+class BrokenPlugin:
+    """A third-party scale step that raises: its trials must end failed, with the error, and the
+    study must go on."""
+
+    @hookimpl
+    def register_primitives(self, register):
+        from torch import nn
+
+        class BrokenScale(nn.Module):
+            def __init__(self, channels, axes="c"):
+                super().__init__()
+
+            def forward(self, x3):
+                raise RuntimeError("broken plugin: no statistic here")
+
+        register(Primitive(name="broken_scale", slot="scale", factory=BrokenScale, formula="raises",
+                           params=(Param("axes", "axes", None),), positional=("axes",)))
+
+
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory):
+    """``run_study`` on two models, with the cosine threshold and a broken plugin; the file's
+    budget is 5 and the run's ``n_trials`` 7 (as ``--n-trials 7``): the storage's budget wins."""
+    from explorer.plugins import register, unregister
+    from explorer.search import run_study
+    from explorer.search.study_file import parse_study_text
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('real') / 'real.db'}"
+    register(BrokenPlugin(), name="broken-plugin")
+    try:
+        run_study(parse_study_text(REAL, "real.toml"), storage=url, n_trials=7, on_trial_event=lambda event: None)
+    finally:
+        unregister("broken-plugin")
+    return url
+
+
+def test_a_study_the_runner_wrote(real_study):
+    import optuna
+
+    data = StudySource(real_study, "real").load()
+    trials = {t.number: t for t in optuna.load_study(study_name="real", storage=real_study).trials}
+    rows = {r.number: r for r in data.rows}
+    assert len(rows) == 7 and data.budget() == 7 and data.summary().budget == 7  # the run's, not the file's 5
+    assert [o.name for o in data.objectives] == ["test_accuracy", "cosine_similarity"]
+    by_spec = {r.spec: r for r in data.rows}
+    # the broken plugin: failed with its error, counted as finished, and the study went on
+    broken = by_spec["mean(c) | broken_scale(c)"]
+    assert broken.state == "failed" and broken.stage == "failed"
+    assert "broken plugin: no statistic here" in broken.reason
+    # the cosine threshold, on the worst of the two models
+    for row in data.rows:
+        if row.state in ("failed",):
+            continue
+        by_model = trials[row.number].user_attrs["predictors_by_model"]
+        assert set(by_model) == {"mlp(depth=2, width=16)", "mlp(depth=4, width=8)"}
+        worst = max(p["cosine_similarity"] for p in by_model.values())
+        assert row.cosine_similarity == pytest.approx(worst)
+        if worst > 0.78:
+            assert row.state == "pruned" and "screening.max_cosine_similarity" in row.reason
+            model = max(by_model, key=lambda m: by_model[m]["cosine_similarity"])
+            assert row.reason.endswith(f"on {model}")
+            assert not row.train
+        else:
+            assert row.state == "complete" and row.pareto is not None
+            per_model = trials[row.number].user_attrs["train_by_model"]
+            assert row.test_accuracy == min(t["test_accuracy"] for t in per_model.values())  # worst model
+            assert row.values == (pytest.approx(row.test_accuracy), pytest.approx(worst))
+    summary = data.summary()
+    assert summary.counts["failed"] == 1 and summary.finished == 7
+    assert summary.counts["pruned"] == sum(1 for r in data.rows if r.state == "pruned") >= 1
+    complete = [r for r in data.rows if r.state == "complete"]
+    assert len(complete) >= 2
+    # the Pareto front against brute force and Optuna's own
+    assert [r.pareto for r in complete] == brute_force_pareto([r.values for r in complete], [True, False])
+    assert {t.number for t in optuna.load_study(study_name="real", storage=real_study).best_trials} == \
+        {r.number for r in data.pareto_rows}
+    # "best": highest accuracy, the earliest trial among equals; lowest cosine similarity
+    best = data.best()
+    top = max(r.test_accuracy for r in complete)
+    assert best["test_accuracy"].number == min(r.number for r in complete if r.test_accuracy == top)
+    assert best["cosine_similarity"].number == min(complete, key=lambda r: r.cosine_similarity).number
+
+
+def test_non_finite_objective_values_stay_off_the_pareto_front(tmp_path):
+    """A complete trial whose accuracy is inf would dominate every other one: it is not on the
+    front, and the front is that of the finite trials."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    write_study(url, n=12, running=0)
+    study = optuna.load_study(study_name="demo", storage=url)
+    trial = study.ask()
+    trial.set_user_attr("stage", "done")
+    study.tell(trial, [math.inf, 0.0, 0.0])
+    data = StudySource(url, "demo").load()
+    inf_row = data.row(trial.number)
+    assert inf_row.state == "complete" and not inf_row.pareto
+    finite_rows = [r for r in data.rows if r.state == "complete" and r.number != trial.number]
+    assert [r.pareto for r in finite_rows] == brute_force_pareto([r.values for r in finite_rows], [True, False, False])
+    assert any(r.pareto for r in finite_rows)
+    assert data.best()["test_accuracy"].number != trial.number  # nor is it the best accuracy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING, Any
 
 from explorer.cli.render import STORAGE_HELP_SECRET, console, show, storage_option
@@ -24,6 +25,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET)
     p.add_argument("--n-trials", type=int, help="study-wide trial budget (default: the file's n_trials)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default 1)")
+    p.add_argument("--data-dir", help="where CIFAR lives (default $NORMX_DATA, else ~/.cache/normx/data)")
+    p.add_argument("--download", action="store_true", help="fetch CIFAR into the data directory when missing")
     p.set_defaults(func=run_run)
 
     p = commands.add_parser("list", help="list the studies in a storage")
@@ -55,13 +58,16 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    from explorer.data import DATA_DIR_ENV
     from explorer.search import interrupt_on_signals, prepare, run_study
     from explorer.search.study_file import load_study_file
 
     interrupt_on_signals()
     config = load_study_file(args.study_file)
+    if args.data_dir:
+        os.environ[DATA_DIR_ENV] = args.data_dir  # worker processes inherit it
     try:
-        ctx = prepare(config)  # a bad name in the study is one line, before any display starts
+        ctx = prepare(config, download=args.download)  # a bad name in the study is one line, before any display
         from explorer.search import default_storage
         from explorer.tui.progress import create_progress  # live panel on a terminal, plain lines otherwise
 

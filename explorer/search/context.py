@@ -53,8 +53,9 @@ class StudyContext:
         return resolved[0] if len(set(resolved)) == 1 else " || ".join(f"{w}: {r}" for w, r in zip(widths, resolved))
 
 
-def prepare(config: StudyConfig) -> StudyContext:
-    """Check every name of the study against the registry, the models and the data; load the data."""
+def prepare(config: StudyConfig, download: bool = False) -> StudyContext:
+    """Check every name of the study against the registry, the models and the data; load the data
+    (``download``: fetch CIFAR into the data directory when it is not there, ``normx study run --download``)."""
     registry = get_registry()
     space = SearchSpace(config, registry)
     space.check()
@@ -70,10 +71,10 @@ def prepare(config: StudyConfig) -> StudyContext:
         raise file_error(config, ("training", "device"), "CUDA is not available on this machine; use auto or cpu")
     try:
         ctx.train_data = load_dataset(config.data.name, "train", limit=config.data.train_limit,
-                                      seed=config.data.seed, device="cpu")
+                                      seed=config.data.seed, device="cpu", download=download)
         if config.needs_training():
             ctx.test_data = load_dataset(config.data.name, "test", limit=config.data.test_limit,
-                                         seed=config.data.seed, device="cpu")
+                                         seed=config.data.seed, device="cpu", download=download)
     except NormxError as err:
         raise file_error(config, ("data", "name"), str(err)) from None
     if config.screening.batch_size > len(ctx.train_data):

@@ -427,7 +427,8 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     config.space = _parse_space(check, data.get("space", {}))
     if any(objective_source(o)[0] == TrialAttr.TRAIN for o in objectives) and not training.enabled:
         first = next(o for o in objectives if objective_source(o)[0] == TrialAttr.TRAIN)
-        raise check.fail(("objectives", first), "needs training, but training.steps is 0")
+        length = "steps" if training.steps == 0 else "epochs"
+        raise check.fail(("objectives", first), f"needs training, but training.{length} is 0")
     return config
 
 

@@ -35,7 +35,7 @@ HELP = """\
   [b]1[/b] [b]2[/b] [b]3[/b]        trials / trade-off / predictor tab
   [b]R[/b]            reload the study now
 [b]trials[/b]
-  [b]↑ ↓[/b] PgUp PgDn  move                     [b]enter[/b]  open the trial
+  [b]↑ ↓[/b] PgUp PgDn Home End  move            [b]enter[/b]  open the trial
   [b]s[/b]            sort by the next column    [b]r[/b]  reverse the sort
   click a header  sort by that column
   [b]/[/b]            filter                     [b]esc[/b]  back to the table

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
@@ -48,6 +49,8 @@ class TrialsTable(DataTable):
     """The trials, one row each, keyed by trial number; ``◆`` marks the Pareto front."""
 
     DEFAULT_CSS = "TrialsTable { height: 1fr; }"
+    # DataTable's Home/End scroll sideways; in a table of rows they go to the first/last trial.
+    BINDINGS = [Binding("home", "scroll_top", "first", show=False), Binding("end", "scroll_bottom", "last", show=False)]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
