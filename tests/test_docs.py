@@ -26,6 +26,7 @@ CHEAP: dict[str, str] = {
     "normx normalizers": "γ ⊙ tanh(α·A) + β",  # DyT, as the README writes it
     "normx primitives": "W = g·V/‖V‖",  # weight_norm
     "normx plugins": "statistics",
+    "normx predictors": "cosine_similarity",
     "normx spec 'gn(group_size=64)' --width 64 --batch 8": "mean(cx) | std(cx) | affine | relu",
 }
 #: commands that read the quick study (run here on a small study named quick that normx study run made)
@@ -35,6 +36,8 @@ ON_THE_QUICK_STUDY: dict[str, str] = {
     "normx study list": "quick",
     "normx report quick": "quick",
     "normx report quick --json > quick.json": "",
+    "normx study validate quick --json --bootstrap 2000": "combined",
+    "normx report quick --plots figs/": "quick",
 }
 #: the others: where they are tested, or why they cannot run in a test
 ELSEWHERE: dict[str, str] = {
@@ -47,8 +50,14 @@ ELSEWHERE: dict[str, str] = {
     "normx study run studies/quick.toml": "minutes; test_search.py runs studies end to end, and below a small quick",
     "normx study run studies/paper_normalizers.toml --storage sqlite:///paper.db": "CIFAR-100 and hours",
     "pip install -e '.[postgres]'": "the postgres extra: psycopg2, in the test extra too",
-    "normx study run studies/batch_free.toml --storage postgresql+psycopg2://user:password@db-host/normx --workers 4":
-        "test_distributed.py (a throwaway PostgreSQL server)",
+    "normx score bn --predictors default,snip,synflow,naswot": "test_predictor_plugins.py (the CLI subset)",
+    "normx study run studies/quick.toml --workers 2": "about a minute; test_screening_study.py runs the quick study small",
+    "export NORMX_STORAGE='postgresql+psycopg2://user:password@db-host/normx'": "a shell variable: the default storage "
+        "(explorer.search.default_storage)",
+    "normx study run studies/batch_free.toml --workers 4": "test_distributed.py (a throwaway PostgreSQL server)",
+    "python benchmarks/bench_screening.py": "a benchmark (minutes); test_screening_study.py checks its accounting",
+    "python benchmarks/bench_screening.py --quick": "a benchmark; test_screening_study.py runs its accounting",
+    "python benchmarks/bench_screening.py --json": "a benchmark (minutes)",
     "pip install optuna-dashboard": "not a dependency",
     "optuna-dashboard sqlite:///normx.db": "a web server",
     "normx view quick": "test_tui_app.py (Textual's Pilot)",

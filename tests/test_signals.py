@@ -14,6 +14,7 @@ import pytest
 from explorer.search.signals import interrupt_on_signals, raise_if_interrupted
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed raise is the point
 def test_an_interrupt_swallowed_by_a_weakref_callback_is_raised_at_the_next_check():
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

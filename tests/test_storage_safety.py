@@ -246,10 +246,8 @@ def _distinct_results(trials) -> int:
                 and "reused_from" not in t.user_attrs])
 
 
-def _postgres_url():
-    url = os.environ.get("NORMX_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("needs a PostgreSQL server: NORMX_TEST_POSTGRES_URL (bash .ci/postgres.sh starts one)")
+def _postgres_url(url: str):
+    """(driver head, user, password, host/db) of the session's PostgreSQL URL (conftest's postgres_url)."""
     head, rest = url.split("://", 1)
     credentials, host_db = rest.split("@", 1)
     user, password = credentials.split(":", 1)
@@ -262,10 +260,10 @@ def _study_attr(url, name, key):
 
 
 @pytest.mark.postgres
-def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, normx_exe):
+def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, normx_exe, postgres_url):
     """Items 10 and 11: a working ``?password=`` URL is masked in the creation line and every
     status line, and the study file stored in the study keeps no password (its storage key had one)."""
-    head, user, password, host_db = _postgres_url()
+    head, user, password, host_db = _postgres_url(postgres_url)
     name = f"pw-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     study = tmp_path / "pw.toml"
     study.write_text(STUDY.format(n=1).replace('name = "safety"', f'name = "{name}"\n'
@@ -279,7 +277,7 @@ def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, nor
     assert password not in stored and f"{user}:***@" in stored
 
 
-def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe):
+def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe, postgres_url):
     """Item 11: the ``study_file`` attribute is readable by anyone who reads the study."""
     study = tmp_path / "pw.toml"
     study.write_text(STUDY.format(n=1).replace('name = "safety"', 'name = "safety"\n'
@@ -291,10 +289,10 @@ def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(t
 
 
 @pytest.mark.postgres
-def test_a_password_with_an_at_sign_on_a_real_server(tmp_path, study_file, normx_exe):
+def test_a_password_with_an_at_sign_on_a_real_server(tmp_path, study_file, normx_exe, postgres_url):
     """Item 12: '@' in a password is refused before the driver could print a fragment of it as a
     host name; percent-encoded, the same kind of URL reaches the real server."""
-    head, user, password, host_db = _postgres_url()
+    head, user, password, host_db = _postgres_url(postgres_url)
     wrong = f"{head}://{user}:{password}@x@{host_db}"
     result = run(normx_exe, "study", "run", study_file(1), "--storage", wrong)
     line = one_line_error(result, "%40")

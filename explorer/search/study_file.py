@@ -134,7 +134,7 @@ class ScreeningConfig:
     reject_variance_growth: list[str] = field(default_factory=lambda: ["exponential"])
     prune_overflow: bool = True
     #: the predictors every candidate is scored with (``normx predictors``); an objective's are added
-    predictors: list[str] = field(default_factory=lambda: list(DEFAULT_PREDICTORS))
+    predictors: list[str] = field(default_factory=lambda: ["default"])
     #: "relative" (rank against the candidates screened so far) or "thresholds" (the keys above only)
     policy: str = "relative"
     #: trained trials before the relative policy starts ranking

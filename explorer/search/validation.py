@@ -24,10 +24,10 @@ from scipy import stats
 from explorer.errors import NormxError
 from explorer.records import direction_of, predictor_value, scalar_predictors, to_float
 from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
-from explorer.search.results import StudyData
+from explorer.search.results import PREDICTORS, StudyData
 
 __all__ = ["COMBINED", "COMBINED_PREDICTORS", "MEASURES", "ValidationError", "combined_rank_score", "correlate",
-           "trained_trials", "validate_study"]
+           "trained_rows", "trained_trials", "validate_study"]
 
 MEASURES = ("mean_train_accuracy", "test_accuracy")
 #: The verdict of a correlation whose interval includes 0, and what it means.
@@ -54,6 +54,17 @@ def trained_trials(study: StudyData) -> list[tuple[int, dict[str, Any], dict[str
         if all(v is not None and math.isfinite(v) for v in measures.values()):
             out.append((t.number, attrs["predictors"], measures))  # type: ignore[arg-type]
     return out
+
+
+def trained_rows(study: StudyData, predictors: tuple[str, ...] = PREDICTORS) -> list[dict[str, float]]:
+    """:func:`trained_trials` as flat rows (``trial``, each of ``predictors``, the measures), for
+    plots; a trial that lacks one of ``predictors`` is left out."""
+    rows = []
+    for number, stored, measures in trained_trials(study):
+        values = {key: predictor_value(stored, key) for key in predictors}
+        if all(v is not None for v in values.values()):
+            rows.append({"trial": number, **values, **measures})  # type: ignore[dict-item]
+    return rows
 
 
 def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
