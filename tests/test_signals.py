@@ -40,3 +40,27 @@ def test_an_interrupt_swallowed_by_a_weakref_callback_is_raised_at_the_next_chec
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def test_an_interrupt_that_was_caught_is_not_raised_again_by_the_next_run(tmp_path):
+    """A KeyboardInterrupt that propagated and was caught (here by pytest.raises; in a program, by
+    its own handler) must not stop a later study in the same process."""
+    from tiny_study import tiny_study
+
+    from explorer.search import run_study
+    from explorer.search.study_file import parse_study_text
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        interrupt_on_signals()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):
+                gc.collect()
+        config = parse_study_text(tiny_study("after", objectives='test_accuracy = "maximize"',
+                                             training="steps = 12"), "after.toml")
+        outcome = run_study(config, storage=str(tmp_path / "a.db"), on_trial_event=lambda event: None)
+        assert outcome.counts == {"COMPLETE": 1}
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

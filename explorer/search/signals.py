@@ -42,6 +42,11 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def interruption_handled() -> None:
+    """The KeyboardInterrupt of the last signal was caught (or a new run starts): nothing is pending."""
+    _interrupted.clear()
+
+
 def interrupt_on_signals() -> None:
     """Make SIGINT and SIGTERM raise KeyboardInterrupt in this process's main thread.
 

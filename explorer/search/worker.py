@@ -46,7 +46,7 @@ from explorer.search.policy import aggregate_predictors, aggregate_training, obj
 from explorer.search.liveness import WorkerLiveness, fail_lost_trials, liveness_dir
 from explorer.search.schema import PREDICTOR_KEYS, RESULT_ATTRS, Stage, StudyAttr, TrialAttr, json_safe
 from explorer.search.screening import Decision, RelativePolicy, candidate_values, relative_decision
-from explorer.search.signals import deferred_interrupts, raise_if_interrupted
+from explorer.search.signals import deferred_interrupts, interruption_handled, raise_if_interrupted
 from explorer.search.storage import StorageTarget, claim_lock, open_storage, storage_failure
 from explorer.search.study import budget_counts, composition_key, holds_a_place, make_sampler
 from explorer.spec import parse_spec
@@ -283,6 +283,7 @@ class Worker:
         A storage that fails (full, read-only, its server gone) stops the worker at once with one
         :class:`StorageError` line; no trial is recorded as failed for it."""
         ran = 0
+        interruption_handled()  # a signal whose interrupt an earlier run (or its caller) caught is not pending
         try:
             with WorkerLiveness(self.target, self.name):
                 if self.study is None:
@@ -406,6 +407,7 @@ class Worker:
         """Record ``trial`` as interrupted and queue its retry, with further signals held. A storage
         that stays busy or fails is said in one line: the trial stays RUNNING and the next run
         finds it lost or stale and retries it."""
+        interruption_handled()
         steps = (lambda: trial.set_user_attr(TrialAttr.STAGE, Stage.INTERRUPTED),
                  lambda: self.study.tell(trial, state=TrialState.FAIL),
                  lambda: self._enqueue_retry(trial))
