@@ -11,7 +11,6 @@ batch; ``synflow`` is data-free (|W|, all-ones input, float64, eval mode) on a c
 
 from __future__ import annotations
 
-from torch import Tensor
 
 from explorer import PredictorEntry, hookimpl
 from explorer import zero_cost as zc

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from explorer.search.screening import RelativePolicy, dominated, percentile_ranks, relative_verdict, scores
+from explorer.search.combined import percentile_ranks
+from explorer.search.screening import RelativePolicy, dominated, relative_verdict, scores
 
 
 def c(cos, expl):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.records import BUILTIN_DIRECTIONS, OBJECTIVE_PREDICTORS, to_float
-from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, badness, combined_rank_score, percentile_ranks
+from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, badness, combined_rank_score
 
 #: The predictors of the combined score and their directions.
 COMBINED_PARTS: dict[str, str] = {name: "minimize" for name in COMBINED_PREDICTORS}

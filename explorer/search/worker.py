@@ -44,7 +44,7 @@ from explorer.search.context import StudyContext
 from explorer.search.events import TrialEvent, TrialEventHandler
 from explorer.search.policy import aggregate_predictors, aggregate_training, objective_values, screening_verdict
 from explorer.search.liveness import WorkerLiveness, fail_lost_trials, liveness_dir
-from explorer.search.schema import PREDICTOR_KEYS, RESULT_ATTRS, Stage, StudyAttr, TrialAttr, json_safe
+from explorer.search.schema import RESULT_ATTRS, Stage, StudyAttr, TrialAttr, json_safe
 from explorer.search.screening import Decision, RelativePolicy, candidate_values, relative_decision
 from explorer.search.signals import deferred_interrupts, interruption_handled, raise_if_interrupted
 from explorer.search.storage import StorageTarget, claim_lock, open_storage, storage_failure

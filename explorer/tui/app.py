@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on, work

@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 from explorer.figures import _new, save_figure
 from explorer.search.results import PREDICTORS, StudyData, TrialRow, finite, to_float
 from explorer.search.validation import MEASURES, ValidationError, trained_rows, validate_study
-from explorer.tui.formatting import COLUMNS
 
 #: how many trials the per-layer figure draws at most
 BEST_TRIALS = 6
