@@ -61,6 +61,7 @@ def test_the_figures_hold_the_views_data(data):
     layers = figures.figure_layers(data)
     best = figures.best_trials(data)
     assert {data.best()[o.name].number for o in data.objectives} <= {r.number for r in best}
+    assert len({r.spec for r in best}) == len(best)  # a repeated composition is drawn once
     curves = layers.axes[0].get_lines()
     assert len(curves) == len(best)
     assert np.allclose(curves[0].get_ydata(), best[0].layer_curve("activation_variance"))

@@ -138,12 +138,13 @@ def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
 
 def best_trials(data: StudyData, limit: int = BEST_TRIALS) -> list[TrialRow]:
     """The best trial of each objective, then the rest of the Pareto front by the first objective; with curves."""
-    chosen: dict[int, TrialRow] = {}
+    chosen: dict[str, TrialRow] = {}
     first = data.objectives[0] if data.objectives else None
     front = sorted(data.pareto_rows, key=lambda r: r.values[0], reverse=bool(first and first.maximize))
     for row in [*data.best().values(), *front]:
+        # a repeat of a composition has the same curves: one line per composition
         if row.layer_curve("activation_variance") or row.layer_curve("grad_norm"):
-            chosen.setdefault(row.number, row)
+            chosen.setdefault(row.spec, row)
     return list(chosen.values())[:limit]
 
 
