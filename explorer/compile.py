@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch.overrides import TorchFunctionMode
 
 from explorer.errors import NormxError
 from explorer.norm import NormalizedLayer, Normalizer
@@ -216,6 +217,33 @@ def _input_key(module: nn.Module, x: Tensor) -> tuple:
             x.requires_grad, torch.is_autocast_enabled(device) if device in ("cpu", "cuda") else False)
 
 
+class _FusibleRelu(TorchFunctionMode):
+    """Traces ReLU as ``where(y > 0, y, 0)`` inside compiled units: the same values and gradients
+    (0 at y = 0, as ReLU's), but inductor's CPU code for ReLU's own backward saves a boolean mask,
+    and its AVX-512 store of booleans made a compiled ``… | affine | relu`` layer 5-7x *slower* than
+    eager (``bench_compile.py layers``, torch 2.14); the ``where`` form is recomputed in the backward
+    and fuses. It applies to every primitive's ReLU, a plugin's too, and only while compiling."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _RELUS and args:
+            y = args[0]
+            return torch.where(y > 0, y, torch.zeros((), dtype=y.dtype, device=y.device))
+        return func(*args, **(kwargs or {}))
+
+
+_RELUS = {torch.relu, torch.nn.functional.relu, Tensor.relu}
+
+
+def _traceable(forward: Callable) -> Callable:
+    """``forward`` as compiled: under :class:`_FusibleRelu`."""
+
+    def run(module: nn.Module, x: Tensor) -> Tensor:
+        with _FusibleRelu():
+            return forward(module, x)
+
+    return run
+
+
 _FRESH = [0]
 
 
@@ -263,7 +291,8 @@ class _Dispatch:
             if not ok:
                 entry.failed = reason
             else:
-                entry.fn = torch.compile(_fresh_function(type(self.module).forward), dynamic=False, fullgraph=True)
+                entry.fn = torch.compile(_fresh_function(_traceable(type(self.module).forward)), dynamic=False,
+                                             fullgraph=True)
                 start = time.perf_counter()
                 if self._probe(entry, x):
                     entry.compile_s = time.perf_counter() - start

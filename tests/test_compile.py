@@ -84,6 +84,27 @@ def test_every_generic_preset_and_sampled_compositions_match_eager_in_float64():
 
 
 @needs_compiler
+def test_compiled_relu_keeps_relus_gradient_at_zero():
+    """Compiled units trace ReLU as where(y > 0, y, 0) (inductor's own ReLU backward is slow on AVX-512):
+    values and gradients stay ReLU's, 0 where the pre-activation is exactly 0."""
+    torch.manual_seed(0)
+    eager = explorer.create_norm("rms", 32).double().train()
+    compiled = copy.deepcopy(eager)
+    x = torch.randn(SHAPE, dtype=torch.float64)
+    x[:, :, :2] = 0.0  # RMS scaling and a bias-free affine keep these exactly 0
+    grad = torch.randn(SHAPE, dtype=torch.float64)
+    keys = compile_stats()["compiled_keys"]
+    with CompileController(compiled, True):
+        for _ in range(2):  # the first call runs eager, the second compiled
+            want, got = _pass(eager, x, grad), _pass(compiled, x, grad)
+            eager.zero_grad(), compiled.zero_grad()
+    assert compile_stats()["compiled_keys"] > keys
+    assert torch.equal(got[1][:, :, :2], torch.zeros_like(got[1][:, :, :2]))  # ReLU's 0, not clamp's 1
+    for a, b in zip(want, got):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-8)
+
+
+@needs_compiler
 def test_float32_channels_last_matches_eager_within_float32_tolerance():
     """The CUDA mode's layout (channels_last) on the CPU: compiled code for that stride, same results."""
     torch.manual_seed(0)
