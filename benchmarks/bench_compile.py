@@ -6,7 +6,7 @@ Three parts, each in one process, ratios of runs taken back to back (the machine
   backward at (32, 64, 32, 32), eager and compiled, against native GroupNorm + ReLU (conv + GN +
   ReLU for specs that act on the weight or the layer input); the compile time apart;
 * ``training``: ``cnn10(width_multiplier=0.25)`` trained for 300 steps with each spec under
-  ``compile = auto`` (compile time included) and eager, against the same run with native BN,
+  ``compile = auto``, eager and ``compile = true`` (compile time included), against the same run with native BN,
   each bracketed by two BN runs; plus the screening cost per candidate;
 * ``study``: the quick study's wall time with ``compile = false`` (the path before compiling
   existed: nothing installed) and the default ``auto``, alternated.
@@ -190,6 +190,7 @@ def _screen_once(spec: str, compile_mode, device: str, data) -> float:
 def bench_training(args: argparse.Namespace) -> dict:
     import torch
 
+    from explorer.compile import compile_stats
     from explorer.data import load_dataset
     from explorer.search.space import sample_compositions
 
@@ -205,17 +206,22 @@ def bench_training(args: argparse.Namespace) -> dict:
         for spec in specs:  # each spec's runs between two native-BN runs (shared with the neighbours)
             auto_s, decision = _train_once(spec, "auto", args.steps, args.batch_size, device, data)
             eager_s, _ = _train_once(spec, False, args.steps, args.batch_size, device, data)
+            compiled_before = sum(compile_stats()["compile_s"])
+            true_s, _ = _train_once(spec, True, args.steps, args.batch_size, device, data)  # compile time included
+            compile_s = sum(compile_stats()["compile_s"]) - compiled_before
             bn_after, _ = _train_once("bn", False, args.steps, args.batch_size, device, data)
             bn = (bn_before + bn_after) / 2
             screen_eager = statistics.median(_screen_once(spec, False, device, data) for _ in range(args.screen_repeats))
             screen_auto = statistics.median(_screen_once(spec, "auto", device, data) for _ in range(args.screen_repeats))
             row = {"spec": spec, "bn_s": bn, "auto_s": auto_s, "eager_s": eager_s, "auto_ratio": auto_s / bn,
-                   "eager_ratio": eager_s / bn, "decision": decision, "screen_eager_s": screen_eager,
+                   "eager_ratio": eager_s / bn, "true_s": true_s, "true_ratio": true_s / bn,
+                   "true_compile_s": compile_s, "decision": decision, "screen_eager_s": screen_eager,
                    "screen_auto_s": screen_auto}
             rows.append(row)
             bn_before = bn_after
             print(f"[{device}] {spec}: auto {auto_s:.1f} s ({row['auto_ratio']:.2f}x BN), eager {eager_s:.1f} s "
-                  f"({row['eager_ratio']:.2f}x), BN {bn:.1f} s; screening {screen_eager:.2f} / {screen_auto:.2f} s; "
+                  f"({row['eager_ratio']:.2f}x), true {true_s:.1f} s ({row['true_ratio']:.2f}x, "
+                  f"{compile_s:.1f} s of it compiling forwards), BN {bn:.1f} s; screening {screen_eager:.2f} / {screen_auto:.2f} s; "
                   f"{decision}", file=sys.stderr, flush=True)
         out["devices"][device] = rows
     return out
@@ -225,9 +231,9 @@ def print_training(out: dict) -> None:
     for device, rows in out["devices"].items():
         print(f"\n[{device}] {out['model']}, {out['steps']} steps of batch {out['batch_size']}, {out['threads']} threads; "
               "each spec between two native-BN runs (their mean is the reference)")
-        print(f"{'spec':44} {'auto':>7} {'eager':>7} {'BN s':>7} {'screen s':>9}  decision")
+        print(f"{'spec':44} {'auto':>7} {'eager':>7} {'true':>7} {'BN s':>7} {'screen s':>9}  decision")
         for r in rows:
-            print(f"{r['spec'][:44]:44} {r['auto_ratio']:6.2f}x {r['eager_ratio']:6.2f}x {r['bn_s']:7.1f} "
+            print(f"{r['spec'][:44]:44} {r['auto_ratio']:6.2f}x {r['eager_ratio']:6.2f}x {r['true_ratio']:6.2f}x {r['bn_s']:7.1f} "
                   f"{r['screen_auto_s']:9.2f}  {r['decision']}")
 
 
