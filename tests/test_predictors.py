@@ -293,6 +293,7 @@ def test_probes_of_a_reference_model_and_of_any_module():
     r = explorer.score("ln", model=resnet, inputs=[x])
     assert len(r["activation_variance"]) == 7
     assert r["variance_growth"] == variance_growth(r["activation_variance"], stages)
+    assert r["variance_growth"] != variance_growth(r["activation_variance"])  # the stages matter here
 
     body = create_model("mlp(depth=2, width=8, image_size=4)", "ln")
     wrapped = torch.nn.Sequential(body)  # no probes, no head attribute

@@ -305,3 +305,23 @@ def test_predictor_record_keeps_the_fixed_keys_and_the_computed_predictors():
     record = predictor_record(r)
     assert list(record) == [k for k in dict.fromkeys([*PREDICTOR_KEYS, *r["directions"]]) if k in r]
     assert record["snip"] == r["snip"] and "spec" not in record and "seeds" not in record
+
+
+def test_flat_inputs_build_a_three_channel_model():
+    """Inputs that are not images (N, features) build the model for 3 input channels."""
+    from explorer import score
+
+    r = score("ln", model="mlp(depth=2, width=8, image_size=4)", inputs=[torch.randn(8, 48)])
+    assert len(r["grad_norm"]) == 2 and r["missing"] == {}
+
+
+def test_aggregate_and_record_of_minimal_results():
+    """Results without ``directions`` or ``missing`` (hand-made or older records) aggregate and
+    store as results with none."""
+    from explorer.scoring import aggregate, predictor_record
+
+    run = {"activation_variance": [1.0, 2.0], "grad_norm": [3.0, 4.0], "overflow": False, "stages": [0, 0]}
+    out = aggregate([run, dict(run, overflow=True)], model="m")
+    assert out["directions"] == {} and out["missing"] == {} and out["spread"] == {}
+    assert out["overflow"] is True and out["activation_variance"] == [1.0, 2.0] and out["model"] == "m"
+    assert predictor_record({"cosine_similarity": 0.5, "spec": "ln"}) == {"cosine_similarity": 0.5}
