@@ -107,20 +107,21 @@ def test_score_over_seeds_against_each_seed_scored_alone():
     from explorer.predictors import variance_growth
 
     x = _images(batches=2)
-    both = score("ln", model=CNN, inputs=x, seeds=2)
+    resnet = "resnet(blocks=2, width=8)"  # three stages: the growth is fitted per stage
+    both = score("ln", model=resnet, inputs=x, seeds=2)
     alone = []
     for seed in range(2):
         torch.manual_seed(seed)
-        alone.append(score("ln", model=create_model(CNN, "ln", num_classes=10, in_channels=3), inputs=x, seeds=5))
+        alone.append(score("ln", model=create_model(resnet, "ln", num_classes=10, in_channels=3), inputs=x, seeds=5))
     assert [r["seeds"] for r in alone] == [1, 1]  # a built model is scored once, whatever seeds says
-    assert both["seeds"] == 2 and both["batches"] == 2 and both["device"] == "cpu" and both["model"] == CNN
+    assert both["seeds"] == 2 and both["batches"] == 2 and both["device"] == "cpu" and both["model"] == resnet
     assert both["missing"] == {} and both["directions"] == DIRECTIONS
     for key in ("cosine_similarity", "stable_rank", "grad_explosion_exponent", "parameter_count"):
         values = [r[key] for r in alone]
         assert both[key] == pytest.approx(statistics.fmean(values), rel=1e-6), key
         assert both["spread"][key] == pytest.approx(statistics.stdev(values), rel=1e-6, abs=1e-12), key
-    assert both["parameter_count"] == sum(p.numel() for p in create_model(CNN, "ln").parameters())
-    assert both["variance_growth"] == variance_growth(both["activation_variance"])
+    assert both["parameter_count"] == sum(p.numel() for p in create_model(resnet, "ln").parameters())
+    assert both["variance_growth"] == variance_growth(both["activation_variance"], [0, 0, 0, 1, 1, 2, 2])
     rates = [r["variance_growth"]["rate"] for r in alone]
     assert both["spread"]["variance_growth_rate"] == pytest.approx(statistics.stdev(rates), rel=1e-6)
     assert alone[0]["spread"]["cosine_similarity"] == 0.0 and alone[0]["spread"]["variance_growth_rate"] == 0.0
