@@ -351,3 +351,49 @@ def test_zero_cost_predictors_from_the_shared_pass():
     assert r["missing"] == {}
     assert all(math.isfinite(r[k]) for k in ("jacob_cov", "weight_grad_norm", "forward_flops", "synflow"))
     assert r["weight_grad_norm"] > 0 and r["forward_flops"] > 0
+
+
+def test_exponential_growth_whose_linear_fit_stays_positive():
+    from explorer.predictors import variance_growth
+
+    # 1.5x per layer over 6 layers: the line through it stays positive, the exponential fits exactly
+    assert variance_growth([1.5 ** i for i in range(6)]) == {"kind": "exponential", "rate": pytest.approx(math.log2(1.5))}
+
+
+def test_overflow_flags_a_collapsed_sample_of_a_batch():
+    """A sample whose last probed output is all zero has no direction: the batch is flagged when
+    it has two or more samples; one sample alone has no pair to compare anyway; small (not zero)
+    outputs are not a collapse."""
+    import explorer
+
+    x = torch.randn(2, 3, 8, 8)
+    x[0] = 0.0  # LayerNorm of zeros, zero biases: every output of that sample is 0
+    assert explorer.score("ln", model="plaincnn(depth=2, width=8)", inputs=[x])["overflow"] is True
+    assert explorer.score("ln", model="plaincnn(depth=2, width=8)", inputs=[torch.zeros(1, 3, 8, 8)])["overflow"] is False
+    torch.manual_seed(0)
+    small = explorer.score("none", model="plaincnn(depth=2, width=8)", inputs=[torch.randn(8, 3, 8, 8) * 1e-3])
+    assert small["overflow"] is False and math.isfinite(small["cosine_similarity"])
+
+
+def test_probes_of_modules_with_a_head_or_probes_alone():
+    from explorer.models import create_model
+    from explorer.predictors import failure_reason, find_probes
+
+    body = create_model("mlp(depth=2, width=8, image_size=4)", "ln")
+
+    class HeadOnly(torch.nn.Module):  # a head but no probes: probed at its normalized layers
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = body, torch.nn.Linear(10, 3)
+
+    model = HeadOnly()
+    probes, stages, head = find_probes(model)
+    assert probes == body.probes and stages == [0, 0] and head is model.head  # its last Linear
+
+    class ProbesNoStages(torch.nn.Module):  # probes and head, no probe_stages: one stage
+        def __init__(self):
+            super().__init__()
+            self.body, self.probes, self.head = body, body.probes, body.head
+
+    assert find_probes(ProbesNoStages())[1] == [0, 0]
+    assert len(failure_reason(ValueError("x" * 400))) == 300  # one line, at most 300 characters

@@ -274,22 +274,32 @@ def test_a_failing_predictor_is_nan_with_its_reason_and_the_others_go_on():
     torch.manual_seed(0)
     model = create_model(MLP, "ln")
     model.eval()
-    batches = [(torch.randn(4, 3, 4, 4), torch.tensor([0, 1, 2, 3]))]
-    entries = [_entry("bad_batch", _fails), _entry("one_batch", lambda b: b.loss * 0 + 1.5),
+    batches = [(torch.randn(4, 3, 4, 4), torch.tensor([0, 1, 2, 3])) for _ in range(2)]
+    calls = []
+
+    def second_fails(batch):  # fine on the first batch, fails on the second: missing all the same
+        calls.append(1)
+        if len(calls) % 2 == 0:
+            raise RuntimeError("second batch")
+        return 1.0
+
+    entries = [_entry("bad_batch", _fails), _entry("flaky", second_fails), _entry("one_batch", lambda b: b.loss * 0 + 1.5),
                _entry("bad_seed", _fails, per="seed"), _entry("int_seed", lambda s: 3, per="seed"),
                _entry("tensor_seed", lambda s: torch.tensor(2.5), per="seed")]
     runs = [measure(model, batches, entries) for _ in range(2)]
     assert not model.training  # left in its mode
     for r in runs:
-        assert math.isnan(r["bad_batch"]) and math.isnan(r["bad_seed"])
-        assert r["missing"] == {"bad_batch": "ValueError: no good here", "bad_seed": "ValueError: no good here"}
+        assert math.isnan(r["bad_batch"]) and math.isnan(r["bad_seed"]) and math.isnan(r["flaky"])
+        assert r["missing"] == {"bad_batch": "ValueError: no good here", "bad_seed": "ValueError: no good here",
+                                "flaky": "RuntimeError: second batch"}
         assert r["one_batch"] == 1.5 and r["int_seed"] == 3.0 and isinstance(r["int_seed"], float)
         assert r["tensor_seed"] == 2.5
     runs[1]["missing"]["bad_batch"] = "other reason"
     out = aggregate(runs, spec="ln")
     assert out["spec"] == "ln" and out["seeds"] == 2
     assert math.isnan(out["bad_batch"]) and math.isnan(out["bad_seed"])
-    assert out["missing"] == {"bad_batch": "ValueError: no good here", "bad_seed": "ValueError: no good here"}
+    assert out["missing"] == {"bad_batch": "ValueError: no good here", "bad_seed": "ValueError: no good here",
+                              "flaky": "RuntimeError: second batch"}
     assert out["one_batch"] == 1.5 and out["tensor_seed"] == 2.5 and out["spread"]["int_seed"] == 0.0
     assert out["directions"] == {e.name: "higher" for e in entries}
     # measure with predictor names resolves them like score
