@@ -35,7 +35,7 @@ MODULES: dict[str, list[str]] = {
     "explorer/search/policy.py": ["tests/test_screening_policy.py", "tests/test_policy.py"],
     "explorer/search/study_file.py": ["tests/test_study_file.py", "tests/test_policy.py", "tests/test_schema.py"],
     "explorer/statistics.py": ["tests/test_reference.py", "tests/test_spec.py", "tests/test_cli_errors.py"],
-    "explorer/predictors.py": ["tests/test_predictors.py", "tests/test_reference.py"],
+    "explorer/predictors.py": ["tests/test_predictors.py", "tests/test_reference.py", "tests/test_score_cli.py"],
     "explorer/spec.py": ["tests/test_spec.py", "tests/test_bounded.py"],
     "plugins/statistics.py": ["tests/test_reference.py", "tests/test_spec.py", "tests/test_bounded.py"],
     "explorer/scoring.py": ["tests/test_predictors.py", "tests/test_score_cli.py"],

@@ -207,8 +207,10 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
             x_test = x_test.contiguous(memory_format=memory_format)
         result.test_accuracy = evaluate(model, x_test, test_data.y.to(device), config.eval_batch_size, autocast)
     elif test_data is not None:
-        # A diverged model predicts nothing: chance level, not whatever argmax(NaN) returns.
-        result.test_accuracy = 1.0 / max(1, int(getattr(test_data, "num_classes", 0) or 1))
+        # A diverged model predicts nothing: chance level, not whatever argmax(NaN) returns (data
+        # without ``num_classes``: the classes its labels reach, not 1 class and a perfect score).
+        classes = getattr(test_data, "num_classes", 0) or int(test_data.y.max().item()) + 1
+        result.test_accuracy = 1.0 / max(1, int(classes))
     compiler.close()
     result.wall_time_s = time.perf_counter() - start_time
     if progress is not None and result.diverged:

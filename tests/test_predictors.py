@@ -207,3 +207,193 @@ def test_explosion_exponent_is_fitted_per_seed_then_averaged():
     assert both["grad_explosion_exponent"] == pytest.approx(sum(exponents) / 2, rel=1e-6)
     assert both["grad_explosion_exponent"] != pytest.approx(grad_explosion_exponent(both["grad_norm"]), rel=1e-3)
     assert both["spread"]["grad_explosion_exponent"] > 0
+
+
+def test_variance_growth_fits_against_least_squares():
+    """Rates against independent fits: linear r = slope of v, exponential k/ln 2 = slope of log2 v;
+    the kind from the better fit in log space, on noisy curves (no fit is exact)."""
+    import statistics
+
+    from explorer.predictors import variance_growth
+
+    noisy_linear = [1.0, 3.2, 4.9, 7.1, 9.0, 10.8]
+    assert variance_growth(noisy_linear) == {
+        "kind": "linear", "rate": pytest.approx(statistics.linear_regression(range(6), noisy_linear).slope)}
+    noisy_exponential = [1.0, 2.1, 3.9, 8.2, 15.8, 32.5]
+    log2 = [math.log2(v) for v in noisy_exponential]
+    assert variance_growth(noisy_exponential) == {
+        "kind": "exponential", "rate": pytest.approx(statistics.linear_regression(range(6), log2).slope)}
+    # decaying 10x per layer: a line through it would go negative, so it is exponential
+    assert variance_growth([10.0 ** -i for i in range(5)]) == {"kind": "exponential",
+                                                               "rate": pytest.approx(-math.log2(10))}
+    assert variance_growth([1.0, 2.0, 3.0]) == {"kind": "linear", "rate": pytest.approx(1.0)}  # 3 layers suffice
+
+
+def test_variance_growth_stages_share_the_slope():
+    from explorer.predictors import variance_growth
+
+    # a stage of two layers counts: slopes 2 (stage 0, 2 layers) and 1 (stage 1, 4 layers) pooled
+    # by their spread in position, (0.5·2 + 5·1) / (0.5 + 5)
+    assert variance_growth([5.0, 7.0, 1.0, 2.0, 3.0, 4.0], stages=[0, 0, 1, 1, 1, 1]) == {
+        "kind": "linear", "rate": pytest.approx(6 / 5.5)}
+    # two stages of two layers: slope 1 over a position spread of 1; growth per stage 2x then 1.1x
+    # (mean stage length 2) is below 1.5x in log space on average: flat, with the linear rate
+    assert variance_growth([1.0, 2.0, 10.0, 11.0], stages=[0, 0, 1, 1]) == {"kind": "flat", "rate": pytest.approx(1.0)}
+    # the 1.5x threshold is over the mean stage length (layers per stage - 1)
+    assert variance_growth([1.0, 1.12, 1.25, 1.4])["kind"] == "flat"  # 1.4x over 3 layers
+    assert variance_growth([1.0, 1.16, 1.33, 1.55])["kind"] == "exponential"  # 1.55x over 3 layers
+    assert variance_growth([1.0, 1.05, 1.1, 1.15] * 2, stages=[0] * 4 + [1] * 4)["kind"] == "flat"
+
+
+def test_grad_explosion_exponent_of_a_zero_gradient_is_nan():
+    assert math.isnan(grad_explosion_exponent([1.0, 0.0, 1.0]))  # a dead layer has no log
+    assert math.isnan(grad_explosion_exponent([1.0, -1.0, 1.0]))
+
+
+def test_cosine_similarity_small_batches_and_extreme_scales():
+    f = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    assert cosine_similarity(f).item() == pytest.approx(1 / math.sqrt(2), rel=1e-6)  # one pair
+    assert math.isnan(cosine_similarity(torch.ones(1, 3)).item())  # one sample: no pair
+    for scale in (1e200, 1e-200):  # float64 features: neither overflow nor underflow
+        assert cosine_similarity(f * scale).item() == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+    mixed = torch.tensor([[1e300, 0.0], [1e-300, 1e-300]], dtype=torch.float64)  # each sample scaled alone
+    assert cosine_similarity(mixed).item() == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+
+
+def test_stable_rank_is_scale_invariant():
+    torch.manual_seed(0)
+    f = torch.randn(16, 8)
+    for scale in (1e-3, 1e3):
+        assert stable_rank(f * scale).item() == pytest.approx(stable_rank(f).item(), rel=1e-4)
+
+
+def test_layer_weights_are_the_linear_and_conv_weights():
+    from explorer.models import create_model
+    from explorer.predictors import layer_weights
+
+    mlp = create_model("mlp(depth=2, width=8, image_size=4)", "ln")
+    linears = [m.weight for m in mlp.modules() if isinstance(m, torch.nn.Linear)]
+    assert [id(p) for p in layer_weights(mlp)] == [id(w) for w in linears] and len(linears) == 3
+
+
+def test_probes_of_a_reference_model_and_of_any_module():
+    """A reference model is probed where it says (ResNet: the stem and each block, stages by
+    resolution; the growth is fitted per stage); any other module at its normalized layers, with
+    its last Linear as the classifier; a module with neither is refused."""
+    import explorer
+    from explorer.errors import NormxError
+    from explorer.models import create_model
+    from explorer.predictors import find_probes
+
+    torch.manual_seed(0)
+    resnet = create_model("resnet(blocks=2, width=8)", "ln")
+    probes, stages, head = find_probes(resnet)
+    assert probes == resnet.probes and stages == [0, 0, 0, 1, 1, 2, 2] and head is resnet.head
+    x = torch.randn(4, 3, 8, 8)
+    r = explorer.score("ln", model=resnet, inputs=[x])
+    assert len(r["activation_variance"]) == 7
+    assert r["variance_growth"] == variance_growth(r["activation_variance"], stages)
+    assert r["variance_growth"] != variance_growth(r["activation_variance"])  # the stages matter here
+
+    body = create_model("mlp(depth=2, width=8, image_size=4)", "ln")
+    wrapped = torch.nn.Sequential(body)  # no probes, no head attribute
+    probes, stages, head = find_probes(wrapped)
+    assert probes == body.probes and stages == [0, 0] and head is body.head
+    with pytest.raises(NormxError) as err:
+        find_probes(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))
+    assert str(err.value) == "the model has no normalized layers or no linear classifier to probe"
+
+
+def test_recorder_batch_pass_carries_the_shared_pass():
+    """What a per-batch predictor receives: the batch, the loss of its logits, the probes' outputs
+    and their gradients (whose norms are the grad_norm curve), the classifier input, the layer
+    weights, their gradients only when asked for, and the stages."""
+    from explorer.models import create_model
+    from explorer.predictors import Recorder, layer_weights
+    from explorer.registry import PredictorEntry
+
+    torch.manual_seed(0)
+    model = create_model("resnet(blocks=1, width=8)", "ln")
+    x, y = torch.randn(4, 3, 8, 8, requires_grad=True), torch.tensor([0, 1, 2, 3])
+    seen = {}
+
+    def keep(batch):
+        seen[len(seen)] = batch
+        return 0.0
+
+    entries = [PredictorEntry(name="keep", direction="higher", compute=keep),
+               PredictorEntry(name="grads", direction="higher", compute=lambda b: 1.0, needs=("weight_gradients",))]
+    for asked in (entries[:1], entries):
+        with Recorder(model, asked) as recorder:
+            recorder.step(x, y)
+            result = recorder.result()
+        batch = seen[len(seen) - 1]
+        assert batch.model is model and batch.x is x and torch.equal(batch.y, y)
+        assert batch.loss.item() == pytest.approx(torch.nn.functional.cross_entropy(batch.logits, y).item())
+        assert len(batch.outputs) == len(batch.output_grads) == 4 and batch.stages == [0, 0, 1, 2]
+        assert [torch.linalg.vector_norm(g).item() for g in batch.output_grads] == pytest.approx(result["grad_norm"])
+        assert batch.features.shape == (4, 8 * 4)
+        assert [id(w) for w in batch.weights] == [id(w) for w in layer_weights(model)]
+        if len(asked) == 1:
+            assert batch.weight_grads is None
+        else:
+            assert len(batch.weight_grads) == len(batch.weights)
+            assert all(g.shape == w.shape for g, w in zip(batch.weight_grads, batch.weights))
+    with pytest.raises(RuntimeError, match="^no batch was recorded$"):
+        Recorder(model).result()
+
+
+def test_zero_cost_predictors_from_the_shared_pass():
+    import explorer
+
+    r = explorer.score("ln", model="mlp(depth=2, width=8, image_size=4)", inputs=[torch.randn(8, 3, 4, 4)],
+                       predictors="naswot,jacob_cov,weight_grad_norm,forward_flops,synflow")
+    assert r["missing"] == {}
+    assert all(math.isfinite(r[k]) for k in ("jacob_cov", "weight_grad_norm", "forward_flops", "synflow"))
+    assert r["weight_grad_norm"] > 0 and r["forward_flops"] > 0
+
+
+def test_exponential_growth_whose_linear_fit_stays_positive():
+    from explorer.predictors import variance_growth
+
+    # 1.5x per layer over 6 layers: the line through it stays positive, the exponential fits exactly
+    assert variance_growth([1.5 ** i for i in range(6)]) == {"kind": "exponential", "rate": pytest.approx(math.log2(1.5))}
+
+
+def test_overflow_flags_a_collapsed_sample_of_a_batch():
+    """A sample whose last probed output is all zero has no direction: the batch is flagged when
+    it has two or more samples; one sample alone has no pair to compare anyway; small (not zero)
+    outputs are not a collapse."""
+    import explorer
+
+    x = torch.randn(2, 3, 8, 8)
+    x[0] = 0.0  # LayerNorm of zeros, zero biases: every output of that sample is 0
+    assert explorer.score("ln", model="plaincnn(depth=2, width=8)", inputs=[x])["overflow"] is True
+    assert explorer.score("ln", model="plaincnn(depth=2, width=8)", inputs=[torch.zeros(1, 3, 8, 8)])["overflow"] is False
+    torch.manual_seed(0)
+    small = explorer.score("none", model="plaincnn(depth=2, width=8)", inputs=[torch.randn(8, 3, 8, 8) * 1e-3])
+    assert small["overflow"] is False and math.isfinite(small["cosine_similarity"])
+
+
+def test_probes_of_modules_with_a_head_or_probes_alone():
+    from explorer.models import create_model
+    from explorer.predictors import failure_reason, find_probes
+
+    body = create_model("mlp(depth=2, width=8, image_size=4)", "ln")
+
+    class HeadOnly(torch.nn.Module):  # a head but no probes: probed at its normalized layers
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = body, torch.nn.Linear(10, 3)
+
+    model = HeadOnly()
+    probes, stages, head = find_probes(model)
+    assert probes == body.probes and stages == [0, 0] and head is model.head  # its last Linear
+
+    class ProbesNoStages(torch.nn.Module):  # probes and head, no probe_stages: one stage
+        def __init__(self):
+            super().__init__()
+            self.body, self.probes, self.head = body, body.probes, body.head
+
+    assert find_probes(ProbesNoStages())[1] == [0, 0]
+    assert len(failure_reason(ValueError("x" * 400))) == 300  # one line, at most 300 characters

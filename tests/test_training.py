@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from explorer.data import load_dataset
+from explorer.data import Dataset, load_dataset
 from explorer.models import create_model
 from explorer.norm import Normalizer
-from explorer.training import TrainConfig, random_flip, train
+from explorer.training import TrainConfig, get_device, random_flip, train
 
 MODEL = "mlp(depth=2, width=16)"
 
@@ -121,3 +123,159 @@ def test_epochs_and_constant_rule():
     config = TrainConfig(epochs=2, batch_size=32, lr_rule="constant", base_lr=0.05)
     assert config.total_steps(100) == 7
     assert config.learning_rate() == 0.05
+
+
+# ----------------------------------------------------------------------------- found by mutation testing
+
+
+def _model(train_data, spec="ln", seed=0):
+    torch.manual_seed(seed)
+    return create_model(MODEL, spec, num_classes=train_data.num_classes, in_channels=3)
+
+
+def _accuracy(model, dataset) -> float:
+    with torch.no_grad():
+        return (model(dataset.x).argmax(dim=1) == dataset.y).float().mean().item()
+
+
+def test_progress_every_n_steps_and_at_the_end_with_that_steps_loss(data):
+    train_data, _ = data
+    config = TrainConfig(steps=25, batch_size=16, augment=False, device="cpu", curve_points=25)
+    seen = []
+    result = train(_model(train_data), train_data, None, config,
+                   progress=lambda step, total, loss: seen.append((step, total, loss)))
+    losses = dict(result.loss_curve)  # one point per step: {step: its loss}
+    assert [(step, total) for step, total, _ in seen] == [(10, 25), (20, 25), (25, 25)]
+    assert [loss for _, _, loss in seen] == pytest.approx([losses[10], losses[20], losses[25]], rel=1e-6)
+    assert result.steps == 25 and not result.diverged
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_learning_rate_is_divided_by_ten_at_80_percent_of_the_run(data, steps):
+    """Against plain SGD with the rates written out: 80 % of 1 step is still the first step (full
+    rate); of 2 steps, the second runs at lr/10; of 5 steps, the fifth."""
+    train_data, _ = data
+    n = train_data.x.shape[0]
+    config = TrainConfig(steps=steps, batch_size=n, base_lr=2.0, augment=False, device="cpu")
+    model = _model(train_data)
+    reference = _model(train_data)
+    train(model, train_data, None, config)
+    lr = 2.0 * n / 256
+    rates = {1: [lr], 2: [lr, lr / 10], 5: [lr] * 4 + [lr / 10]}[steps]
+    opt = torch.optim.SGD(reference.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    for rate in rates:  # the batch is the whole data set: its order does not change the mean loss
+        for group in opt.param_groups:
+            group["lr"] = rate
+        opt.zero_grad()
+        F.cross_entropy(reference(train_data.x), train_data.y).backward()
+        opt.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_epochs_default_to_one_and_a_run_has_at_least_one_step(data):
+    assert TrainConfig(batch_size=32).total_steps(100) == 4  # neither steps nor epochs: one epoch
+    assert TrainConfig(epochs=0.01, batch_size=32).total_steps(100) == 1
+    assert TrainConfig(steps=3, epochs=5.0, batch_size=32).total_steps(100) == 3  # steps win
+    train_data, _ = data
+    result = train(_model(train_data), train_data, None, TrainConfig(epochs=0.5, batch_size=16, device="cpu"))
+    assert result.steps == 2 and len(result.loss_curve) == 2  # half an epoch of 64 samples
+
+
+def test_accuracies_of_a_model_that_does_not_move(data):
+    """lr 0: the model stays as built, so the mean training accuracy is its accuracy on the batches
+    it saw (every sample, three times) and the test accuracy its accuracy on the test set."""
+    train_data, test_data = data
+    model = _model(train_data)
+    expected_train, expected_test = _accuracy(model, train_data), _accuracy(model, test_data)
+    config = TrainConfig(steps=3, batch_size=64, base_lr=0.0, augment=False, device="cpu", eval_batch_size=8,
+                         compile=False)
+    result = train(model, train_data, test_data, config)
+    assert result.mean_train_accuracy == pytest.approx(expected_train, abs=1e-9)
+    assert result.test_accuracy == pytest.approx(expected_test, abs=1e-9)
+    assert 0 < expected_test < 1 and 0 < expected_train < 1
+    assert model.training  # left in training mode after the evaluation
+    assert result.compile == "eager (compile = false)"
+    # one sample, classified right: accuracy 1 (not 1/2)
+    one = Dataset(train_data.x[:1], _model(train_data)(train_data.x[:1]).argmax(dim=1).detach(), 10, "one")
+    result = train(_model(train_data), one, None, TrainConfig(steps=1, base_lr=0.0, augment=False, device="cpu"))
+    assert result.mean_train_accuracy == 1.0
+
+
+def test_divergence_at_the_first_step_and_chance_of_unlabelled_test_data(data):
+    """Infinite inputs: the first loss is NaN. No progress callback is needed; the chance level of
+    test data without ``num_classes`` is one over the classes its labels reach, not 1."""
+    train_data, test_data = data
+    bad = Dataset(torch.full_like(train_data.x, math.inf), train_data.y, train_data.num_classes, "inf")
+    test = SimpleNamespace(x=test_data.x, y=torch.arange(32) % 4)
+    start = time.perf_counter()
+    result = train(_model(train_data), bad, test, TrainConfig(steps=50, batch_size=16, device="cpu"))
+    elapsed = time.perf_counter() - start
+    assert result.diverged and result.diverged_step == 1 and result.steps == 1
+    assert len(result.loss_curve) == 1 and result.loss_curve[0][0] == 1 and math.isnan(result.loss_curve[0][1])
+    assert result.test_accuracy == pytest.approx(0.25)
+    assert 0 < result.wall_time_s <= elapsed
+    # a data set's num_classes wins over the labels it happens to hold; one class is chance 1
+    for test, chance in [(Dataset(test_data.x, torch.arange(32) % 4, 10, "four"), 0.1),
+                         (SimpleNamespace(x=test_data.x, y=torch.zeros(32, dtype=torch.long)), 1.0)]:
+        result = train(_model(train_data), bad, test, TrainConfig(steps=5, batch_size=16, device="cpu"))
+        assert result.diverged and result.test_accuracy == pytest.approx(chance)
+
+
+def test_divergence_stops_at_the_first_non_finite_loss(data):
+    train_data, test_data = data
+    seen = []
+    config = TrainConfig(steps=200, batch_size=16, base_lr=1e12, device="cpu", curve_points=200)
+    result = train(_model(train_data, "none"), train_data, test_data, config,
+                   progress=lambda step, total, loss: seen.append((step, total, loss)))
+    curve = [loss for _, loss in result.loss_curve]  # one point per step run
+    assert result.diverged and len(curve) == result.diverged_step == result.steps
+    assert all(math.isfinite(v) for v in curve[:-1]) and not math.isfinite(curve[-1])
+    assert all(step <= result.diverged_step for step, _, _ in seen)  # no progress after it
+    assert seen[-1][:2] == (result.diverged_step, 200) and math.isnan(seen[-1][2])
+    # the run stops at once: the mean training accuracy is that of a run of exactly those steps
+    # (no decay within either: decay_at = 1)
+    config = TrainConfig(steps=200, batch_size=16, base_lr=1e12, device="cpu", decay_at=1.0)
+    long = train(_model(train_data, "none"), train_data, None, config)
+    config.steps = long.diverged_step
+    short = train(_model(train_data, "none"), train_data, None, config)
+    assert short.loss_curve[:-1] == long.loss_curve[:-1] and short.steps == long.steps
+    assert short.mean_train_accuracy == long.mean_train_accuracy
+
+
+def test_the_loss_curve_averages_windows_of_steps(data):
+    train_data, _ = data
+    config = dict(steps=12, batch_size=16, device="cpu")
+    every = train(_model(train_data), train_data, None, TrainConfig(curve_points=12, **config)).loss_curve
+    coarse = train(_model(train_data), train_data, None, TrainConfig(curve_points=4, **config)).loss_curve
+    assert [step for step, _ in every] == list(range(1, 13))
+    assert [step for step, _ in coarse] == [3, 6, 9, 12]  # windows of 3 steps
+    means = [sum(loss for _, loss in every[i:i + 3]) / 3 for i in range(0, 12, 3)]
+    assert [loss for _, loss in coarse] == pytest.approx(means, rel=1e-5)
+
+
+def test_flips_and_batches_follow_the_configs_seed_only(data):
+    """Augmented runs are reproducible from ``TrainConfig.seed`` whatever the global RNG did."""
+    train_data, _ = data
+    curves = []
+    for global_seed, seed in [(1, 0), (2, 0), (3, 1)]:
+        model = _model(train_data)
+        torch.manual_seed(global_seed)
+        config = TrainConfig(steps=6, batch_size=16, augment=True, seed=seed, device="cpu", curve_points=6)
+        curves.append([loss for _, loss in train(model, train_data, None, config).loss_curve])
+    assert curves[0] == curves[1]
+    assert curves[0] != curves[2]
+
+
+def test_random_flip_is_reproducible_from_its_generator():
+    x = torch.randn(32, 3, 2, 4)
+    first = random_flip(x, torch.Generator().manual_seed(5))
+    torch.manual_seed(123)
+    assert torch.equal(random_flip(x, torch.Generator().manual_seed(5)), first)
+    assert not torch.equal(random_flip(x, torch.Generator().manual_seed(6)), first)
+
+
+def test_get_device():
+    expected = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert get_device() == expected and get_device("auto") == expected
+    assert get_device("cpu") == torch.device("cpu")
