@@ -561,6 +561,12 @@ def test_batch_rms_running_mean_square_momentum_and_eval_formula():
 # ----------------------------------------------------------------------------- statistics' errors and running estimates
 
 
+#: The messages of a batch of one in training and of spatial statistics without positions.
+BATCH_OF_ONE = ("batch statistics over {axes} need more than one sample per batch in training mode (got batch size 1); "
+                "use a larger batch or a batch-free normalizer")
+NO_POSITIONS = "statistics over spatial positions alone need spatial input (N, C, H, W); got features of shape (N, 4)"
+
+
 @pytest.mark.parametrize(("spec", "shape", "error", "message"), [
     ("ln", (3,), "ShapeError", "a normalizer needs (N, C), (N, L, C) or (N, C, H, W) input; got shape (3,)"),
     ("ln", (2, 5, 3, 3), "ShapeError",
@@ -568,24 +574,15 @@ def test_batch_rms_running_mean_square_momentum_and_eval_formula():
     ("ln", (2, 3, 5), "ShapeError",
      "this normalizer was built for 4 channels, got 5 (the last dim of an input of shape (2, 3, 5))"),
     ("ln", (2, 5), "ShapeError", "this normalizer was built for 4 channels, got 5 (the second dim of an input of shape (2, 5))"),
-    ("bn", (1, 4), "BatchSizeError", "batch statistics over {batch,spatial} need more than one sample per batch "
-     "in training mode (got batch size 1); use a larger batch or a batch-free normalizer"),
-    ("bn", (1, 4, 2, 2), "BatchSizeError", "batch statistics over {batch,spatial} need more than one sample per batch "
-     "in training mode (got batch size 1); use a larger batch or a batch-free normalizer"),
-    ("mean(bx) | std(cx)", (1, 4, 2, 2), "BatchSizeError", "batch statistics over {batch,spatial} need more than one "
-     "sample per batch in training mode (got batch size 1); use a larger batch or a batch-free normalizer"),
-    ("root_mean_square(b)", (1, 4), "BatchSizeError", "batch statistics over {batch} need more than one sample per "
-     "batch in training mode (got batch size 1); use a larger batch or a batch-free normalizer"),
-    ("in", (2, 4), "SpecError",
-     "statistics over spatial positions alone need spatial input (N, C, H, W); got features of shape (N, 4)"),
-    ("in", (2, 4, 1, 1), "SpecError",
-     "statistics over spatial positions alone need spatial input (N, C, H, W); got features of shape (N, 4)"),
-    ("in", (2, 3, 4), "SpecError",  # a sequence's tokens are samples: it reaches the steps as (6, 4, 1)
-     "statistics over spatial positions alone need spatial input (N, C, H, W); got features of shape (N, 4)"),
-    ("mean(x) | std(cx)", (2, 4), "SpecError",
-     "statistics over spatial positions alone need spatial input (N, C, H, W); got features of shape (N, 4)"),
-    ("root_mean_square(x)", (2, 4), "SpecError",
-     "statistics over spatial positions alone need spatial input (N, C, H, W); got features of shape (N, 4)"),
+    ("bn", (1, 4), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch,spatial}")),
+    ("bn", (1, 4, 2, 2), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch,spatial}")),
+    ("mean(bx) | std(cx)", (1, 4, 2, 2), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch,spatial}")),
+    ("root_mean_square(b)", (1, 4), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch}")),
+    ("in", (2, 4), "SpecError", NO_POSITIONS),
+    ("in", (2, 4, 1, 1), "SpecError", NO_POSITIONS),
+    ("in", (2, 3, 4), "SpecError", NO_POSITIONS),  # a sequence's tokens are samples: it reaches the steps as (6, 4, 1)
+    ("mean(x) | std(cx)", (2, 4), "SpecError", NO_POSITIONS),
+    ("root_mean_square(x)", (2, 4), "SpecError", NO_POSITIONS),
     ("mean(b) | std(b)", (2, 4, 3, 3), "NormxError", "running statistics are empty: run the model in training mode first"),
     ("root_mean_square(b)", (2, 4), "NormxError", "running statistics are empty: run the model in training mode first"),
 ])

@@ -12,9 +12,8 @@ import explorer
 from explorer import Primitive, Spec, SpecError, format_spec, hookimpl, parse_spec
 from explorer.models import ModelError, create_model, resolve_model
 from explorer.plugins import get_registry, unregister
-from explorer.registry import SLOTS, Param, Registry
+from explorer.registry import SLOTS, Param, Preset, Registry
 from explorer.scoring import ScoreError
-from explorer.registry import Preset
 from explorer.spec import Step, bind_arguments, format_value
 
 # ----------------------------------------------------------------------------- generated compositions
@@ -478,7 +477,8 @@ def toy_registry() -> Registry:
                                      params=(axes, Param("group_size", int, None))))
     registry.add_preset(Preset("loop", lambda: "loop"))
     for depth in range(1, 10):  # nest1 -> nest2 -> ... -> nest9 -> scaled(factor=2)
-        registry.add_preset(Preset(f"nest{depth}", (lambda d: lambda: f"nest{d + 1}" if d < 9 else "scaled(factor=2)")(depth)))
+        inner = f"nest{depth + 1}" if depth < 9 else "scaled(factor=2)"
+        registry.add_preset(Preset(f"nest{depth}", lambda inner=inner: inner))
     # a preset whose declared default (None: not given) leaves the value to its expand()'s own default
     registry.add_preset(Preset("strong", lambda factor=3.0: f"scaled(factor={factor})",
                                params=(Param("factor", float, None),)))
