@@ -556,3 +556,142 @@ def test_batch_rms_running_mean_square_momentum_and_eval_formula():
     layer.eval()
     x = rand(5, 2, c, 2, 3)
     assert_close(layer(x), x / torch.sqrt(running + EPS).view(1, c, 1, 1), "eval from the running mean square")
+
+
+# ----------------------------------------------------------------------------- statistics' errors and running estimates
+
+
+#: The messages of a batch of one in training and of spatial statistics without positions.
+BATCH_OF_ONE = ("batch statistics over {axes} need more than one sample per batch in training mode (got batch size 1); "
+                "use a larger batch or a batch-free normalizer")
+NO_POSITIONS = "statistics over spatial positions alone need spatial input (N, C, H, W); got features of shape (N, 4)"
+
+
+@pytest.mark.parametrize(("spec", "shape", "error", "message"), [
+    ("ln", (3,), "ShapeError", "a normalizer needs (N, C), (N, L, C) or (N, C, H, W) input; got shape (3,)"),
+    ("ln", (2, 5, 3, 3), "ShapeError",
+     "this normalizer was built for 4 channels, got 5 (the second dim of an input of shape (2, 5, 3, 3))"),
+    ("ln", (2, 3, 5), "ShapeError",
+     "this normalizer was built for 4 channels, got 5 (the last dim of an input of shape (2, 3, 5))"),
+    ("ln", (2, 5), "ShapeError", "this normalizer was built for 4 channels, got 5 (the second dim of an input of shape (2, 5))"),
+    ("bn", (1, 4), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch,spatial}")),
+    ("bn", (1, 4, 2, 2), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch,spatial}")),
+    ("mean(bx) | std(cx)", (1, 4, 2, 2), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch,spatial}")),
+    ("root_mean_square(b)", (1, 4), "BatchSizeError", BATCH_OF_ONE.format(axes="{batch}")),
+    ("in", (2, 4), "SpecError", NO_POSITIONS),
+    ("in", (2, 4, 1, 1), "SpecError", NO_POSITIONS),
+    ("in", (2, 3, 4), "SpecError", NO_POSITIONS),  # a sequence's tokens are samples: it reaches the steps as (6, 4, 1)
+    ("mean(x) | std(cx)", (2, 4), "SpecError", NO_POSITIONS),
+    ("root_mean_square(x)", (2, 4), "SpecError", NO_POSITIONS),
+    ("mean(b) | std(b)", (2, 4, 3, 3), "NormxError", "running statistics are empty: run the model in training mode first"),
+    ("root_mean_square(b)", (2, 4), "NormxError", "running statistics are empty: run the model in training mode first"),
+])
+def test_statistics_errors_word_for_word(spec, shape, error, message):
+    layer = explorer.create_norm(spec, 4, activation=False)
+    if error == "NormxError":
+        layer.eval()  # eval before any training step: nothing to use yet
+    with pytest.raises(explorer.errors.NormxError) as info:
+        layer(torch.randn(*shape))
+    assert type(info.value).__name__ == error and str(info.value) == message
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("gn(group_size=3)", "group_size=3 does not divide the 8 channels of this layer"),
+    ("gn(groups=3)", "groups=3 does not divide the 8 channels of this layer"),
+])
+def test_groups_that_do_not_divide_the_width_are_refused(spec, message):
+    with pytest.raises(explorer.SpecError) as info:
+        explorer.create_norm(spec, 8)
+    assert str(info.value) == message
+
+
+def test_a_batch_of_one_is_fine_in_eval_and_without_batch_statistics_as_is_one_channel():
+    layer = explorer.create_norm("bn", 4, activation=False).double()
+    layer(rand(0, 3, 4))
+    layer.eval()
+    x = rand(1, 1, 4)
+    stats = layer.center.stats.running_mean.view(1, -1), layer.scale.stats.running_var.view(1, -1)
+    assert_close(layer(x), (x - stats[0]) / torch.sqrt(stats[1] + EPS),
+                 "eval, batch of one")
+    x = rand(2, 1, 4, 2, 2)
+    assert_close(explorer.create_norm("ln", 4, activation=False).double()(x), F.group_norm(x, 1, eps=EPS), "ln, batch of one")
+    assert_close(explorer.create_norm("in", 4, activation=False).double()(x), F.group_norm(x, 4, eps=EPS), "in, batch of one")
+    x = rand(3, 2, 1, 2, 2)
+    assert_close(explorer.create_norm("in", 1, activation=False).double()(x), F.group_norm(x, 1, eps=EPS), "in, one channel")
+
+
+@pytest.mark.parametrize("spec", ["mean(b) | std(b)", "mean(b) | root_mean_square(b)"])
+def test_batch_statistics_without_the_spatial_axis_are_per_position(spec):
+    """Over b alone the statistics (and their running estimates) are per channel *and* position."""
+    n, c, h, w = 4, 3, 2, 2
+    layer = explorer.create_norm(spec, c, activation=False).double()
+    rms = "root_mean_square" in spec
+    running_mean = torch.zeros(1, c, h, w, dtype=torch.float64)
+    running_scale = torch.ones(1, c, h, w, dtype=torch.float64)  # running variance, or mean square
+    for step in range(2):
+        x = rand(40 + step, n, c, h, w) * (1 + step) + step
+        mean = x.mean(dim=0, keepdim=True)
+        num = x - mean
+        denom = x.square().mean(dim=0, keepdim=True) if rms else bvar(x, 0)  # the scale sees the step's input
+        assert_close(layer(x), num / torch.sqrt(denom + EPS), f"training step {step}")
+        running_mean = 0.9 * running_mean + 0.1 * mean
+        running_scale = 0.9 * running_scale + 0.1 * (denom if rms else x.var(dim=0, unbiased=True, keepdim=True))
+    assert int(layer.center.stats.num_batches_tracked) == int(layer.scale.stats.num_batches_tracked) == 2
+    layer.eval()
+    x = rand(50, 2, c, h, w)
+    assert_close(layer(x), (x - running_mean) / torch.sqrt(running_scale + EPS), "eval")
+
+
+@pytest.mark.parametrize(("spec", "groups"), [
+    ("mean(bgx, groups=2) | std(bgx, groups=2)", 2),
+    ("mean(bcx) | std(bcx)", 1),
+    ("mean(bx) | std(bx)", 4),
+    ("root_mean_square(bcx)", 1),
+    ("mean(bgx, groups=2) | root_mean_square(bgx, groups=2)", 2),
+])
+def test_batch_statistics_keep_one_running_estimate_per_statistic(spec, groups):
+    """Over the batch, the channel groups (or all channels, or none) and the positions: one running
+    estimate per group, momentum 0.1 from 0 (mean) and 1 (unbiased variance, or mean square)."""
+    n, c, h, w = 3, 4, 2, 3
+    layer = explorer.create_norm(spec, c, activation=False).double()
+    centered, rms = spec.startswith("mean"), "root_mean_square" in spec
+    if groups == 2:
+        assert "AxisStatistics(axes={batch,channel groups,spatial}, groups=2)" in str(layer)
+    stats = (1, groups, 1, 1, 1)
+    running_mean = torch.zeros(stats, dtype=torch.float64)
+    running_scale = torch.ones(stats, dtype=torch.float64)
+    dims = (0, 2, 3, 4)
+    for step in range(2):
+        x = rand(60 + step, n, c, h, w) * 2 + step
+        xg = x.reshape(n, groups, c // groups, h, w)
+        mean = xg.mean(dim=dims, keepdim=True)
+        scale = xg.square().mean(dim=dims, keepdim=True) if rms else bvar(xg, dims)
+        expected = ((xg - mean) if centered else xg) / torch.sqrt(scale + EPS)
+        assert_close(layer(x), expected.reshape(x.shape), f"training step {step}")
+        running_mean = 0.9 * running_mean + 0.1 * mean
+        running_scale = 0.9 * running_scale + 0.1 * (scale if rms else xg.var(dim=dims, unbiased=True, keepdim=True))
+    assert layer.scale.stats.running_var.numel() == groups
+    layer.eval()
+    x = rand(70, 2, c, h, w)
+    xg = x.reshape(2, groups, c // groups, h, w)
+    expected = ((xg - running_mean) if centered else xg) / torch.sqrt(running_scale + EPS)
+    assert_close(layer(x), expected.reshape(x.shape), "eval")
+
+
+@both_paths
+@pytest.mark.parametrize(("spec", "groups"), [
+    ("mean(bx) | std(bx, eps=0.1)", None), ("mean(cx) | std(cx, eps=0.1)", 1), ("mean(x) | std(x, eps=0.1)", 4),
+    ("mean(gx, groups=2) | std(gx, groups=2, eps=0.1)", 2), ("root_mean_square(cx, eps=0.1)", None),
+])
+def test_a_written_eps_reaches_both_paths(fuse, spec, groups):
+    """eps=0.1 (not the default) in BatchNorm, GroupNorm (1, C and 2 groups) and RMSNorm."""
+    x = rand(80, 3, 4, 2, 3) * 0.3
+    layer = norm(spec, 4, fuse)
+    assert layer.native == fuse
+    if groups is not None:
+        expected = F.group_norm(x, groups, eps=0.1)
+    elif spec.startswith("root"):
+        expected = F.rms_norm(x, x.shape[1:], eps=0.1)
+    else:
+        expected = F.batch_norm(x, None, None, training=True, eps=0.1)
+    assert_close(layer(x), expected, spec)

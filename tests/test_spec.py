@@ -12,9 +12,9 @@ import explorer
 from explorer import Primitive, Spec, SpecError, format_spec, hookimpl, parse_spec
 from explorer.models import ModelError, create_model, resolve_model
 from explorer.plugins import get_registry, unregister
-from explorer.registry import SLOTS, Param, Registry
+from explorer.registry import SLOTS, Param, Preset, Registry
 from explorer.scoring import ScoreError
-from explorer.spec import bind_arguments
+from explorer.spec import Step, bind_arguments, format_value
 
 # ----------------------------------------------------------------------------- generated compositions
 
@@ -182,6 +182,7 @@ def test_every_preset_of_the_issue_is_registered():
     ("gn(groups=8) | std(gx, groups=4)", "mean(gx, groups=8) | std(gx, groups=4) | affine | relu"),
     ("regnorm(strength=0.5)", "ln | batch_mean_penalty(strength=0.5)"),
     ("gn(groups=4) | mean(bx)", "mean(bx) | std(gx, groups=4) | affine | relu"),
+    ("mean(bx) | gn(groups=4)", "mean(bx) | std(gx, groups=4) | affine | relu"),
     ("relu | std(cx) | mean(cx)", "mean(cx) | std(cx) | relu"),
 ])
 def test_spellings_of_one_normalizer_share_the_canonical_form(a, b):
@@ -242,6 +243,9 @@ def test_spec_helpers():
     ("ln | gn(groups=2, group_size=2)", 5, "not both"),
     ("ln | gn(groups=2.5)", 5, "must be int"),
     ("ln | mean(bx, color=3)", 5, "has no parameter 'color'"),
+    ("ln | gn(2)", 5, "preset gn takes keyword arguments only, e.g. gn(key=value)"),
+    ("mean(at=pre, bx)", 13, "positional argument after keyword argument"),
+    ("gn(groups=2, groups=4)", 13, "parameter 'groups' given twice"),
 ])
 def test_invalid_syntax_points_at_the_position(text, position, words):
     with pytest.raises(SpecError) as info:
@@ -360,3 +364,165 @@ def test_a_plugin_primitive_declared_batch_reading_is_refused_a_batch_of_one(dec
 def test_a_plugin_primitive_declared_identity_empties_its_slot(declaring_plugin):
     assert parse_spec("bn | keep") == parse_spec("bn | identity") == parse_spec("bn").without("activation")
     assert parse_spec("keep") == Spec()
+
+
+# ----------------------------------------------------------------------------- exact canonical text and messages
+
+
+def test_values_format_to_their_canonical_literals():
+    assert (format_value(True), format_value(False)) == ("true", "false")
+    assert (format_value(2.0), format_value(0.5), format_value(1e-06), format_value(3)) == ("2", "0.5", "1e-06", "3")
+    assert format_value("bx") == "bx" and format_value("Two words") == '"Two words"'
+    spec = parse_spec("rms")
+    assert str(spec) == "root_mean_square(cx) | affine(bias=false) | relu"
+    assert repr(spec) == "Spec('root_mean_square(cx) | affine(bias=false) | relu')"
+
+
+@pytest.mark.parametrize(("text", "position", "message"), [
+    ("bn |", 4, "expected a name, got end of spec"),
+    ("mean(bx", 7, "expected ')', got end of spec"),
+    ("bn || ln", 4, "expected a name, got '|'"),
+    ("mean(bx) end", 9, "expected '|', got 'end'"),
+    ("mean(bx,, )", 8, "expected an argument"),
+    ("gn(groups=)", 10, "expected a value for 'groups'"),
+    ("mean(1=2)", 5, "expected a parameter name before '='"),
+    ("mean(at=pre, bx)", 13, "positional argument after keyword argument"),
+])
+def test_syntax_errors_word_for_word(text, position, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert (info.value.bare_message, info.value.position) == (message, position)
+
+
+def test_literals_empty_calls_and_quoted_arguments():
+    assert parse_spec("relu()") == parse_spec("relu")
+    assert parse_spec('mean("bx") | std(\'bx\')') == parse_spec("mean(bx) | std(bx)")
+    assert parse_spec("std(bx, eps=1E-3)") == parse_spec("std(bx, eps=0.001)")
+
+
+def test_surrounding_whitespace_is_ignored():
+    assert parse_spec("  bn | tlu  ") == parse_spec("bn | tlu")
+    assert parse_spec("mean(bx) | std(bx)\n") == parse_spec("mean(bx) | std(bx)")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("mean(bx, post)", "mean takes at most 1 positional argument(s), got 2"),
+    ("gn(colour=3)", "preset gn has no parameter 'colour' (parameters: groups, group_size)"),
+    ("relu(x=1)", "relu has no parameter 'x' (parameters: none)"),
+    ("mean(gx, groups=2, group_size=2)", "mean: give groups= or group_size=, not both"),
+    ("mean(g, group_size=1)", "groups of one channel over no other axis leave nothing to normalize over"),
+    ("", "empty spec; write a preset such as bn, or primitives such as 'mean(bx) | std(bx)'"),
+    ("std", "give the statistic axes, e.g. mean(bx); letters b, c, g, x"),
+])
+def test_error_messages_word_for_word(text, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert info.value.bare_message == message
+    assert info.value.position == (0 if text else None)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("std(bx) | std(cx)", "two steps fill the scale slot: std(bx) and std(cx)"),
+    ("bn | identity | relu", "two steps fill the activation slot: identity and relu"),
+    ("relu | identity", "two steps fill the activation slot: relu and identity"),
+])
+def test_two_steps_in_one_slot_are_both_named(text, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert info.value.bare_message == message
+
+
+def test_a_resolved_spec_builds_the_layer_it_names():
+    """gn(group_size=4) at width 8 is GroupNorm with 2 groups (an int count, usable by the layer)."""
+    spec = parse_spec("gn(group_size=4)").resolved(8)
+    assert str(spec) == "mean(gx, groups=2) | std(gx, groups=2) | affine | relu"
+    assert type(spec.slot("center").get("groups")) is int
+    x = torch.randn(3, 8, 2, 2)
+    for fuse in (True, False):
+        layer = explorer.create_norm(spec, 8, activation=False)
+        if not fuse:
+            layer = explorer.norm.Normalizer(layer.center, layer.scale, affine=layer.affine, fuse=False)
+        torch.testing.assert_close(layer(x), nn.functional.group_norm(x, 2, eps=1e-5))
+
+
+# ----------------------------------------------------------------------------- what a plugin's declarations do
+
+
+def _scaled_canonical(params):
+    """factor 0 is no step, a negative factor is flipped(-factor), others stay as written."""
+    factor = params["factor"]
+    if factor == 0:
+        return "", params
+    if factor < 0:
+        return "flipped", {"factor": -factor, "note": None}
+    return "scaled", params
+
+
+@pytest.fixture
+def toy_registry() -> Registry:
+    """Primitives declaring what the built-ins do not: a canonicalize hook, string and off-by-default
+    bool parameters, a single group parameter without a minimum; presets nesting and looping."""
+    registry = Registry()
+    factor = Param("factor", float, 1.0)
+    registry.add_primitive(Primitive(name="scaled", slot="scale", factory=nn.Identity, params=(factor,),
+                                     canonicalize=_scaled_canonical))
+    registry.add_primitive(Primitive(name="flipped", slot="scale", factory=nn.Identity,
+                                     params=(factor, Param("note", str, None))))
+    registry.add_primitive(Primitive(name="tagged", slot="gate", factory=nn.Identity,
+                                     params=(Param("label", str, "plain"), Param("flag", bool, False))))
+    axes = Param("axes", "axes", None)
+    registry.add_primitive(Primitive(name="grouped", slot="center", factory=nn.Identity, positional=("axes",),
+                                     params=(axes, Param("groups", int, None))))
+    registry.add_primitive(Primitive(name="sized", slot="center", factory=nn.Identity, positional=("axes",),
+                                     params=(axes, Param("group_size", int, None))))
+    registry.add_preset(Preset("loop", lambda: "loop"))
+    for depth in range(1, 10):  # nest1 -> nest2 -> ... -> nest9 -> scaled(factor=2)
+        inner = f"nest{depth + 1}" if depth < 9 else "scaled(factor=2)"
+        registry.add_preset(Preset(f"nest{depth}", lambda inner=inner: inner))
+    # a preset whose declared default (None: not given) leaves the value to its expand()'s own default
+    registry.add_preset(Preset("strong", lambda factor=3.0: f"scaled(factor={factor})",
+                               params=(Param("factor", float, None),)))
+    return registry
+
+
+def test_canonicalize_keeps_renames_or_drops_a_step(toy_registry):
+    assert parse_spec("scaled(factor=2)", toy_registry) == Spec((Step("scaled", "scale", (("factor", 2.0),)),))
+    assert str(parse_spec("scaled", toy_registry)) == "scaled"
+    flipped = parse_spec("scaled(factor=-2.5)", toy_registry)
+    assert flipped == Spec((Step("flipped", "scale", (("factor", 2.5),)),))
+    assert str(flipped) == "flipped(factor=2.5)"
+    assert parse_spec("scaled(factor=0)", toy_registry) == Spec()
+
+
+def test_string_and_bool_parameters_format_canonically(toy_registry):
+    spec = parse_spec('tagged(label="Two words", flag=true)', toy_registry)
+    assert str(spec) == 'tagged(label="Two words", flag=true)'
+    assert parse_spec(str(spec), toy_registry) == spec
+    assert str(parse_spec("tagged(label=loud, flag=false)", toy_registry)) == "tagged(label=loud)"
+    # a number given to a string parameter keeps the spelling it has as a number
+    assert parse_spec("tagged(label=2)", toy_registry).steps[0].get("label") == "2"
+    assert parse_spec("tagged(label=2.5)", toy_registry).steps[0].get("label") == "2.5"
+
+
+def test_one_group_parameter_alone_canonicalizes_and_is_checked(toy_registry):
+    assert str(parse_spec("grouped(gx, groups=1)", toy_registry)) == "grouped(cx)"
+    assert str(parse_spec("sized(gx, group_size=1)", toy_registry)) == "sized(x)"
+    assert str(parse_spec("grouped(gx, groups=2)", toy_registry)) == "grouped(gx, groups=2)"
+    for text, message in [("grouped(gx, groups=0)", "grouped: groups must be at least 1, got 0"),
+                          ("sized(gx, group_size=0)", "sized: group_size must be at least 1, got 0")]:
+        with pytest.raises(SpecError) as info:
+            parse_spec(text, toy_registry)
+        assert info.value.bare_message == message
+
+
+def test_presets_nest_and_a_preset_expanding_into_itself_is_refused(toy_registry):
+    assert parse_spec("nest1", toy_registry) == parse_spec("scaled(factor=2)", toy_registry)
+    with pytest.raises(SpecError) as info:
+        parse_spec("tagged | loop", toy_registry)
+    assert info.value.bare_message.endswith("preset 'loop' expands into itself")
+    assert info.value.position == 9
+
+
+def test_a_preset_parameter_not_written_takes_the_presets_own_default(toy_registry):
+    assert str(parse_spec("strong", toy_registry)) == "scaled(factor=3)"
+    assert str(parse_spec("strong(factor=4)", toy_registry)) == "scaled(factor=4)"
