@@ -315,3 +315,92 @@ def test_deferred_interrupts_hold_a_real_signal_until_the_step_is_done():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+# ----------------------------------------------------------------------------- in this process: one worker, real storages
+# (fast, and seen by the mutation benchmark, which cannot follow ``normx`` subprocesses)
+
+
+def _in_process_study(name, n, presets, steps=0, extra=""):
+    from explorer.search.study_file import parse_study_text
+
+    text = tiny_study(name, n=n, space=f"presets = {presets!r}".replace("'", '"'),
+                      training=f"steps = {steps}\nbatch_size = 32", extra=extra)
+    return parse_study_text(text, f"{name}.toml")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_interrupted_trial_is_recorded_its_retry_queued_and_run_on_resume(tmp_path, kind):
+    """Ctrl-C while a trial screens: the trial ends FAIL (stage ``interrupted``), its retry waits
+    with the same composition, and the next run evaluates it (the retry, not a new trial)."""
+    from explorer.search import run_study
+
+    config = _in_process_study("intr", 1, ["ln"])
+    store = storage_path(tmp_path, kind)
+    events = []
+
+    def interrupt(event):
+        events.append(event)
+        if event.kind == "stage" and event.trial == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, storage=store, on_trial_event=interrupt)
+    trials = _load(store, "intr")
+    first = trials[0]
+    assert first.state == TrialState.FAIL and first.user_attrs["stage"] == "interrupted"
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retries) == 1 and retries[0].state == TrialState.WAITING
+    assert retries[0].user_attrs.get("baseline") == first.user_attrs["baseline"]
+    finished = [e for e in events if e.kind == "trial_finished"]
+    assert [(e.trial, e.state, e.message) for e in finished] == [(0, "FAIL", "interrupted")]
+    outcome = run_study(config, storage=store, on_trial_event=lambda event: None)
+    trials = _load(store, "intr")
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == 1 and not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    retry = next(t for t in trials if t.number == retries[0].number)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["spec"] == first.user_attrs["spec"]
+    assert outcome.counts.get("FAIL") == 1
+
+
+def _load(path, name):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if path.endswith(".journal"):
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    else:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_a_space_of_presets_ends_exhausted_within_the_budget(tmp_path):
+    """Five trials asked of two compositions: two are evaluated, the study says the space is
+    exhausted, and nothing is left waiting or running."""
+    from explorer.search import run_study
+
+    store = str(tmp_path / "ex.db")
+    events = []
+    run_study(_in_process_study("ex", 5, ["ln", "rms"]), storage=store, on_trial_event=events.append)
+    trials = _load(store, "ex")
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert {t.user_attrs["baseline"] for t in trials} == {"ln", "rms"}
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 2 distinct compositions"]
+    assert optuna.load_study(study_name="ex", storage=f"sqlite:///{store}").user_attrs["space_exhausted"] == 2
+    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 2 trial(s)"]
+    started = [e.trial for e in events if e.kind == "trial_started"]
+    assert started == [0, 1] and all(":" in e.worker for e in events if e.trial is not None)
+
+
+def test_a_budget_of_two_runs_two_and_the_rest_waits(tmp_path):
+    """A budget of 2 over four presets: two trials run, the other presets wait for a larger budget,
+    which a resume then spends on them, one each."""
+    from explorer.search import run_study
+
+    store = str(tmp_path / "b.db")
+    run_study(_in_process_study("b", 2, ["ln", "rms", "bn", "in"]), storage=store, on_trial_event=lambda e: None)
+    trials = _load(store, "b")
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    assert [t.state for t in trials].count(TrialState.WAITING) == 2
+    run_study(_in_process_study("b", 3, ["ln", "rms", "bn", "in"]), storage=store, on_trial_event=lambda e: None)
+    trials = _load(store, "b")
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
+    assert len({t.user_attrs["spec"] for t in trials if t.state == TrialState.COMPLETE}) == 3
