@@ -389,7 +389,8 @@ def test_repairing_a_journal_cuts_only_a_cut_off_tail(tmp_path):
     path.write_bytes(RECORD * 2 + b'{"op_code": 4, "wor')
     backup = repair_journal_tail(str(path), lock)
     assert path.read_bytes() == RECORD * 2
-    assert backup.startswith(f"{path}.normx-backup-") and open(backup, "rb").read() == RECORD * 2 + b'{"op_code": 4, "wor'
+    assert re.fullmatch(rf"{re.escape(str(path))}\.normx-backup-\d{{8}}-\d{{6}}", backup)  # when, to the second
+    assert open(backup, "rb").read() == RECORD * 2 + b'{"op_code": 4, "wor'
     assert sorted(p.name for p in tmp_path.iterdir() if "backup" in p.name) == [os.path.basename(backup)]
     path.write_bytes(b'{"op_code": 0, "no newline at all')
     os.remove(backup)
@@ -474,6 +475,7 @@ def test_read_only_storage_files_are_refused_for_writing_but_read(read_only_dir)
 # ----------------------------------------------------------------------------- storage URLs, errors and locks
 
 import errno  # noqa: E402
+import re  # noqa: E402
 import sqlite3  # noqa: E402
 import threading  # noqa: E402
 
@@ -684,3 +686,37 @@ def test_the_claim_lock_on_postgres_is_per_study(postgres_url):
         thread.start()
         thread.join(timeout=20)
         assert done == [None]
+
+
+def test_an_sqlite_file_needs_a_writable_directory_a_journal_does_not(tmp_path):
+    """SQLite writes its rollback journal next to the database; an Optuna journal is appended in place."""
+    directory = tmp_path / "locked"
+    directory.mkdir()
+    db, journal = directory / "runs.db", directory / "runs.journal"
+    storage = open_storage(str(db))
+    optuna.create_study(study_name="d", storage=storage)
+    storage.engine.dispose()
+    optuna.create_study(study_name="d", storage=open_storage(str(journal)))
+    mounts = []
+    if os.geteuid() == 0:  # root ignores modes: a read-only tmpfs as the directory, the files bound writable into it
+        keep = tmp_path / "keep"
+        shutil.copytree(directory, keep)
+        assert subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(directory)]).returncode == 0
+        mounts.append(directory)
+        for name in ("runs.db", "runs.journal"):
+            (directory / name).write_bytes(b"")
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+        for name in ("runs.db", "runs.journal"):
+            subprocess.run(["mount", "--bind", str(keep / name), str(directory / name)], check=True)
+            mounts.insert(0, directory / name)
+    else:
+        directory.chmod(0o555)
+    try:
+        assert os.access(db, os.W_OK) and not os.access(directory, os.W_OK)
+        with pytest.raises(StorageFileError, match="runs.db is read-only"):
+            check_writable_file("sqlite", str(db))
+        check_writable_file("journal", str(journal))
+    finally:
+        for mount in mounts:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+        directory.chmod(0o755)
