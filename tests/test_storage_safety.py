@@ -535,6 +535,13 @@ def test_storage_arguments_are_resolved_to_one_kind_and_file(tmp_path, monkeypat
         assert str(err.value) == message
     assert [resolve_storage(v).supports_heartbeat for v in ("a.db", "a.journal", "postgresql://h/db", "mysql://h/d")] \
         == [True, False, True, True]
+    from importlib.util import find_spec
+
+    driver = "postgresql://" if find_spec("psycopg") or not find_spec("psycopg2") else "postgresql+psycopg2://"
+    assert resolve_storage("postgresql://u:p@h/db") == StorageTarget(driver + "u:p@h/db", "postgresql")
+    assert resolve_storage("Postgres://u:p@h/db?x=1").url == driver + "u:p@h/db?x=1"  # SQLAlchemy no longer takes it
+    assert resolve_storage("postgresql+psycopg://u:p@h/db").url == "postgresql+psycopg://u:p@h/db"
+    assert resolve_storage("postgres+psycopg2://u:p@h/db").url == "postgres+psycopg2://u:p@h/db"
     assert resolve_storage("postgresql+psycopg2://u:pw@h/db").display == "postgresql+psycopg2://u:***@h/db"
 
 
@@ -570,6 +577,24 @@ def test_storage_failures_are_told_from_trial_failures(tmp_path):
         "storage postgresql+psycopg2://u:***@h/db failed (database is locked); no trial was recorded as failed for "
         "it: run the same command again to resume")
     assert storage_failure(optuna.exceptions.StorageInternalError("gone"), target) is not None
+    def caused(outer, inner):  # ``raise outer from inner`` outside any handler: no __context__
+        try:
+            raise outer from inner
+        except BaseException as err:
+            return err
+
+    only_cause = caused(RuntimeError("commit failed"), OSError(errno.ENOSPC, "No space left on device"))
+    assert only_cause.__context__ is None
+    assert "full: postgresql+psycopg2://u:***@h/db ([Errno 28] No space left on device);" in str(
+        storage_failure(only_cause, target))
+    assert "failed (database is locked);" in str(storage_failure(
+        caused(RuntimeError("a"), caused(RuntimeError("b"), sqlite3.OperationalError("database is locked"))), target))
+    from sqlalchemy.exc import OperationalError
+
+    wrapped = OperationalError("INSERT INTO trials", {}, sqlite3.OperationalError("disk I/O error"))
+    assert str(storage_failure(wrapped, target)).startswith(
+        "storage postgresql+psycopg2://u:***@h/db failed (disk I/O error);")  # the driver's words, not SQLAlchemy's
+    assert "failed (OperationalError);" in str(storage_failure(sqlite3.OperationalError(), target))  # no words at all
     for trial_error in (ValueError("loss is nan"), OSError(errno.ENOENT, "no such file"), KeyError("x"),
                         chained(RuntimeError("a"), ZeroDivisionError("b"))):
         assert storage_failure(trial_error, target) is None, trial_error
@@ -625,6 +650,18 @@ def test_storages_that_cannot_be_opened_are_one_line(tmp_path):
         open_readonly("postgresql+psycopg2://me:pw-123@127.0.0.1:9/db")
     with pytest.raises(StorageError, match=r"^sqlite:///:memory: is not an Optuna storage \(no studies table\)$"):
         open_readonly("sqlite:///:memory:")
+    with pytest.raises(StorageError) as err:
+        open_readonly(str(tmp_path / "none.journal"))
+    assert str(err.value) == (f"no journal storage file at {tmp_path / 'none.journal'} (run 'normx study run "
+                              "STUDY.toml' first)")
+    with pytest.raises(StorageError) as err:
+        open_readonly(str(tmp_path / "none.db"))
+    assert str(err.value) == f"no SQLite storage file at {tmp_path / 'none.db'} (run 'normx study run STUDY.toml' first)"
+    assert not (tmp_path / "none.db").exists()
+    (tmp_path / "odd.journal").write_text('{"op_code": 0, "worker_id": "w"}\n')  # a record, but not a whole one
+    with pytest.raises(StorageError) as err:
+        open_readonly(str(tmp_path / "odd.journal"))
+    assert str(err.value) == f"cannot read journal storage {tmp_path / 'odd.journal'}: KeyError: 'study_name'"
     (tmp_path / "other.db").write_bytes(b"")
     sqlite3.connect(tmp_path / "other.db").execute("create table t (x)").connection.commit()
     with pytest.raises(StorageError, match=r"other.db is not an Optuna storage \(no studies table\)$"):
@@ -716,6 +753,12 @@ def test_an_sqlite_file_needs_a_writable_directory_a_journal_does_not(tmp_path):
         with pytest.raises(StorageFileError, match="runs.db is read-only"):
             check_writable_file("sqlite", str(db))
         check_writable_file("journal", str(journal))
+        with open(journal, "ab") as handle:  # a cut-off tail to repair, but no lock file can be made here
+            handle.write(b'{"op_code": 5, "tri')
+        with pytest.raises(StorageError) as err:
+            open_storage(str(journal))
+        assert re.fullmatch(rf"cannot open storage journal:{re.escape(str(journal))}: \[Errno (13|30)\] "
+                            r"(Permission denied|Read-only file system): '.*'", str(err.value)), str(err.value)
     finally:
         for mount in mounts:
             subprocess.run(["umount", "-l", str(mount)], check=False)
