@@ -6,6 +6,7 @@ signals (SIGKILL, SIGINT, SIGTERM) at the moments that used to go wrong.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -404,3 +405,44 @@ def test_a_budget_of_two_runs_two_and_the_rest_waits(tmp_path):
     trials = _load(store, "b")
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
     assert len({t.user_attrs["spec"] for t in trials if t.state == TrialState.COMPLETE}) == 3
+
+
+def test_a_trial_on_two_models_reports_its_stages_progress_and_end(tmp_path):
+    """What the live display draws from: the stages, every training step counted over both models
+    (model 2's steps follow model 1's), and the end of each trial with its spec; a pruned trial
+    ends with its reason."""
+    from explorer.search import run_study
+
+    from explorer.search.study_file import parse_study_text
+
+    text = tiny_study("two", n=2, space='presets = ["ln", "bn"]', training="steps = 3\nbatch_size = 32",
+                      objectives='cosine_similarity = "minimize"\ntest_accuracy = "maximize"',
+                      screening="max_cosine_similarity = 0.999").replace(
+        'models = ["mlp(depth=2, width=16)"]', 'models = ["mlp(depth=2, width=16)", "mlp(depth=2, width=8)"]')
+    config = parse_study_text(text, "two.toml")
+    store = str(tmp_path / "two.db")
+    events = []
+    run_study(config, storage=store, on_trial_event=events.append)
+    trials = _load(store, "two")
+    first = trials[0]
+    assert first.state == TrialState.COMPLETE and first.user_attrs["steps"] == 6 and first.user_attrs["step"] == 6
+    mine = [e for e in events if e.trial == 0]
+    assert [(e.kind, e.stage, e.step, e.steps) for e in mine if e.kind == "stage"] == [
+        ("stage", "screening", None, None), ("stage", "training", 0, 6)]
+    progress = [e for e in mine if e.kind == "progress"]
+    assert [e.step for e in progress] == [3, 6] and {e.steps for e in progress} == {6}  # each model's last step
+    assert all(e.spec == first.user_attrs["spec"] and e.stage == "training" and math.isfinite(e.loss)
+               for e in progress)
+    end = [e for e in mine if e.kind == "trial_finished"]
+    assert [(e.state, e.spec, e.values) for e in end] == [("COMPLETE", first.user_attrs["spec"], first.values)]
+    assert set(first.user_attrs["train_by_model"]) == {"mlp(depth=2, width=16)", "mlp(depth=2, width=8)"}
+
+    pruning = parse_study_text(text.replace("max_cosine_similarity = 0.999", "max_cosine_similarity = 0.0")
+                               .replace('name = "two"', 'name = "cut"'), "cut.toml")
+    events.clear()
+    run_study(pruning, storage=store, on_trial_event=events.append)
+    pruned = _load(store, "cut")
+    assert {t.state for t in pruned} == {TrialState.PRUNED}
+    ends = [(e.trial, e.state, e.spec, e.message) for e in events if e.kind == "trial_finished"]
+    assert ends == [(t.number, "PRUNED", t.user_attrs["spec"], t.user_attrs["prune_reason"]) for t in pruned]
+    assert not [e for e in events if e.kind == "progress"]
