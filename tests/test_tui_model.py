@@ -661,6 +661,7 @@ def test_summary_counts_the_budget_repeats_rate_and_eta(tmp_path):
         (S.WAITING, None, {}, None, None),
         (S.COMPLETE, [0.1], {"train": {"diverged": True}}, 0, 10),
         (S.PRUNED, None, {"reused_from": 1}, 100, 5),                 # a repeat too
+        (S.FAIL, None, {"stage": "failed", "reused_from": 2}, 100, 5),  # and a failed one
     ], user_attrs={"n_trials": 10})
     source = StudySource(url, "hand")
     data = source.load()
@@ -668,9 +669,9 @@ def test_summary_counts_the_budget_repeats_rate_and_eta(tmp_path):
     assert data.name == "hand" and 0 <= data.load_seconds < 60
     assert data.is_running and data.row(5).state == "waiting" and data.row(99) is None
     summary = data.summary(now=T0 + timedelta(hours=5))  # nothing runs: elapsed ends at the last end
-    assert summary.counts == {"complete": 3, "running": 0, "pruned": 2, "failed": 1, "interrupted": 1,
+    assert summary.counts == {"complete": 3, "running": 0, "pruned": 2, "failed": 2, "interrupted": 1,
                               "waiting": 1}
-    assert (summary.total, summary.repeats, summary.finished, summary.diverged) == (8, 2, 4, 1)
+    assert (summary.total, summary.repeats, summary.finished, summary.diverged) == (9, 3, 4, 1)
     assert summary.elapsed_s == pytest.approx(120.0) and summary.rate_per_min == pytest.approx(2.0)
     assert summary.budget == 10 and summary.eta_s == pytest.approx(180.0) and summary.running == []
     assert data.summary(budget=6).eta_s == pytest.approx(60.0)
@@ -706,6 +707,9 @@ def test_summary_without_results_has_no_rate(tmp_path):
     url = hand_study(tmp_path, [(S.COMPLETE, [1.0], {}, 0, 0)], user_attrs={"n_trials": 2}, name="instant")
     summary = StudySource(url, "instant").load().summary()
     assert summary.elapsed_s == 0.0 and summary.rate_per_min is None and summary.eta_s is None
+    url = hand_study(tmp_path, [(S.COMPLETE, [1.0], {}, 0, 0.5)], user_attrs={"n_trials": 2}, name="fast")
+    summary = StudySource(url, "fast").load().summary()  # half a second is a rate: 120 a minute
+    assert summary.rate_per_min == pytest.approx(120.0) and summary.eta_s == pytest.approx(0.5)
     url = hand_study(tmp_path, [(S.RUNNING, None, {}, 0, None)], user_attrs={"n_trials": 2}, name="started")
     summary = StudySource(url, "started").load().summary(now=T0 + timedelta(seconds=60))
     assert summary.elapsed_s == pytest.approx(60.0) and summary.rate_per_min is None and summary.eta_s is None
@@ -730,7 +734,7 @@ def test_objective_names_stored_or_defaulted(tmp_path):
 
     url = hand_study(tmp_path, [(S.COMPLETE, [1.0, 2.0, 3.0], {}, 0, 1)], name="three",
                      directions=("maximize", "minimize", "minimize"),
-                     user_attrs={"objectives": [{"name": "acc"}, "oops", {"direction": "minimize"}]})
+                     user_attrs={"objectives": [{"name": "acc"}, "oops"]})  # fewer names than objectives
     data = StudySource(url, "three").load()
     assert [(o.name, o.direction) for o in data.objectives] == [
         ("acc", "maximize"), ("objective 1", "minimize"), ("objective 2", "minimize")]
