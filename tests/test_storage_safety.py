@@ -541,6 +541,7 @@ def test_storage_arguments_are_resolved_to_one_kind_and_file(tmp_path, monkeypat
     assert resolve_storage("postgresql://u:p@h/db") == StorageTarget(driver + "u:p@h/db", "postgresql")
     assert resolve_storage("Postgres://u:p@h/db?x=1").url == driver + "u:p@h/db?x=1"  # SQLAlchemy no longer takes it
     assert resolve_storage("postgresql+psycopg://u:p@h/db").url == "postgresql+psycopg://u:p@h/db"
+    assert resolve_storage("postgresql://u:p@h/db?options=a://b").url == driver + "u:p@h/db?options=a://b"
     assert resolve_storage("postgres+psycopg2://u:p@h/db").url == "postgres+psycopg2://u:p@h/db"
     assert resolve_storage("postgresql+psycopg2://u:pw@h/db").display == "postgresql+psycopg2://u:***@h/db"
 
