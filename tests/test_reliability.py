@@ -421,8 +421,16 @@ def test_a_trial_on_two_models_reports_its_stages_progress_and_end(tmp_path):
         'models = ["mlp(depth=2, width=16)"]', 'models = ["mlp(depth=2, width=16)", "mlp(depth=2, width=8)"]')
     config = parse_study_text(text, "two.toml")
     store = str(tmp_path / "two.db")
-    events = []
-    run_study(config, storage=store, on_trial_event=events.append)
+    events, seen = [], []
+
+    def record(event):
+        events.append(event)
+        if event.kind == "stage" and event.stage == "training" and event.trial == 0:  # what the viewer reads now
+            attrs = _load(store, "two")[0].user_attrs
+            seen.append((attrs["stage"], attrs["step"], attrs["steps"]))
+
+    run_study(config, storage=store, on_trial_event=record)
+    assert seen == [("training", 0, 6)]
     trials = _load(store, "two")
     first = trials[0]
     assert first.state == TrialState.COMPLETE and first.user_attrs["steps"] == 6 and first.user_attrs["step"] == 6
