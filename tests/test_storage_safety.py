@@ -420,6 +420,12 @@ def test_opening_a_damaged_or_cut_off_journal_in_process(tmp_path, capfd):
     with pytest.raises(StorageError, match=r"foreign.log is not an Optuna journal \(line 1: not JSON"):
         open_storage(str(tmp_path / "foreign.log"))
     assert (tmp_path / "foreign.log").read_text() == "just a log\n"
+    (tmp_path / "notes.db").write_text("my notes\n")
+    with pytest.raises(StorageError) as err:
+        open_storage(str(tmp_path / "notes.db"))
+    assert str(err.value) == (f"cannot open storage sqlite:///{tmp_path / 'notes.db'}: {tmp_path / 'notes.db'} is not "
+                              "an SQLite database; normx writes only to an SQLite database or a new .db file")
+    assert (tmp_path / "notes.db").read_text() == "my notes\n"
     with pytest.raises(StorageError, match=r"^cannot open storage sqlite:///.*notes.txt does not exist"):
         open_storage(f"sqlite:///{tmp_path / 'notes.txt'}")
     assert not (tmp_path / "notes.txt").exists()
@@ -614,10 +620,15 @@ def test_a_real_read_only_storage_failure(tmp_path):
 
 
 def test_open_storage_heartbeats_and_retries_a_stale_trial(tmp_path):
-    storage = open_storage(str(tmp_path / "hb.db"), heartbeat_interval=1, grace_period=1, max_retry=1)
-    assert storage.get_heartbeat_interval() == 1
-    study = optuna.create_study(study_name="hb", storage=storage)
-    trial = study.ask()
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        storage = open_storage(str(tmp_path / "hb.db"), heartbeat_interval=1, grace_period=1, max_retry=1)
+        assert storage.get_heartbeat_interval() == 1
+        study = optuna.create_study(study_name="hb", storage=storage)
+        trial = study.ask()  # outside study.optimize, as every worker asks: no warning on the user's screen
+    assert not [w for w in caught if "Heartbeat" in str(w.message)], [str(w.message) for w in caught]
     storage.record_heartbeat(trial._trial_id)
     time.sleep(2.2)
     optuna.storages.fail_stale_trials(study)
@@ -647,6 +658,7 @@ def test_storages_that_cannot_be_opened_are_one_line(tmp_path):
     line = str(err.value)
     assert line.startswith("cannot open storage postgresql+psycopg2://me:***@127.0.0.1:9/db: ") and "\n" not in line
     assert "pw-123" not in line and "127.0.0.1" in line.split(": ", 1)[1]
+    assert "(psycopg2" not in line  # the driver's own words, not SQLAlchemy's wrapping of them
     with pytest.raises(StorageError, match=r"^cannot open storage postgresql\+psycopg2://me:\*\*\*@127.0.0.1:9/db: "):
         open_readonly("postgresql+psycopg2://me:pw-123@127.0.0.1:9/db")
     with pytest.raises(StorageError, match=r"^sqlite:///:memory: is not an Optuna storage \(no studies table\)$"):
