@@ -666,7 +666,7 @@ def test_summary_counts_the_budget_repeats_rate_and_eta(tmp_path):
     source = StudySource(url, "hand")
     data = source.load()
     assert source.storage_url == url and source.study_name == "hand"
-    assert data.name == "hand" and 0 <= data.load_seconds < 60
+    assert data.name == "hand" and 0 < data.load_seconds < 60
     assert data.is_running and data.row(5).state == "waiting" and data.row(99) is None
     summary = data.summary(now=T0 + timedelta(hours=5))  # nothing runs: elapsed ends at the last end
     assert summary.counts == {"complete": 3, "running": 0, "pruned": 2, "failed": 2, "interrupted": 1,
@@ -732,13 +732,13 @@ def test_objective_names_stored_or_defaulted(tmp_path):
 
     from explorer.search.results import load_studies
 
-    url = hand_study(tmp_path, [(S.COMPLETE, [1.0, 2.0, 3.0], {}, 0, 1)], name="three",
-                     directions=("maximize", "minimize", "minimize"),
-                     user_attrs={"objectives": [{"name": "acc"}, "oops"]})  # fewer names than objectives
+    url = hand_study(tmp_path, [(S.COMPLETE, [1.0, 2.0, 3.0, 4.0], {}, 0, 1)], name="three",
+                     directions=("maximize", "minimize", "minimize", "maximize"),
+                     user_attrs={"objectives": [{"name": "acc"}, "oops", {"direction": "minimize"}]})  # fewer
     data = StudySource(url, "three").load()
     assert [(o.name, o.direction) for o in data.objectives] == [
-        ("acc", "maximize"), ("objective 1", "minimize"), ("objective 2", "minimize")]
-    assert [o.maximize for o in data.objectives] == [True, False, False]
+        ("acc", "maximize"), ("objective 1", "minimize"), ("objective 2", "minimize"), ("objective 3", "maximize")]
+    assert [o.maximize for o in data.objectives] == [True, False, False, True]
     import optuna
 
     optuna.create_study(study_name="later", storage=url)
