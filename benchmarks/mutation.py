@@ -40,8 +40,16 @@ MODULES: dict[str, list[str]] = {
     "plugins/statistics.py": ["tests/test_reference.py", "tests/test_spec.py", "tests/test_bounded.py"],
     "explorer/scoring.py": ["tests/test_predictors.py", "tests/test_score_cli.py"],
     "explorer/training.py": ["tests/test_training.py"],
-    "explorer/search/worker.py": ["tests/test_search.py", "tests/test_policy.py"],
-    "explorer/search/storage.py": ["tests/test_search.py", "tests/test_storage_safety.py"],
+    # worker and storage: the in-process tests only (test_search's end-to-end runs reach every
+    # function of both and cost seconds per mutant; the subprocess tests are invisible to the stats run)
+    "explorer/search/worker.py": [
+        "tests/test_reliability.py::test_an_interrupted_trial_is_recorded_its_retry_queued_and_run_on_resume",
+        "tests/test_reliability.py::test_a_space_of_presets_ends_exhausted_within_the_budget",
+        "tests/test_reliability.py::test_a_budget_of_two_runs_two_and_the_rest_waits",
+        "tests/test_reliability.py::test_a_trial_on_two_models_reports_its_stages_progress_and_end",
+        "tests/test_search.py::test_screening_prunes_with_the_reason_and_never_trains",
+        "tests/test_search.py::test_study_runs_dedups_records_the_schema_and_resumes", "tests/test_policy.py"],
+    "explorer/search/storage.py": ["tests/test_storage_safety.py"],
     "explorer/search/storage_files.py": ["tests/test_storage_safety.py"],
     "explorer/search/results/rows.py": ["tests/test_tui_model.py"],
     "explorer/search/results/study.py": ["tests/test_tui_model.py"],

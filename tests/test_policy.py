@@ -193,3 +193,15 @@ def test_training_aggregate_without_divergence_and_the_final_loss_is_the_last_po
     assert objective_values(config({"final_loss": "minimize"}), {}, train) == [1.25]
     assert objective_values(config({"final_loss": "minimize"}), {}, {"a": dict(train["a"], loss_curve=[])}) == \
         [math.inf]  # no loss recorded: the worst value
+
+
+# ----------------------------------------------------------------------------- a diverged training, as the worker records it
+
+
+def test_a_diverged_training_is_named_with_its_step_and_model():
+    from explorer.search.worker import diverged_note
+
+    assert diverged_note({"a": training(diverged=True, diverged_step=12), "b": training()}) == "diverged at step 12 (a)"
+    assert diverged_note({"a": training(diverged=True, diverged_step=3), "b": training(diverged=True, diverged_step=5)}) \
+        == "diverged at step 3 (a), step 5 (b)"
+    assert diverged_note({"a": training(), "b": training()}) == "" and diverged_note({}) == ""

@@ -6,6 +6,7 @@ signals (SIGKILL, SIGINT, SIGTERM) at the moments that used to go wrong.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -315,3 +316,141 @@ def test_deferred_interrupts_hold_a_real_signal_until_the_step_is_done():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+# ----------------------------------------------------------------------------- in this process: one worker, real storages
+# (fast, and seen by the mutation benchmark, which cannot follow ``normx`` subprocesses)
+
+
+def _in_process_study(name, n, presets, steps=0, extra=""):
+    from explorer.search.study_file import parse_study_text
+
+    text = tiny_study(name, n=n, space=f"presets = {presets!r}".replace("'", '"'),
+                      training=f"steps = {steps}\nbatch_size = 32", extra=extra)
+    return parse_study_text(text, f"{name}.toml")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_interrupted_trial_is_recorded_its_retry_queued_and_run_on_resume(tmp_path, kind):
+    """Ctrl-C while a trial screens: the trial ends FAIL (stage ``interrupted``), its retry waits
+    with the same composition, and the next run evaluates it (the retry, not a new trial)."""
+    from explorer.search import run_study
+
+    config = _in_process_study("intr", 1, ["ln"])
+    store = storage_path(tmp_path, kind)
+    events = []
+
+    def interrupt(event):
+        events.append(event)
+        if event.kind == "stage" and event.trial == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, storage=store, on_trial_event=interrupt)
+    trials = _load(store, "intr")
+    first = trials[0]
+    assert first.state == TrialState.FAIL and first.user_attrs["stage"] == "interrupted"
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retries) == 1 and retries[0].state == TrialState.WAITING
+    assert retries[0].user_attrs.get("baseline") == first.user_attrs["baseline"]
+    finished = [e for e in events if e.kind == "trial_finished"]
+    assert [(e.trial, e.state, e.message) for e in finished] == [(0, "FAIL", "interrupted")]
+    outcome = run_study(config, storage=store, on_trial_event=lambda event: None)
+    trials = _load(store, "intr")
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == 1 and not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    retry = next(t for t in trials if t.number == retries[0].number)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["spec"] == first.user_attrs["spec"]
+    assert outcome.counts.get("FAIL") == 1
+
+
+def _load(path, name):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if path.endswith(".journal"):
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    else:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_a_space_of_presets_ends_exhausted_within_the_budget(tmp_path):
+    """Five trials asked of two compositions: two are evaluated, the study says the space is
+    exhausted, and nothing is left waiting or running."""
+    from explorer.search import run_study
+
+    store = str(tmp_path / "ex.db")
+    events = []
+    run_study(_in_process_study("ex", 5, ["ln", "rms"]), storage=store, on_trial_event=events.append)
+    trials = _load(store, "ex")
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert {t.user_attrs["baseline"] for t in trials} == {"ln", "rms"}
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 2 distinct compositions"]
+    assert optuna.load_study(study_name="ex", storage=f"sqlite:///{store}").user_attrs["space_exhausted"] == 2
+    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 2 trial(s)"]
+    started = [e.trial for e in events if e.kind == "trial_started"]
+    assert started == [0, 1] and all(":" in e.worker for e in events if e.trial is not None)
+
+
+def test_a_budget_of_two_runs_two_and_the_rest_waits(tmp_path):
+    """A budget of 2 over four presets: two trials run, the other presets wait for a larger budget,
+    which a resume then spends on them, one each."""
+    from explorer.search import run_study
+
+    store = str(tmp_path / "b.db")
+    run_study(_in_process_study("b", 2, ["ln", "rms", "bn", "in"]), storage=store, on_trial_event=lambda e: None)
+    trials = _load(store, "b")
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    assert [t.state for t in trials].count(TrialState.WAITING) == 2
+    run_study(_in_process_study("b", 3, ["ln", "rms", "bn", "in"]), storage=store, on_trial_event=lambda e: None)
+    trials = _load(store, "b")
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
+    assert len({t.user_attrs["spec"] for t in trials if t.state == TrialState.COMPLETE}) == 3
+
+
+def test_a_trial_on_two_models_reports_its_stages_progress_and_end(tmp_path):
+    """What the live display draws from: the stages, every training step counted over both models
+    (model 2's steps follow model 1's), and the end of each trial with its spec; a pruned trial
+    ends with its reason."""
+    from explorer.search import run_study
+
+    from explorer.search.study_file import parse_study_text
+
+    text = tiny_study("two", n=2, space='presets = ["ln", "bn"]', training="steps = 3\nbatch_size = 32",
+                      objectives='cosine_similarity = "minimize"\ntest_accuracy = "maximize"',
+                      screening="max_cosine_similarity = 0.999").replace(
+        'models = ["mlp(depth=2, width=16)"]', 'models = ["mlp(depth=2, width=16)", "mlp(depth=2, width=8)"]')
+    config = parse_study_text(text, "two.toml")
+    store = str(tmp_path / "two.db")
+    events, seen = [], []
+
+    def record(event):
+        events.append(event)
+        if event.kind == "stage" and event.stage == "training" and event.trial == 0:  # what the viewer reads now
+            attrs = _load(store, "two")[0].user_attrs
+            seen.append((attrs["stage"], attrs["step"], attrs["steps"]))
+
+    run_study(config, storage=store, on_trial_event=record)
+    assert seen == [("training", 0, 6)]
+    trials = _load(store, "two")
+    first = trials[0]
+    assert first.state == TrialState.COMPLETE and first.user_attrs["steps"] == 6 and first.user_attrs["step"] == 6
+    mine = [e for e in events if e.trial == 0]
+    assert [(e.kind, e.stage, e.step, e.steps) for e in mine if e.kind == "stage"] == [
+        ("stage", "screening", None, None), ("stage", "training", 0, 6)]
+    progress = [e for e in mine if e.kind == "progress"]
+    assert [e.step for e in progress] == [3, 6] and {e.steps for e in progress} == {6}  # each model's last step
+    assert all(e.spec == first.user_attrs["spec"] and e.stage == "training" and math.isfinite(e.loss)
+               for e in progress)
+    end = [e for e in mine if e.kind == "trial_finished"]
+    assert [(e.state, e.spec, e.values) for e in end] == [("COMPLETE", first.user_attrs["spec"], first.values)]
+    assert set(first.user_attrs["train_by_model"]) == {"mlp(depth=2, width=16)", "mlp(depth=2, width=8)"}
+
+    pruning = parse_study_text(text.replace("max_cosine_similarity = 0.999", "max_cosine_similarity = 0.0")
+                               .replace('name = "two"', 'name = "cut"'), "cut.toml")
+    events.clear()
+    run_study(pruning, storage=store, on_trial_event=events.append)
+    pruned = _load(store, "cut")
+    assert {t.state for t in pruned} == {TrialState.PRUNED}
+    ends = [(e.trial, e.state, e.spec, e.message) for e in events if e.kind == "trial_finished"]
+    assert ends == [(t.number, "PRUNED", t.user_attrs["spec"], t.user_attrs["prune_reason"]) for t in pruned]
+    assert not [e for e in events if e.kind == "progress"]

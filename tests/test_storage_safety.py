@@ -301,3 +301,478 @@ def test_a_password_with_an_at_sign_on_a_real_server(tmp_path, study_file, normx
     ok = run(normx_exe, "study", "list", "--storage", f"{head}://{user}:{encoded}@{host_db}")
     assert ok.returncode == 0, ok.stderr
     assert password not in ok.stdout + ok.stderr
+
+
+# ----------------------------------------------------------------------------- the same rules, in this process
+# (fast, and seen by the mutation benchmark, which cannot follow the ``normx`` subprocesses above)
+
+from explorer.search.storage import StorageError, open_readonly, open_storage  # noqa: E402
+from explorer.search.storage_files import (  # noqa: E402
+    StorageFileError, check_writable_file, first_journal_problem, is_sqlite_file, repair_journal_tail,
+)
+
+RECORD = b'{"op_code": 0, "worker_id": "w"}\n'
+
+
+def test_which_files_may_be_written_as_a_storage(tmp_path):
+    def refused(kind, path):
+        with pytest.raises(StorageFileError) as err:
+            check_writable_file(kind, str(path))
+        assert "\n" not in str(err.value)
+        return str(err.value)
+
+    for name in ("new.journal", "new.log", "new.jsonl"):
+        check_writable_file("journal", str(tmp_path / name))
+    for name in ("new.db", "new.sqlite", "new.sqlite3"):
+        check_writable_file("sqlite", str(tmp_path / name))
+    assert refused("journal", tmp_path / "new.db") == (
+        f"{tmp_path / 'new.db'} does not exist, and a new journal storage is created only under a name ending "
+        "in .journal, .log, .jsonl")
+    assert refused("sqlite", tmp_path / "new.journal").endswith("created only under a name ending in .db, .sqlite, "
+                                                                 ".sqlite3")
+    assert refused("sqlite", tmp_path / "nowhere" / "x.db") == f"no directory {tmp_path / 'nowhere'}"
+    assert refused("journal", tmp_path) == f"{tmp_path} is not a file"
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert refused("journal", tmp_path / "empty.txt") == (
+        f"{tmp_path / 'empty.txt'} is empty and not named as an Optuna journal (.journal, .log, .jsonl)")
+    assert "not named as an SQLite database (.db, .sqlite, .sqlite3)" in refused("sqlite", tmp_path / "empty.txt")
+    (tmp_path / "empty.db").write_bytes(b"")
+    (tmp_path / "empty.log").write_bytes(b"")
+    check_writable_file("sqlite", str(tmp_path / "empty.db"))  # an empty file under a storage's name is fine
+    check_writable_file("journal", str(tmp_path / "empty.log"))
+    (tmp_path / "notes.db").write_text("SQLite format 2 (not really)\n")
+    assert refused("sqlite", tmp_path / "notes.db") == (
+        f"{tmp_path / 'notes.db'} is not an SQLite database; normx writes only to an SQLite database or a new .db file")
+    (tmp_path / "notes.journal").write_text("hello\n" + RECORD.decode())
+    assert refused("journal", tmp_path / "notes.journal") == (
+        f"{tmp_path / 'notes.journal'} is not an Optuna journal (line 1: not JSON (JSONDecodeError: Expecting "
+        "value)); normx writes only to an Optuna journal or a new .journal file")
+    (tmp_path / "ok.journal").write_bytes(RECORD + b"later lines are not read here\n")
+    check_writable_file("journal", str(tmp_path / "ok.journal"))
+    db = tmp_path / "real.db"
+    open_storage(f"sqlite:///{db}")
+    assert is_sqlite_file(str(db)) and not is_sqlite_file(str(tmp_path / "ok.journal"))
+    check_writable_file("sqlite", str(db))
+    check_writable_file("journal", "relative-new.journal")  # no directory part: the current one
+
+
+def test_where_a_journal_stops_being_optunas(tmp_path):
+    path = tmp_path / "j.journal"
+
+    def problem(data, limit=None):
+        path.write_bytes(data)
+        return first_journal_problem(str(path), limit)
+
+    assert problem(b"") is None and problem(RECORD * 3) is None
+    assert problem(RECORD + b'{"op_code": 1, "cut off mid-wr') is None  # readers skip a cut-off last line
+    assert problem(RECORD + b"\n" + RECORD) == "line 2: empty line"
+    assert problem(RECORD + b"   \n") == "line 2: empty line"
+    assert problem(RECORD + b"[1, 2]\n") == "line 2: not an Optuna journal record (no 'op_code')"
+    assert problem(RECORD + b'{"op": 1}\n') == "line 2: not an Optuna journal record (no 'op_code')"
+    assert problem(RECORD + RECORD + b"{nope\n") == \
+        "line 3: not JSON (JSONDecodeError: Expecting property name enclosed in double quotes)"
+    assert problem(b"\x80abc\n").startswith("line 1: not JSON (UnicodeDecodeError: ")
+    assert problem(RECORD + b"garbage\n", limit=1) is None and problem(RECORD + b"garbage\n", limit=2) is not None
+    assert problem(b"garbage\n", limit=1) == "line 1: not JSON (JSONDecodeError: Expecting value)"
+
+
+def test_repairing_a_journal_cuts_only_a_cut_off_tail(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    path = tmp_path / "r.journal"
+    path.write_bytes(b"")
+    lock = JournalFileBackend(str(path))._lock
+    assert repair_journal_tail(str(path), lock) is None  # empty
+    assert repair_journal_tail(str(tmp_path / "absent.journal"), lock) is None
+    path.write_bytes(RECORD * 2)
+    assert repair_journal_tail(str(path), lock) is None and path.read_bytes() == RECORD * 2
+    path.write_bytes(RECORD * 2 + b'{"op_code": 4, "wor')
+    backup = repair_journal_tail(str(path), lock)
+    assert path.read_bytes() == RECORD * 2
+    assert re.fullmatch(rf"{re.escape(str(path))}\.normx-backup-\d{{8}}-\d{{6}}", backup)  # when, to the second
+    assert open(backup, "rb").read() == RECORD * 2 + b'{"op_code": 4, "wor'
+    assert sorted(p.name for p in tmp_path.iterdir() if "backup" in p.name) == [os.path.basename(backup)]
+    path.write_bytes(b'{"op_code": 0, "no newline at all')
+    os.remove(backup)
+    assert repair_journal_tail(str(path), lock) is not None and path.read_bytes() == b""
+
+
+def test_opening_a_damaged_or_cut_off_journal_in_process(tmp_path, capfd):
+    journal = tmp_path / "runs.journal"
+    storage = open_storage(str(journal))
+    optuna.create_study(study_name="j", storage=storage).add_trial(optuna.trial.create_trial(value=1.0))
+    intact = journal.read_bytes()
+    with open(journal, "ab") as handle:
+        handle.write(b'{"op_code": 5, "tri')
+    storage = open_storage(f"journal:{journal}")
+    err = capfd.readouterr().err
+    assert "ended in a line cut off mid-write (a crash)" in err and "normx-backup-" in err
+    assert journal.read_bytes() == intact and len(optuna.load_study(study_name="j", storage=storage).trials) == 1
+    lines = intact.splitlines(keepends=True)
+    journal.write_bytes(lines[0] + b"not json\n" + b"".join(lines[1:]))
+    with pytest.raises(StorageError) as damaged:
+        open_storage(str(journal))
+    assert str(damaged.value) == (f"cannot open storage journal:{journal}: {journal} is damaged at line 2: not JSON "
+                                  "(JSONDecodeError: Expecting value); normx will not append to it")
+    with pytest.raises(StorageError, match="cannot read journal storage .*line 2: not JSON"):
+        open_readonly(str(journal))
+    (tmp_path / "foreign.log").write_text("just a log\n")
+    with pytest.raises(StorageError, match=r"foreign.log is not an Optuna journal \(line 1: not JSON"):
+        open_storage(str(tmp_path / "foreign.log"))
+    assert (tmp_path / "foreign.log").read_text() == "just a log\n"
+    (tmp_path / "notes.db").write_text("my notes\n")
+    with pytest.raises(StorageError) as err:
+        open_storage(str(tmp_path / "notes.db"))
+    assert str(err.value) == (f"cannot open storage sqlite:///{tmp_path / 'notes.db'}: {tmp_path / 'notes.db'} is not "
+                              "an SQLite database; normx writes only to an SQLite database or a new .db file")
+    assert (tmp_path / "notes.db").read_text() == "my notes\n"
+    with pytest.raises(StorageError, match=r"^cannot open storage sqlite:///.*notes.txt does not exist"):
+        open_storage(f"sqlite:///{tmp_path / 'notes.txt'}")
+    assert not (tmp_path / "notes.txt").exists()
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory whose files cannot be written: a tmpfs remounted read-only as root (root ignores file
+    modes), else plain file modes. Yields (directory, make_read_only)."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    mounted = os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(directory)], capture_output=True).returncode == 0
+    if os.geteuid() == 0 and not mounted:
+        pytest.fail("as root, testing read-only files needs a tmpfs mount")
+
+    def make_read_only():
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+        else:
+            for child in directory.iterdir():
+                child.chmod(0o444)
+            directory.chmod(0o555)
+
+    yield directory, make_read_only
+    if mounted:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+    else:
+        directory.chmod(0o755)
+
+
+def test_read_only_storage_files_are_refused_for_writing_but_read(read_only_dir):
+    directory, make_read_only = read_only_dir
+    db, journal = directory / "runs.db", directory / "runs.journal"
+    storage = open_storage(str(db))
+    optuna.create_study(study_name="ro", storage=storage)
+    storage.engine.dispose()  # no open file left on the file system to remount
+    optuna.create_study(study_name="ro", storage=open_storage(str(journal)))
+    make_read_only()
+    for kind, path in (("sqlite", db), ("journal", journal)):
+        with pytest.raises(StorageFileError) as err:
+            check_writable_file(kind, str(path))
+        assert str(err.value) == (f"{path} is read-only (permission denied); 'normx report' and 'normx view' "
+                                  "read it as it is")
+    with pytest.raises(StorageFileError, match="cannot create .*new.db: the directory is read-only"):
+        check_writable_file("sqlite", str(directory / "new.db"))
+    with pytest.raises(StorageError, match="runs.db is read-only"):
+        open_storage(str(db))
+    assert [s.study_name for s in open_readonly(str(db)).get_all_studies()] == ["ro"]
+    assert [s.study_name for s in open_readonly(str(journal)).get_all_studies()] == ["ro"]
+
+
+# ----------------------------------------------------------------------------- storage URLs, errors and locks
+
+import errno  # noqa: E402
+import re  # noqa: E402
+import sqlite3  # noqa: E402
+import threading  # noqa: E402
+
+from explorer.search.storage import (  # noqa: E402
+    StorageFullError, StorageTarget, claim_lock, mask_password, resolve_storage, scrub, storage_failure,
+)
+
+
+def test_passwords_are_masked_wherever_they_stand():
+    assert mask_password("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    assert mask_password("postgresql://u:p/a@ss@h:5432/db") == "postgresql://u:***@h:5432/db"  # to the last @
+    assert mask_password("at postgresql://u:p1@h/db, and mysql+pymysql://v:p2@k/db then") == \
+        "at postgresql://u:***@h/db, and mysql+pymysql://v:***@k/db then"
+    assert mask_password("postgresql://u@h/db and user:pw@host") == "postgresql://u@h/db and user:pw@host"
+    assert mask_password("postgresql://u@h/db?sslmode=require&PassWord=s3&x=1") == \
+        "postgresql://u@h/db?sslmode=require&PassWord=***&x=1"
+    assert mask_password("postgresql://u@h/db?pwd=a1 and ?passwd=b2#frag") == \
+        "postgresql://u@h/db?pwd=*** and ?passwd=***#frag"
+    url = "postgresql://alice:hunter2@db.example/normx"
+    assert scrub("FATAL:  password authentication\n failed for hunter2 (not hunter22 nor xhunter2)", url) == \
+        "FATAL: password authentication failed for *** (not hunter22 nor xhunter2)"
+    assert scrub("connect to postgresql://alice:hunter2@db.example/normx: refused", url) == \
+        "connect to postgresql://alice:***@db.example/normx: refused"
+    assert scrub("p.s and pxs", "postgresql://u:p.s@h/db") == "*** and pxs"  # the password is text, not a pattern
+    assert scrub("q=abc; abc", "postgresql://u@h/db?password=abc") == "q=***; ***"
+    assert scrub("nothing : here", "postgresql://u:@h/db") == "nothing : here"  # an empty password masks nothing
+
+
+def test_storage_arguments_are_resolved_to_one_kind_and_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    here = str(tmp_path)
+    for value, url, kind, path in [
+        ("  runs.journal ", "journal:runs.journal", "journal", f"{here}/runs.journal"),
+        ("runs.log", "journal:runs.log", "journal", f"{here}/runs.log"),
+        ("runs.jsonl", "journal:runs.jsonl", "journal", f"{here}/runs.jsonl"),
+        ("journal:sub/x.txt", "journal:sub/x.txt", "journal", f"{here}/sub/x.txt"),
+        ("journal:///abs/x.journal", "journal:/abs/x.journal", "journal", "/abs/x.journal"),
+        ("runs.db", "sqlite:///runs.db", "sqlite", f"{here}/runs.db"),
+        ("runs.sqlite", "sqlite:///runs.sqlite", "sqlite", f"{here}/runs.sqlite"),
+        ("runs.sqlite3", "sqlite:///runs.sqlite3", "sqlite", f"{here}/runs.sqlite3"),
+        ("sqlite:///a.db?timeout=3", "sqlite:///a.db?timeout=3", "sqlite", f"{here}/a.db"),
+        ("SQLite:////abs/b.db", "SQLite:////abs/b.db", "sqlite", "/abs/b.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:", "sqlite", None),
+        ("sqlite://", "sqlite://", "sqlite", None),
+        ("mysql+pymysql://u:p@h/db?x=a@b", "mysql+pymysql://u:p@h/db?x=a@b", "rdb", None),
+        ("postgresql+psycopg2://u:p@h/db", "postgresql+psycopg2://u:p@h/db", "postgresql", None),
+    ]:
+        assert resolve_storage(value) == StorageTarget(url, kind, path), value
+    for bad, message in [("  ", "empty storage URL"),
+                         ("notes.txt", "storage 'notes.txt' is neither a URL (sqlite:///FILE, postgresql://...) "
+                                       "nor a .db/.journal file"),
+                         ("postgresql://u:p@x@h/db", "storage postgresql://u:***@h/db: the user name or password "
+                                                     "contains '@'; write it percent-encoded as %40 (or set the URL "
+                                                     "in $NORMX_STORAGE)")]:
+        with pytest.raises(StorageError) as err:
+            resolve_storage(bad)
+        assert str(err.value) == message
+    assert [resolve_storage(v).supports_heartbeat for v in ("a.db", "a.journal", "postgresql://h/db", "mysql://h/d")] \
+        == [True, False, True, True]
+    from importlib.util import find_spec
+
+    driver = "postgresql://" if find_spec("psycopg") or not find_spec("psycopg2") else "postgresql+psycopg2://"
+    assert resolve_storage("postgresql://u:p@h/db") == StorageTarget(driver + "u:p@h/db", "postgresql")
+    assert resolve_storage("Postgres://u:p@h/db?x=1").url == driver + "u:p@h/db?x=1"  # SQLAlchemy no longer takes it
+    assert resolve_storage("postgresql+psycopg://u:p@h/db").url == "postgresql+psycopg://u:p@h/db"
+    assert resolve_storage("postgresql://u:p@h/db?options=a://b").url == driver + "u:p@h/db?options=a://b"
+    assert resolve_storage("postgres+psycopg2://u:p@h/db").url == "postgres+psycopg2://u:p@h/db"
+    assert resolve_storage("postgresql+psycopg2://u:pw@h/db").display == "postgresql+psycopg2://u:***@h/db"
+
+
+def test_storage_failures_are_told_from_trial_failures(tmp_path):
+    target = resolve_storage("postgresql+psycopg2://u:s3cr3t@h/db")
+
+    def chained(outer, inner):
+        try:
+            try:
+                raise inner
+            except BaseException as cause:
+                raise outer from cause
+        except BaseException as err:
+            return err
+
+    full = storage_failure(chained(RuntimeError("write failed"), OSError(errno.ENOSPC, "No space left")), target)
+    assert isinstance(full, StorageFullError) and str(full) == (
+        "storage full: postgresql+psycopg2://u:***@h/db ([Errno 28] No space left); no trial was recorded as failed for it: "
+        "free space, then run the same command again to resume")
+    for err in (OSError(errno.EDQUOT, "quota"), OSError(errno.EFBIG, "big"), ValueError("database or disk is full"),
+                RuntimeError("could not extend file for s3cr3t")):
+        assert isinstance(storage_failure(err, target), StorageFullError), err
+    assert "(could not extend file for ***)" in str(storage_failure(RuntimeError("could not extend file for s3cr3t"),
+                                                                    target))
+    ro = storage_failure(chained(RuntimeError("x"), OSError(errno.EROFS, "Read-only file system")), target)
+    assert type(ro) is StorageError and str(ro) == (
+        "storage postgresql+psycopg2://u:***@h/db is read-only ([Errno 30] Read-only file system); no trial was recorded as "
+        "failed for it: make it writable, then run the same command again to resume")
+    assert "is read-only" in str(storage_failure(RuntimeError("cannot execute UPDATE in a read-only transaction"),
+                                                 target))
+    failed = storage_failure(chained(RuntimeError("outer"), sqlite3.OperationalError("database is locked")), target)
+    assert type(failed) is StorageError and str(failed) == (
+        "storage postgresql+psycopg2://u:***@h/db failed (database is locked); no trial was recorded as failed for "
+        "it: run the same command again to resume")
+    assert storage_failure(optuna.exceptions.StorageInternalError("gone"), target) is not None
+    def caused(outer, inner):  # ``raise outer from inner`` outside any handler: no __context__
+        try:
+            raise outer from inner
+        except BaseException as err:
+            return err
+
+    only_cause = caused(RuntimeError("commit failed"), OSError(errno.ENOSPC, "No space left on device"))
+    assert only_cause.__context__ is None
+    assert "full: postgresql+psycopg2://u:***@h/db ([Errno 28] No space left on device);" in str(
+        storage_failure(only_cause, target))
+    assert "failed (database is locked);" in str(storage_failure(
+        caused(RuntimeError("a"), caused(RuntimeError("b"), sqlite3.OperationalError("database is locked"))), target))
+    from sqlalchemy.exc import OperationalError
+
+    wrapped = OperationalError("INSERT INTO trials", {}, sqlite3.OperationalError("disk I/O error"))
+    assert str(storage_failure(wrapped, target)).startswith(
+        "storage postgresql+psycopg2://u:***@h/db failed (disk I/O error);")  # the driver's words, not SQLAlchemy's
+    assert "failed (OperationalError);" in str(storage_failure(sqlite3.OperationalError(), target))  # no words at all
+    for trial_error in (ValueError("loss is nan"), OSError(errno.ENOENT, "no such file"), KeyError("x"),
+                        chained(RuntimeError("a"), ZeroDivisionError("b"))):
+        assert storage_failure(trial_error, target) is None, trial_error
+
+
+def test_a_real_read_only_storage_failure(tmp_path):
+    from optuna.exceptions import StorageInternalError
+
+    db = tmp_path / "s.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
+    readonly = open_readonly(str(db))
+    with pytest.raises(StorageInternalError) as refused:
+        readonly.set_study_user_attr(readonly.get_study_id_from_name("s"), "x", 1)
+    error = storage_failure(refused.value, resolve_storage(str(db)))
+    assert str(error).startswith(f"storage sqlite:///{db} is read-only (attempt to write a readonly database)")
+
+
+def test_open_storage_heartbeats_and_retries_a_stale_trial(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        storage = open_storage(str(tmp_path / "hb.db"), heartbeat_interval=1, grace_period=1, max_retry=1)
+        assert storage.get_heartbeat_interval() == 1
+        study = optuna.create_study(study_name="hb", storage=storage)
+        trial = study.ask()  # outside study.optimize, as every worker asks: no warning on the user's screen
+    assert not [w for w in caught if "Heartbeat" in str(w.message)], [str(w.message) for w in caught]
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.2)
+    optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # retried once ...
+    assert trials[1].system_attrs["failed_trial"] == 0
+    retry = study.ask()
+    storage.record_heartbeat(retry._trial_id)
+    time.sleep(2.2)
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL, TrialState.FAIL]  # ... not twice
+    plain = open_storage(str(tmp_path / "plain.db"))
+    assert plain.get_heartbeat_interval() is None and plain.get_heartbeat_stale_trial_callback() is None
+
+
+def test_storages_that_cannot_be_opened_are_one_line(tmp_path):
+    with pytest.raises(StorageError) as err:
+        open_storage("mysql+pymysql://me:pw-123@127.0.0.1:9/db")
+    assert str(err.value) == ("cannot open storage mysql+pymysql://me:***@127.0.0.1:9/db: the database driver is not "
+                              "installed (No module named 'pymysql'); for PostgreSQL: pip install "
+                              "'norm-explorer[postgres]'")
+    with pytest.raises(StorageError) as err:
+        open_readonly("mysql+pymysql://me:pw-123@127.0.0.1:9/db")
+    assert "the database driver is not installed (No module named 'pymysql')" in str(err.value)
+    with pytest.raises(StorageError) as err:
+        open_storage("postgresql+psycopg2://me:pw-123@127.0.0.1:9/db")
+    line = str(err.value)
+    assert line.startswith("cannot open storage postgresql+psycopg2://me:***@127.0.0.1:9/db: ") and "\n" not in line
+    assert "pw-123" not in line and "127.0.0.1" in line.split(": ", 1)[1]
+    assert "(psycopg2" not in line  # the driver's own words, not SQLAlchemy's wrapping of them
+    with pytest.raises(StorageError, match=r"^cannot open storage postgresql\+psycopg2://me:\*\*\*@127.0.0.1:9/db: "):
+        open_readonly("postgresql+psycopg2://me:pw-123@127.0.0.1:9/db")
+    with pytest.raises(StorageError, match=r"^sqlite:///:memory: is not an Optuna storage \(no studies table\)$"):
+        open_readonly("sqlite:///:memory:")
+    with pytest.raises(StorageError) as err:
+        open_readonly(str(tmp_path / "none.journal"))
+    assert str(err.value) == (f"no journal storage file at {tmp_path / 'none.journal'} (run 'normx study run "
+                              "STUDY.toml' first)")
+    with pytest.raises(StorageError) as err:
+        open_readonly(str(tmp_path / "none.db"))
+    assert str(err.value) == f"no SQLite storage file at {tmp_path / 'none.db'} (run 'normx study run STUDY.toml' first)"
+    assert not (tmp_path / "none.db").exists()
+    (tmp_path / "odd.journal").write_text('{"op_code": 0, "worker_id": "w"}\n')  # a record, but not a whole one
+    with pytest.raises(StorageError) as err:
+        open_readonly(str(tmp_path / "odd.journal"))
+    assert str(err.value) == f"cannot read journal storage {tmp_path / 'odd.journal'}: KeyError: 'study_name'"
+    (tmp_path / "other.db").write_bytes(b"")
+    sqlite3.connect(tmp_path / "other.db").execute("create table t (x)").connection.commit()
+    with pytest.raises(StorageError, match=r"other.db is not an Optuna storage \(no studies table\)$"):
+        open_readonly(str(tmp_path / "other.db"))
+
+
+def _contend(target, storage, name, hold=0.5):
+    """Two threads take the claim lock; returns the (who, event) order and how long the second waited."""
+    order, lock = [], threading.Lock()
+    first_in = threading.Event()
+
+    def first():
+        with claim_lock(target, storage, name):
+            with lock:
+                order.append(("a", "in"))
+            first_in.set()
+            time.sleep(hold)
+            with lock:
+                order.append(("a", "out"))
+
+    def second():
+        first_in.wait()
+        started = time.monotonic()
+        with claim_lock(target, storage, name):
+            with lock:
+                order.append(("b", "in", time.monotonic() - started))
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return order
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_the_claim_lock_lets_one_worker_count_at_a_time(tmp_path, kind):
+    target = resolve_storage(str(tmp_path / ("runs.db" if kind == "sqlite" else "runs.journal")))
+    storage = open_storage(target)
+    order = _contend(target, storage, "s")
+    assert [o[:2] for o in order] == [("a", "in"), ("a", "out"), ("b", "in")] and order[2][2] >= 0.4
+    assert (tmp_path / (os.path.basename(target.path) + ".normx-claim")).exists()
+    with claim_lock(target, storage, "s"):  # released after an error too
+        pass
+    memory = resolve_storage("sqlite:///:memory:")
+    with claim_lock(memory, open_storage(memory), "s"):  # no file: best effort, no lock
+        pass
+
+
+@pytest.mark.postgres
+def test_the_claim_lock_on_postgres_is_per_study(postgres_url):
+    target = resolve_storage(postgres_url)
+    storage = open_storage(target)
+    order = _contend(target, storage, f"claim-{os.getpid()}")
+    assert [o[:2] for o in order] == [("a", "in"), ("a", "out"), ("b", "in")] and order[2][2] >= 0.4
+    with claim_lock(target, storage, "one"):  # another study's lock is another lock
+        done = []
+        thread = threading.Thread(target=lambda: done.append(claim_lock(target, storage, "two").__enter__()))
+        thread.start()
+        thread.join(timeout=20)
+        assert done == [None]
+
+
+def test_an_sqlite_file_needs_a_writable_directory_a_journal_does_not(tmp_path):
+    """SQLite writes its rollback journal next to the database; an Optuna journal is appended in place."""
+    directory = tmp_path / "locked"
+    directory.mkdir()
+    db, journal = directory / "runs.db", directory / "runs.journal"
+    storage = open_storage(str(db))
+    optuna.create_study(study_name="d", storage=storage)
+    storage.engine.dispose()
+    optuna.create_study(study_name="d", storage=open_storage(str(journal)))
+    mounts = []
+    if os.geteuid() == 0:  # root ignores modes: a read-only tmpfs as the directory, the files bound writable into it
+        keep = tmp_path / "keep"
+        shutil.copytree(directory, keep)
+        assert subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(directory)]).returncode == 0
+        mounts.append(directory)
+        for name in ("runs.db", "runs.journal"):
+            (directory / name).write_bytes(b"")
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+        for name in ("runs.db", "runs.journal"):
+            subprocess.run(["mount", "--bind", str(keep / name), str(directory / name)], check=True)
+            mounts.insert(0, directory / name)
+    else:
+        directory.chmod(0o555)
+    try:
+        assert os.access(db, os.W_OK) and not os.access(directory, os.W_OK)
+        with pytest.raises(StorageFileError, match="runs.db is read-only"):
+            check_writable_file("sqlite", str(db))
+        check_writable_file("journal", str(journal))
+        with open(journal, "ab") as handle:  # a cut-off tail to repair, but no lock file can be made here
+            handle.write(b'{"op_code": 5, "tri')
+        with pytest.raises(StorageError) as err:
+            open_storage(str(journal))
+        assert re.fullmatch(rf"cannot open storage journal:{re.escape(str(journal))}: \[Errno (13|30)\] "
+                            r"(Permission denied|Read-only file system): '.*'", str(err.value)), str(err.value)
+    finally:
+        for mount in mounts:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+        directory.chmod(0o755)

@@ -443,3 +443,321 @@ def test_non_finite_objective_values_stay_off_the_pareto_front(tmp_path):
     assert [r.pareto for r in finite_rows] == brute_force_pareto([r.values for r in finite_rows], [True, False, False])
     assert any(r.pareto for r in finite_rows)
     assert data.best()["test_accuracy"].number != trial.number  # nor is it the best accuracy
+
+
+# ----------------------------------------------------------------------------- hand-made trials, one behaviour each
+
+
+def hand_study(tmp_path, trials, directions=("maximize",), user_attrs=None, name="hand"):
+    """A real SQLite study holding ``trials``: (state, values, user_attrs, start offset s, duration s or None)."""
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{tmp_path / (name + '.db')}"
+    study = optuna.create_study(study_name=name, storage=url, directions=list(directions))
+    for key, value in (user_attrs or {}).items():
+        study.set_user_attr(key, value)
+    frozen = []
+    for number, (state, values, attrs, start, duration) in enumerate(trials):
+        begin = None if start is None else T0 + timedelta(seconds=start)
+        end = None if begin is None or duration is None else begin + timedelta(seconds=duration)
+        frozen.append(FrozenTrial(number=number, state=state, value=None, values=values, datetime_start=begin,
+                                  datetime_complete=end, params={}, distributions={}, user_attrs=attrs,
+                                  system_attrs={}, intermediate_values={}, trial_id=number))
+    study.add_trials(frozen)
+    return url
+
+
+def test_row_states_stages_and_reasons(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [
+        (S.FAIL, None, {"stage": "training", "spec": "bn"}, 0, 5),            # Ctrl-C mid-training
+        (S.FAIL, None, {"stage": "failed", "error": "boom"}, 0, 5),
+        (S.FAIL, None, {"error": "lost"}, 0, 5),                             # no stage: a failure
+        (S.COMPLETE, [0.5], {}, 0, 5),
+        (S.PRUNED, None, {"prune_reason": "too steep", "error": "ignored"}, 0, 5),
+        (S.COMPLETE, [0.1], {"train": {"diverged": True, "diverged_step": 7}}, 0, 5),
+        (S.COMPLETE, [0.2], {"train": {"diverged": True, "diverged_step": 7}, "prune_reason": "kept"}, 0, 5),
+        (S.WAITING, None, {"retry_of": 0}, None, None),
+        (S.RUNNING, None, {"stage": "training", "step": 5, "steps": "many", "reused_from": "x",
+                           "worker": "h:1"}, 0, None),
+        (S.RUNNING, None, {"stage": "training", "step": "5", "reused_from": 2}, 0, None),
+        (S.COMPLETE, [0.3], {"stage": "", "spec": None, "worker": None, "reused_from": 3}, 0, 5),
+    ])
+    rows = StudySource(url, "hand").load().rows
+    assert [(r.state, r.stage) for r in rows] == [
+        ("interrupted", "training"), ("failed", "failed"), ("failed", "failed"), ("complete", "done"),
+        ("pruned", "pruned"), ("complete", "done"), ("complete", "done"), ("waiting", ""),
+        ("running", "training"), ("running", "training"), ("complete", "done")]
+    assert [r.reason for r in rows[1:7]] == ["boom", "lost", "", "too steep", "diverged at step 7", "kept"]
+    assert rows[5].diverged and not rows[3].diverged
+    assert (rows[8].step, rows[8].steps, rows[8].reused_from, rows[8].worker) == (5, None, None, "h:1")
+    assert (rows[9].step, rows[9].reused_from, rows[9].worker) == (None, 2, "")
+    assert (rows[10].spec, rows[10].worker, rows[10].reused_from) == ("", "", 3)
+    assert [r.progress for r in rows[7:10]] == ["waiting", "training 5", "training"]
+    assert rows[0].progress == "training" and rows[3].progress == "done"
+    assert rows[7].user_attrs == {"retry_of": 0} and rows[7].params == {} and rows[7].completed is None
+
+
+def test_row_values_durations_and_curves(tmp_path):
+    from optuna.trial import TrialState as S
+
+    good = {"predictors": {"variance_growth": {"kind": "exponential", "rate": "inf"},
+                           "activation_variance": [1, "nan", None], "grad_norm": "not a list"},
+            "train": {"mean_train_accuracy": 0.25, "test_accuracy": "0.5",
+                      "loss_curve": [[0, 2.0], [10, "nan"], [20], "x", (30, None), [40, 1.0, 9]]}}
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5], good, 0, 90.5),
+        (S.COMPLETE, [0.4], {"predictors": {"variance_growth": "linear"}, "train": {"loss_curve": "none"}}, 0, 0),
+        (S.WAITING, None, {}, None, None),
+    ])
+    rows = StudySource(url, "hand").load().rows
+    a, b, waiting = rows
+    assert a.variance_growth_rate == math.inf and a.variance_growth_kind == "exponential"
+    assert b.variance_growth_rate is None and b.variance_growth_kind == ""
+    assert waiting.variance_growth_kind == "" and waiting.variance_growth_rate is None
+    assert a.mean_train_accuracy == 0.25 and a.test_accuracy == 0.5 and b.mean_train_accuracy is None
+    assert a.value("mean_train_accuracy") == 0.25 and a.value("variance_growth_rate") == math.inf
+    assert a.duration_s == pytest.approx(90.5) and b.duration_s == 0.0 and waiting.duration_s is None
+    curve = a.layer_curve("activation_variance")
+    assert curve[0] == 1.0 and math.isnan(curve[1]) and curve[2] is None and len(curve) == 3
+    assert a.layer_curve("grad_norm") == [] and a.layer_curve("missing") == []
+    loss = a.loss_curve()
+    assert [p[0] for p in loss] == [0.0, 10.0, 30.0] and loss[0][1] == 2.0 and math.isnan(loss[1][1])
+    assert loss[2][1] is None and b.loss_curve() == [] and waiting.loss_curve() == []
+
+
+def test_a_running_trial_lasts_until_now(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [(S.RUNNING, None, {"stage": "screening"}, 0, None)])
+    row = StudySource(url, "hand").load().rows[0]
+    assert row.duration_s == pytest.approx((datetime.now() - T0).total_seconds(), abs=60)
+    row.started = datetime.now() + timedelta(hours=1)  # a clock that went back: never negative
+    assert row.duration_s == 0.0
+
+
+def test_sort_ties_by_trial_number_and_blank_text_last(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5], {"spec": "b", "train": {"test_accuracy": 0.5}}, 0, 1),
+        (S.COMPLETE, [0.7], {"spec": "", "train": {"test_accuracy": 0.7}}, 0, 1),
+        (S.COMPLETE, [0.5], {"spec": "a", "train": {"test_accuracy": 0.5}}, 0, 1),
+        (S.COMPLETE, [0.5], {"spec": "b", "train": {"test_accuracy": "nan"}}, 0, 1),
+    ])
+    rows = StudySource(url, "hand").load().rows
+    assert [r.number for r in sort_rows(rows, "test_accuracy")] == [0, 2, 1, 3]
+    assert [r.number for r in sort_rows(rows, "test_accuracy", reverse=True)] == [1, 2, 0, 3]
+    assert [r.number for r in sort_rows(rows, "spec")] == [2, 0, 3, 1]
+    assert [r.number for r in sort_rows(rows, "spec", reverse=True)] == [3, 0, 2, 1]
+
+
+def test_column_names_and_aliases():
+    from explorer.search.results import column_key
+
+    assert column_key(" ACC ") == "test_accuracy" and column_key("#") == "number"
+    assert column_key("Worker") == "worker" and column_key("cos") == "cosine_similarity"
+    assert column_key("nope") is None and column_key("") is None
+
+
+def test_filter_operators_on_numbers_text_blanks_and_flags(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5], {"spec": "mean(bx) | relu", "worker": "hostA:1",
+                             "predictors": {"cosine_similarity": 0.5}, "train": {"test_accuracy": 0.5}}, 0, 1),
+        (S.COMPLETE, [0.7], {"spec": "rms(x) | tlu", "predictors": {"cosine_similarity": 0.25},
+                             "train": {"test_accuracy": 0.7}}, 0, 1),
+        (S.PRUNED, None, {"spec": "mean(gx) | relu", "prune_reason": "steep explosion",
+                          "predictors": {"cosine_similarity": "nan"}}, 0, 1),
+    ])
+    data = StudySource(url, "hand").load()
+
+    def numbers(text):
+        return [r.number for r in data.select(text)]
+
+    assert numbers("cos=0.5") == [0] and numbers("cos!=0.5") == [1, 2]  # NaN differs from every number
+    assert numbers("cos>0.25") == [0] and numbers("cos>=0.25") == [0, 1]
+    assert numbers("cos<0.5") == [1] and numbers("cos<=0.5") == [0, 1] and numbers("cos~0.25") == [1]
+    assert numbers("acc>0") == [0, 1] and numbers("acc!=0.7") == [0, 2]  # a blank is != anything
+    assert numbers("acc=0.7") == [1] and numbers("acc<1") == [0, 1]
+    assert numbers("#>=1") == [1, 2] and numbers("n=2") == [2] and numbers("trial<1") == [0]
+    assert numbers("spec=mean") == [0, 2] and numbers("SPEC=Mean(BX)") == [0]  # a prefix, any case
+    assert numbers("spec!=mean") == [1] and numbers("spec~RELU") == [0, 2] and numbers("spec>a") == []
+    assert numbers("state=pruned") == [2] and numbers("state!=pruned") == [0, 1]
+    assert numbers("worker=hosta") == [0] and numbers("worker!=hosta") == [1, 2]
+    assert numbers("reason~steep") == [2] and numbers("cos=abc") == []
+    assert numbers("pareto") == numbers("*") == numbers("★") == numbers("PARETO") == [1]
+    assert numbers("pareto=true") == [1] and numbers("pareto=false") == [0, 2] and numbers("pareto!=true") == [0, 2]
+    assert numbers("#1") == [1] and numbers("TLU") == [1] and numbers("explosion") == [2]
+    assert numbers("nosuch=1") == [] and numbers("mean relu") == [0, 2] and numbers("") == [0, 1, 2]
+    assert numbers("done") == [0, 1]  # the progress column's text
+
+
+def test_best_breaks_ties_by_the_earliest_trial_and_skips_diverged_and_infinite(tmp_path):
+    from optuna.trial import TrialState as S
+
+    diverged = {"train": {"diverged": True, "diverged_step": 3}}
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5, 0.3], {}, 0, 1),
+        (S.COMPLETE, [0.7, 0.3], {}, 0, 1),
+        (S.COMPLETE, [0.7, 0.1], {}, 0, 1),
+        (S.COMPLETE, [0.9, 0.0], diverged, 0, 1),      # would be best at both, and dominate everything
+        (S.COMPLETE, [math.inf, -math.inf], {}, 0, 1),  # likewise
+        (S.COMPLETE, [0.2, 0.1], {}, 0, 1),
+        (S.COMPLETE, [0.8, 0.5], {}, 0, 1),
+        (S.PRUNED, None, {}, 0, 1),
+    ], directions=("maximize", "minimize"),
+        user_attrs={"objectives": [{"name": "test_accuracy", "direction": "maximize"},
+                                   {"name": "cosine_similarity", "direction": "minimize"}]})
+    data = StudySource(url, "hand").load()
+    best = data.best()
+    assert best["test_accuracy"].number == 6 and best["cosine_similarity"].number == 2
+    assert [r.number for r in data.pareto_rows] == [2, 6]
+    data.rows[6].values = (0.7, 0.1)  # ties at the top: the earliest trial is the best, both ways
+    data.rows[5].values = (0.2, 0.1)
+    best = data.best()
+    assert best["test_accuracy"].number == 1 and best["cosine_similarity"].number == 2
+    assert data.summary().best == best and data.summary().diverged == 1
+
+
+def test_pareto_front_excludes_diverged_and_non_finite_trials_and_is_reset(tmp_path):
+    from optuna.trial import TrialState as S
+
+    from explorer.search.results.study import mark_pareto
+
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5, 0.5], {}, 0, 1),
+        (S.COMPLETE, [0.9, 0.1], {"train": {"diverged": True}}, 0, 1),
+        (S.COMPLETE, [-math.inf, 0.0], {}, 0, 1),
+        (S.COMPLETE, [0.4, 0.4], {}, 0, 1),
+    ], directions=("maximize", "minimize"))
+    data = StudySource(url, "hand").load()
+    assert [r.pareto for r in data.rows] == [True, False, False, True]
+    assert [o.name for o in data.objectives] == ["objective 0", "objective 1"]
+    data.rows[2].values = (0.6, 0.3)  # becomes finite and dominates the rest
+    data.rows[3].state = "running"
+    mark_pareto(data.rows, data.objectives)
+    assert [r.pareto for r in data.rows] == [False, False, True, False]
+    data.rows[2].values = (0.6,)  # not one value per objective: not a result
+    mark_pareto(data.rows, data.objectives)
+    assert [r.pareto for r in data.rows] == [True, False, False, False]
+    assert pareto_mask([[1.0, 2.0]], [True, False]) == [True]
+    assert pareto_mask([], [True]) == [] and pareto_mask([[1.0], [1.0]], [False]) == [True, True]
+
+
+def test_summary_counts_the_budget_repeats_rate_and_eta(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5], {}, 0, 30),
+        (S.PRUNED, None, {"stage": "pruned"}, 30, 30),
+        (S.FAIL, None, {"stage": "failed"}, 60, 60),                  # ends last, at 120 s
+        (S.COMPLETE, [0.5], {"reused_from": 0}, 100, 0),              # a repeat: no place in the budget
+        (S.FAIL, None, {"stage": "training"}, 10, 5),                 # interrupted: not finished
+        (S.WAITING, None, {}, None, None),
+        (S.COMPLETE, [0.1], {"train": {"diverged": True}}, 0, 10),
+        (S.PRUNED, None, {"reused_from": 1}, 100, 5),                 # a repeat too
+        (S.FAIL, None, {"stage": "failed", "reused_from": 2}, 100, 5),  # and a failed one
+    ], user_attrs={"n_trials": 10})
+    source = StudySource(url, "hand")
+    data = source.load()
+    assert source.storage_url == url and source.study_name == "hand"
+    assert data.name == "hand" and 0 < data.load_seconds < 60
+    assert data.is_running and data.row(5).state == "waiting" and data.row(99) is None
+    summary = data.summary(now=T0 + timedelta(hours=5))  # nothing runs: elapsed ends at the last end
+    assert summary.counts == {"complete": 3, "running": 0, "pruned": 2, "failed": 2, "interrupted": 1,
+                              "waiting": 1}
+    assert (summary.total, summary.repeats, summary.finished, summary.diverged) == (9, 3, 4, 1)
+    assert summary.elapsed_s == pytest.approx(120.0) and summary.rate_per_min == pytest.approx(2.0)
+    assert summary.budget == 10 and summary.eta_s == pytest.approx(180.0) and summary.running == []
+    assert data.summary(budget=6).eta_s == pytest.approx(60.0)
+    assert data.summary(budget=3).eta_s == 0.0 and data.summary(budget=0).budget == 0
+    assert data.summary(budget=0).eta_s == 0.0
+
+
+def test_summary_of_a_running_study_runs_until_now(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5], {}, 0, 30),
+        (S.RUNNING, None, {"stage": "screening"}, 60, None),
+        (S.RUNNING, None, {"stage": "training", "step": 1, "steps": 4}, 30, None),
+    ])
+    data = StudySource(url, "hand").load()
+    summary = data.summary(now=T0 + timedelta(seconds=120))
+    assert summary.elapsed_s == pytest.approx(120.0) and summary.rate_per_min == pytest.approx(0.5)
+    assert summary.budget is None and summary.eta_s is None and summary.finished == 1
+    assert [r.number for r in summary.running] == [1, 2]
+    assert data.summary(now=T0 + timedelta(seconds=120), budget=3).eta_s == pytest.approx(240.0)
+    assert data.summary(now=T0 - timedelta(seconds=10)).elapsed_s == 0.0  # never negative
+    assert data.summary(now=T0 - timedelta(seconds=10)).rate_per_min is None
+    assert data.is_running and [o.name for o in data.objectives] == ["value"]
+
+
+def test_summary_without_results_has_no_rate(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [(S.WAITING, None, {}, None, None)], user_attrs={"n_trials": 2})
+    summary = StudySource(url, "hand").load().summary()
+    assert (summary.elapsed_s, summary.rate_per_min, summary.eta_s, summary.finished) == (None, None, None, 0)
+    url = hand_study(tmp_path, [(S.COMPLETE, [1.0], {}, 0, 0)], user_attrs={"n_trials": 2}, name="instant")
+    summary = StudySource(url, "instant").load().summary()
+    assert summary.elapsed_s == 0.0 and summary.rate_per_min is None and summary.eta_s is None
+    url = hand_study(tmp_path, [(S.COMPLETE, [1.0], {}, 0, 0.5)], user_attrs={"n_trials": 2}, name="fast")
+    summary = StudySource(url, "fast").load().summary()  # half a second is a rate: 120 a minute
+    assert summary.rate_per_min == pytest.approx(120.0) and summary.eta_s == pytest.approx(0.5)
+    url = hand_study(tmp_path, [(S.RUNNING, None, {}, 0, None)], user_attrs={"n_trials": 2}, name="started")
+    summary = StudySource(url, "started").load().summary(now=T0 + timedelta(seconds=60))
+    assert summary.elapsed_s == pytest.approx(60.0) and summary.rate_per_min is None and summary.eta_s is None
+
+
+def test_budget_sources_in_order():
+    assert study_budget({"n_trials": 3, "budget": 5}) == 3
+    assert study_budget({"n_trials": True, "budget": 5}) == 5  # a flag is no budget
+    assert study_budget({"n_trials": "7", "budget": False}) is None
+    assert study_budget({"n_trials": "7", "study_file": "n_trials = 4\n"}) == 4
+    assert study_budget({"study_file": "n_trials = 9\n[x]\nn_trials = 2\n"}) == 9
+    assert study_budget({"study_file": 'name = "x"\nmodels = ["a"]\n[a]\nb = 1\n[a.c]\nn_trials = 6\n'}) == 6
+    assert study_budget({"study_file": "n_trials = true\n"}) is None
+    assert study_budget({"study_file": "name = 'x'\n"}) is None and study_budget({"study_file": ""}) is None
+    assert study_budget({"study_file": 12}) is None
+
+
+def test_objective_names_stored_or_defaulted(tmp_path):
+    from optuna.trial import TrialState as S
+
+    from explorer.search.results import load_studies
+
+    url = hand_study(tmp_path, [(S.COMPLETE, [1.0, 2.0, 3.0, 4.0], {}, 0, 1)], name="three",
+                     directions=("maximize", "minimize", "minimize", "maximize"),
+                     user_attrs={"objectives": [{"name": "acc"}, "oops", {"direction": "minimize"}]})  # fewer
+    data = StudySource(url, "three").load()
+    assert [(o.name, o.direction) for o in data.objectives] == [
+        ("acc", "maximize"), ("objective 1", "minimize"), ("objective 2", "minimize"), ("objective 3", "maximize")]
+    assert [o.maximize for o in data.objectives] == [True, False, False, True]
+    import optuna
+
+    optuna.create_study(study_name="later", storage=url)
+    assert [s.name for s in load_studies(open_readonly(url))] == ["three", "later"]
+
+
+def test_plot_series_keep_only_finite_points(tmp_path):
+    from optuna.trial import TrialState as S
+
+    url = hand_study(tmp_path, [
+        (S.COMPLETE, [0.5], {"predictors": {"cosine_similarity": 0.2, "grad_explosion_exponent": 0.1},
+                             "train": {"test_accuracy": 0.5}}, 0, 1),
+        (S.COMPLETE, [0.5], {"predictors": {"cosine_similarity": 0.3, "grad_explosion_exponent": 0.0},
+                             "train": {"test_accuracy": "nan"}}, 0, 1),
+        (S.PRUNED, None, {"predictors": {"cosine_similarity": 0.4, "grad_explosion_exponent": "inf"}}, 0, 1),
+        (S.PRUNED, None, {"predictors": {"cosine_similarity": "nan", "grad_explosion_exponent": 0.2}}, 0, 1),
+    ])
+    data = StudySource(url, "hand").load()
+    assert [(x, y, acc, row.number) for x, y, acc, row in data.tradeoff_points()] == [(0.2, 0.1, 0.5, 0),
+                                                                                       (0.3, 0.0, None, 1)]
+    assert [(x, y, row.number) for x, y, row in data.predictor_points("cosine_similarity")] == [(0.2, 0.5, 0)]
+    assert [(x, y, row.number) for x, y, row in data.predictor_points("grad_explosion_exponent")] == [(0.1, 0.5, 0)]
