@@ -552,6 +552,22 @@ def test_storage_arguments_are_resolved_to_one_kind_and_file(tmp_path, monkeypat
     assert resolve_storage("postgresql+psycopg2://u:pw@h/db").display == "postgresql+psycopg2://u:***@h/db"
 
 
+def test_storage_urls_with_separators_in_their_query(tmp_path, monkeypatch):
+    """A query may hold '?', '://', '@' and '+' again: the file, the scheme and the user part are
+    read from the front of the URL, never from its end."""
+    from importlib.util import find_spec
+
+    monkeypatch.chdir(tmp_path)
+    driver = "postgresql://" if find_spec("psycopg") or not find_spec("psycopg2") else "postgresql+psycopg2://"
+    assert resolve_storage("sqlite:///a.db?mode=ro?cache=shared").path == str(tmp_path / "a.db")
+    assert resolve_storage("sqlite:///a.db?vfs=file:///b.db").path == str(tmp_path / "a.db")
+    for query in ("?x=@?y=1", "?next=x://a@b@c"):  # one '@' before the query: a valid password
+        assert resolve_storage(f"postgresql://u:p@h/db{query}") == StorageTarget(driver + "u:p@h/db" + query, "postgresql")
+    # "postgres://" is rewritten (SQLAlchemy refuses it) even when a '+' follows in the query
+    assert resolve_storage("postgres://u:p@h/db?application_name=a+b://c").url == \
+        driver + "u:p@h/db?application_name=a+b://c"
+
+
 def test_storage_failures_are_told_from_trial_failures(tmp_path):
     target = resolve_storage("postgresql+psycopg2://u:s3cr3t@h/db")
 
