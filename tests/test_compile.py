@@ -102,7 +102,7 @@ def test_compiled_relu_keeps_relus_gradient_at_zero():
             want, got = _pass(eager, x, grad), _pass(compiled, x, grad)
             eager.zero_grad(), compiled.zero_grad()
     assert compiled_calls() > before
-    assert torch.equal(got[1][:, :, :2], torch.zeros_like(got[1][:, :, :2]))  # ReLU's 0, not clamp's 1
+    assert torch.equal(got[1][:, :, :2], torch.zeros_like(got[1][:, :, :2]))  # ReLU's 0 (a where(y >= 0, …) would give 1)
     for a, b in zip(want, got):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-8)
 

@@ -67,6 +67,21 @@ def test_the_figures_hold_the_views_data(data):
     assert np.allclose(curves[0].get_ydata(), best[0].layer_curve("activation_variance"))
 
 
+def test_a_repeated_composition_is_drawn_once_in_the_layer_curves(data):
+    """A repeat (told its earlier result) has the same values, so it sits on the front beside the
+    original, as in a real study: the per-layer figure draws that composition once."""
+    import dataclasses
+
+    from explorer.search.results.study import StudyData
+
+    original = figures.best_trials(data)[0]
+    repeat = dataclasses.replace(original, number=max(r.number for r in data.rows) + 1, reused_from=original.number)
+    with_repeat = StudyData(data.name, data.objectives, [*data.rows, repeat], data.user_attrs)
+    best = figures.best_trials(with_repeat)
+    assert [r.number for r in best] == [r.number for r in figures.best_trials(data)]
+    assert len(figures.figure_layers(with_repeat).axes[0].get_lines()) == len(best)
+
+
 def test_report_plots_writes_every_figure(url, tmp_path, capsys):
     import matplotlib.image
 
