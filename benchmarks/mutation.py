@@ -8,6 +8,7 @@ and its tests, runs ``mutmut run`` there, and writes the score and every survivi
     python benchmarks/mutation.py explorer/search/policy.py            # the module's own test subset
     python benchmarks/mutation.py explorer/spec.py --tests tests/test_spec.py --max-children 2
     python benchmarks/mutation.py --list                               # modules and their tests
+    python benchmarks/mutation.py explorer/search/worker.py --mutants '*_reuse*'   # one function's mutants
 
 Outputs: ``.mutation/<slug>/score.json`` and ``survivors.txt``, and the module's row merged into
 ``benchmarks/mutation_scores.json`` (the table in docs/mutation.md is made from it).
@@ -110,6 +111,9 @@ def main() -> int:
     parser.add_argument("--tests", nargs="+", help="test files to run instead of the module's subset")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
+    parser.add_argument("--mutants", nargs="+", metavar="PATTERN",
+                        help="only the mutants whose names match (fnmatch, e.g. '*_reuse*'): for working on one "
+                             "function's survivors; the score is printed, not merged into the table")
     parser.add_argument("--report-only", action="store_true",
                         help="score the last run of MODULE again (e.g. one cut short) without running mutmut")
     args = parser.parse_args()
@@ -137,7 +141,7 @@ def main() -> int:
         # importer", and the tests would then import the unmutated tree through the editable install.
         (work / "mutants").mkdir()
         start = time.monotonic()
-        run = mutmut(work, "run", "--max-children", str(args.max_children), env=env)
+        run = mutmut(work, "run", "--max-children", str(args.max_children), *(args.mutants or ()), env=env)
         elapsed = time.monotonic() - start
         if run.returncode != 0:
             print(f"mutation.py: mutmut run failed (exit {run.returncode}); see {work}", file=sys.stderr)
@@ -147,10 +151,11 @@ def main() -> int:
         return 2
     else:  # the tests that run used, whatever the subset is now
         tests = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]
-    return report(work, module, tests, env, elapsed)
+    return report(work, module, tests, env, elapsed, merge=not args.mutants)
 
 
-def report(work: Path, module: str, tests: list[str], env: dict[str, str], elapsed: float | None) -> int:
+def report(work: Path, module: str, tests: list[str], env: dict[str, str], elapsed: float | None,
+           merge: bool = True) -> int:
     """Score of the run in ``work`` (a run cut short counts only the mutants it checked)."""
     mutmut(work, "export-cicd-stats", env=env, check=True, capture_output=True)
     stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
@@ -167,17 +172,18 @@ def report(work: Path, module: str, tests: list[str], env: dict[str, str], elaps
         "seconds": round(elapsed) if elapsed is not None else None, "survivors": survivors,
     }
     (work / "score.json").write_text(json.dumps(score, indent=2) + "\n")
-    table = ROOT / "benchmarks" / "mutation_scores.json"
-    scores = json.loads(table.read_text()) if table.exists() else {}
-    scores[module] = {k: v for k, v in score.items() if k != "survivors"}
-    table.write_text(json.dumps(dict(sorted(scores.items())), indent=2) + "\n")
+    if merge:  # a run of some mutants only is not the module's score
+        table = ROOT / "benchmarks" / "mutation_scores.json"
+        scores = json.loads(table.read_text()) if table.exists() else {}
+        scores[module] = {k: v for k, v in score.items() if k != "survivors"}
+        table.write_text(json.dumps(dict(sorted(scores.items())), indent=2) + "\n")
     # every survivor's diff, from one process (``mutmut show`` per mutant pays the start-up each time)
     script = ("import sys\nfrom mutmut.__main__ import find_mutant, get_diff_for_mutant\n"
               "for name in sys.argv[1:]:\n    print('# ' + name)\n"
               "    print(get_diff_for_mutant(name, path=find_mutant(name).path))\n")
     with (work / "survivors.txt").open("w") as f:
         subprocess.run([sys.executable, "-c", script, *survivors], cwd=work, env=env, text=True, stdout=f, check=False)
-    partial = f", {unchecked} not checked (run cut short)" if unchecked else ""
+    partial = f", {unchecked} not checked ({'run cut short' if merge else 'not matched by --mutants'})" if unchecked else ""
     print(f"{module}: {killed}/{tested} killed ({score['score']} %), {stats['survived']} survived, "
           f"{stats['no_tests']} reached by no test{partial}; survivors in {work / 'survivors.txt'}")
     return 0
