@@ -88,7 +88,7 @@ class Spec:
         A step says so by its ``axes`` (containing ``b``), or its primitive declares it
         (:attr:`Primitive.reads_batch_statistics`) in ``registry`` (the plugins' by default).
         """
-        if any("b" in str(s.get("axes", "")) or s.get("batch_axes") for s in self.steps):
+        if any("b" in str(s.get("axes", "")) for s in self.steps):
             return True
         primitives = (registry or get_registry()).primitives
         return any(s.name in primitives and primitives[s.name].reads_batch_statistics for s in self.steps)

@@ -75,6 +75,10 @@ class Std(_ScaleOverAxes):
         if b.batch:
             if self.training and y.shape[0] == 1:
                 b.check_batch(y)
+            if self.training:  # F.batch_norm updates the running statistics, not the count (nn.BatchNorm does)
+                center.stats.num_batches_tracked.add_(1)
+                if b is not center.stats:
+                    b.num_batches_tracked.add_(1)
             return F.batch_norm(y, center.stats.running_mean.view(-1), b.running_var.view(-1), weight, bias,
                                 self.training, b.momentum, self.eps)
         if b.axes == "x":

@@ -116,6 +116,9 @@ def test_bn_matches_batchnorm2d_in_training_and_eval(fuse, shape, seed):
         assert_same(ours, params, ref, ref_params, x, rand(seed + 20 + step, *shape))
     assert_close(ours.center.stats.running_mean.view(-1), ref.running_mean, "running_mean")
     assert_close(ours.scale.stats.running_var.view(-1), ref.running_var, "running_var")
+    # the saved state counts the batches as torch's does, on the native path too
+    assert int(ours.center.stats.num_batches_tracked) == int(ours.scale.stats.num_batches_tracked) \
+        == int(ref.num_batches_tracked) > 0
     ours.eval(), ref.eval()
     assert_same(ours, params, ref, ref_params, rand(seed + 30, *shape), rand(seed + 31, *shape))
 

@@ -243,6 +243,33 @@ def test_divergence_stops_at_the_first_non_finite_loss(data):
     assert short.mean_train_accuracy == long.mean_train_accuracy
 
 
+def test_a_divergence_found_between_checks_reports_what_checking_every_step_reports(data):
+    """On a GPU the loss is checked every 10 steps (a sync each time). A run that diverges between
+    two checks must still end at its first bad step: the steps after it neither count in the mean
+    training accuracy nor reach the loss curve or the progress callback."""
+    train_data, _ = data
+    config = TrainConfig(steps=200, batch_size=16, base_lr=1e12, device="cpu", curve_points=200, decay_at=1.0)
+
+    def run(check_every, progress_every=10):
+        torch.manual_seed(0)
+        seen = []
+        result = train(_model(train_data, "none"), train_data, None, config, check_every=check_every,
+                       progress=lambda step, total, loss: seen.append((step, total, repr(loss))),
+                       progress_every=progress_every)
+        return result, seen
+
+    each, each_seen = run(1)
+    assert each.diverged and 1 < each.diverged_step < 10  # the premise: it diverges inside the first window
+    for check_every, progress_every in [(10, 10), (10, 200), (50, 3)]:
+        late, late_seen = run(check_every, progress_every)
+        assert (late.diverged, late.diverged_step, late.steps) == (True, each.diverged_step, each.steps)
+        assert late.mean_train_accuracy == each.mean_train_accuracy
+        assert repr(late.loss_curve) == repr(each.loss_curve)
+        assert all(step <= each.diverged_step for step, _, _ in late_seen)
+        assert late_seen[-1] == (each.diverged_step, 200, "nan")
+    assert each_seen[-1] == (each.diverged_step, 200, "nan")
+
+
 def test_the_loss_curve_averages_windows_of_steps(data):
     train_data, _ = data
     config = dict(steps=12, batch_size=16, device="cpu")
