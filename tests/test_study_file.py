@@ -262,3 +262,73 @@ def test_errors_point_at_the_line_of_the_key(text, line):
     with pytest.raises(StudyFileError) as info:
         parse_study_text(text, "l.toml")
     assert str(info.value).startswith(f"l.toml:{line}: space.params.std.at: list at least one value"), str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace("steps = 5", "steps = 5\nepochs = 1"), "b.toml:9: training.epochs: give steps or epochs, not both"),
+    (GOOD.replace('name = "t"', 'name = "t"\nstorage = "  "'),
+     "b.toml:2: storage: empty storage; give a URL or a file, or leave the key out"),
+    (GOOD + "[screening]\nmax_cosine_similarity = nan\n",
+     "b.toml:10: screening.max_cosine_similarity: must be a finite number, got nan"),
+    (GOOD.replace("steps = 5", "steps = 5\nbase_lr = inf"), "b.toml:9: training.base_lr: must be a finite number, got inf"),
+    (GOOD + '[screening]\ncompile = "fast"\n', "b.toml:10: screening.compile: must be \"auto\", true or false, got 'fast'"),
+    (GOOD.replace("steps = 5", "steps = 5\ncompile = 1"), "b.toml:9: training.compile: must be \"auto\", true or false, got 1"),
+    (GOOD + '[screening]\npredictors = ["cosine_similarty"]\n',
+     "b.toml:10: screening.predictors: unknown predictor 'cosine_similarty'; closest: cosine_similarity; valid: "),
+    (GOOD + '[screening]\nscore = "bogus"\n',
+     "b.toml:10: screening.score: unknown score 'bogus'; valid: combined, cosine_similarity, forward_flops, "
+     "grad_explosion_exponent, jacob_cov, naswot, parameter_count, snip, stable_rank, synflow, variance_growth_rate, "
+     "weight_grad_norm"),
+    (GOOD.replace('name = "t"', 'name = "t"\ndescription = 1979-05-27'), "b.toml:2: description: must be a string, got date"),
+    (GOOD.replace('name = "t"', 'name = "t"\ndescription = {a = 1}'), "b.toml:2: description: must be a string, got a table"),
+    ("models = [", "b.toml:1: malformed TOML: Invalid value"),  # no line named, one line: line 1
+    # the key's own line, its name unquoted (quotes of either kind, and names that start with X or capitals)
+    (GOOD.replace("steps = 5", "steps = 5\n'stpes' = 5"), "b.toml:9: training.stpes: unknown key"),
+    (GOOD.replace("steps = 5", "steps = 5\n\"Xa\" = 5"), "b.toml:9: training.Xa: unknown key"),
+    (GOOD.replace("steps = 5", "steps = 5\n'Xa' = 5"), "b.toml:9: training.Xa: unknown key"),
+    (GOOD.replace("steps = 5", "steps = 5\nSteps = 5"), "b.toml:9: training.Steps: unknown key"),
+])
+def test_each_check_says_its_key_line_and_reason(text, message):
+    """Checks the other tests leave out, each with its exact line: the key that is wrong, where it is."""
+    with pytest.raises(StudyFileError) as info:
+        parse_study_text(text, "b.toml")
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_locate_falls_back_to_the_table_then_to_line_one():
+    """A key not written (a check on a default) points at the first header of its table, else line 1."""
+    from explorer.search.study_file import locate
+
+    assert locate(GOOD, ("training", "batch_size")) == 7           # [training], not [objectives] or [space]
+    assert locate(GOOD, ("training", "steps")) == 8
+    assert locate(GOOD, ("screening", "warmup")) == 1              # no [screening] table at all
+    assert locate(GOOD, ("objectives",)) == 3
+    assert locate(GOOD + "[space.params.std]\nat = 1\n", ("space", "params", "std", "eps")) == 5  # [space] first
+
+
+def test_space_and_objective_values_reach_the_config():
+    config = parse_study_text(GOOD.replace("[space]", '[space.params]\naxes = "cx"\n[space]\ntie_axes = true')
+                              .replace('test_accuracy = "maximize"', 'test_accuracy = "maximize"\nstable_rank = "maximize"'))
+    assert config.space.tie_axes is True and config.space.params == {"axes": ["cx"]}  # a scalar is a list of one
+    assert config.objectives == {"test_accuracy": "maximize", "stable_rank": "maximize"}
+    assert config.needs_training() and "stable_rank" in config.predictor_names()
+    assert parse_study_text(GOOD).space.tie_axes is False
+    # a plugin's predictor as an objective and as the screening score; compile's three spellings
+    plugin = parse_study_text(GOOD.replace('test_accuracy = "maximize"', 'naswot = "maximize"')
+                              + '[screening]\nscore = "naswot"\ncompile = "auto"\n')
+    assert plugin.objectives == {"naswot": "maximize"} and plugin.screening.score == "naswot"
+    assert plugin.screening.compile == "auto" and not plugin.needs_training()
+    for value in ("true", "false"):
+        assert parse_study_text(GOOD.replace("steps = 5", f"steps = 5\ncompile = {value}")).training.compile \
+            is (value == "true")
+
+
+def test_a_study_file_s_path_is_in_its_errors_and_its_config(tmp_path):
+    path = tmp_path / "named.toml"
+    path.write_text(GOOD.replace("steps = 5", "steps = -1"), encoding="utf-8")
+    with pytest.raises(StudyFileError) as info:
+        load_study_file(path)
+    assert str(info.value).startswith(f"{path}:8: training.steps: ")
+    path.write_text(GOOD.replace('"t"', '"t"\ndescription = "épsilon ≥ 0"'), encoding="utf-8")
+    config = load_study_file(path)
+    assert config.path == str(path) and config.description == "épsilon ≥ 0"

@@ -252,16 +252,21 @@ def test_a_divergence_found_between_checks_reports_what_checking_every_step_repo
 
     def run(check_every, progress_every=10):
         torch.manual_seed(0)
-        seen = []
-        result = train(_model(train_data, "none"), train_data, None, config, check_every=check_every,
+        seen, passes = [], []
+        model = _model(train_data, "none")
+        model.register_forward_pre_hook(lambda module, args: passes.append(1))  # training steps run
+        result = train(model, train_data, None, config, check_every=check_every,
                        progress=lambda step, total, loss: seen.append((step, total, repr(loss))),
                        progress_every=progress_every)
-        return result, seen
+        return result, seen, len(passes)
 
-    each, each_seen = run(1)
+    each, each_seen, each_passes = run(None)  # on a CPU: every step, so it stops at once
     assert each.diverged and 1 < each.diverged_step < 10  # the premise: it diverges inside the first window
-    for check_every, progress_every in [(10, 10), (10, 200), (50, 3)]:
-        late, late_seen = run(check_every, progress_every)
+    assert each_passes == each.diverged_step
+    for check_every, progress_every in [(10, 10), (10, 200), (50, 3), (4, 200)]:
+        late, late_seen, passes = run(check_every, progress_every)
+        # it stops at the first check (or progress report) after the divergence, not at the end
+        assert passes == next(s for s in range(each.diverged_step, 201) if s % check_every == 0 or s % progress_every == 0)
         assert (late.diverged, late.diverged_step, late.steps) == (True, each.diverged_step, each.steps)
         assert late.mean_train_accuracy == each.mean_train_accuracy
         assert repr(late.loss_curve) == repr(each.loss_curve)

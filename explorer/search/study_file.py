@@ -292,9 +292,7 @@ class _Checker:
         self.path, self.text = path, text
 
     def fail(self, key: tuple[str, ...], message: str) -> StudyFileError:
-        line = locate(self.text, key) if key else 1
-        name = ".".join(key) if key else "(file)"
-        return StudyFileError(f"{self.path}:{line}: {name}: {message}")
+        return StudyFileError(f"{self.path}:{locate(self.text, key)}: {'.'.join(key)}: {message}")
 
     def check_value(self, key: tuple[str, ...], kind: Any, value: Any) -> Any:
         def type_name(v: Any) -> str:
