@@ -332,14 +332,13 @@ def test_several_models_aggregate_every_stored_predictor_at_its_worst():
     assert out["missing"] == {"synflow": "b: RuntimeError: x"}
 
 
-def test_a_screening_criterion_names_any_scalar_predictor_or_fails_listing_them():
-    from explorer.search.study_file import StudyFileError, _Checker, require_predictor
+def test_a_screening_criterion_names_any_scalar_predictor_or_fails_naming_the_closest():
+    from explorer.search.study_file import StudyFileError, parse_study_text
 
-    check = _Checker("s.toml", "[screening]\nscore = \"snp\"\n")
-    assert require_predictor(check, ("screening", "score"), "snip") == "higher"
-    assert require_predictor(check, ("screening", "score"), "cosine_similarity") == "lower"
-    with pytest.raises(StudyFileError, match=r"^s.toml:2: screening.score: unknown predictor 'snp'; closest: snip; "
-                                             r"valid: .*naswot"):
-        require_predictor(check, ("screening", "score"), "snp")
-    with pytest.raises(StudyFileError, match="unknown predictor 'variance_growth'"):  # a kind and a rate: no order
-        require_predictor(check, ("screening", "score"), "variance_growth")
+    text = 'name = "s"\nmodels = ["m"]\n[objectives]\ncosine_similarity = "minimize"\n[screening]\nscore = "{}"\n'
+    assert parse_study_text(text.format("snip"), "s.toml").screening.score == "snip"  # a plugin's predictor
+    assert parse_study_text(text.format("cosine_similarity"), "s.toml").screening.score == "cosine_similarity"
+    with pytest.raises(StudyFileError, match=r"^s.toml:6: screening.score: unknown score 'snp'; closest: snip$"):
+        parse_study_text(text.format("snp"), "s.toml")
+    with pytest.raises(StudyFileError, match="unknown score 'variance_growth'; closest: variance_growth_rate"):
+        parse_study_text(text.format("variance_growth"), "s.toml")  # a kind and a rate: no order, its rate has one

@@ -332,3 +332,47 @@ def test_a_study_file_s_path_is_in_its_errors_and_its_config(tmp_path):
     path.write_text(GOOD.replace('"t"', '"t"\ndescription = "épsilon ≥ 0"'), encoding="utf-8")
     config = load_study_file(path)
     assert config.path == str(path) and config.description == "épsilon ≥ 0"
+
+
+def test_a_plugin_s_predictors_are_objectives_and_screening_predictors():
+    """A predictor registered by a plugin (not a built-in name): an objective that gets worse in its
+    direction, a screening predictor by name, in "all", and "default" expands to the default set."""
+    import sys
+    import textwrap
+
+    import explorer
+    from explorer.plugins import get_registry, unregister
+    from explorer.search.study_file import objective_source, predictor_direction
+
+    module = type(sys)("study_file_predictors")
+    exec(textwrap.dedent("""
+        from explorer import PredictorEntry, hookimpl
+
+        @hookimpl
+        def register_predictors(register):
+            register(PredictorEntry(name="spread_low", direction="lower", compute=lambda batch: 0.0))
+            register(PredictorEntry(name="spread_high", direction="higher", compute=lambda batch: 0.0))
+            register(PredictorEntry(name="spread_all", direction="higher", compute=lambda batch: [0.0], scalar=False))
+    """), module.__dict__)
+    explorer.register_plugin(module, name="study-file-predictors")
+    try:
+        assert (predictor_direction("spread_low"), predictor_direction("spread_high")) == ("lower", "higher")
+        assert predictor_direction("spread_all") is None and predictor_direction("nothing") is None
+        # (where it is stored, its key, the direction in which it gets worse)
+        assert objective_source("spread_low") == ("predictors", "spread_low", "maximize")
+        assert objective_source("spread_high") == ("predictors", "spread_high", "minimize")
+        with pytest.raises(KeyError, match="spread_all"):
+            objective_source("spread_all")
+        config = parse_study_text(GOOD.replace('test_accuracy = "maximize"', 'test_accuracy = "maximize"\n'
+                                               'spread_low = "minimize"')
+                                  + '[screening]\npredictors = ["spread_high", "default", "stable_rank"]\n')
+        assert config.screening.predictors == ["spread_high", *DEFAULT_PREDICTORS]  # in order, once each
+        assert config.predictor_names() == ["spread_high", *DEFAULT_PREDICTORS, "spread_low"]
+        assert config.needs_training()
+        every = parse_study_text(GOOD + '[screening]\npredictors = ["all", "spread_all"]\n').screening.predictors
+        assert every == list(get_registry().predictors) and {"spread_all", "spread_low", "naswot"} <= set(every)
+        with pytest.raises(StudyFileError, match=r"^b.toml:10: screening.predictors: unknown predictor 'sprad_low'; "
+                                                 r"closest: spread_low"):
+            parse_study_text(GOOD + '[screening]\npredictors = ["sprad_low"]\n', "b.toml")
+    finally:
+        unregister("study-file-predictors")

@@ -430,17 +430,6 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     return config
 
 
-def require_predictor(check: _Checker, key: tuple[str, ...], name: str) -> str:
-    """The direction ("lower"/"higher") of a scalar predictor a study key names (a screening
-    criterion), or one line naming the file, the line, the key and every valid predictor."""
-    direction = predictor_direction(name)
-    if direction is None:
-        from explorer.registry import unknown_predictor_message
-
-        raise check.fail(key, unknown_predictor_message(name, scalar_predictor_names()))
-    return direction
-
-
 def _predictor_list(check: _Checker, key: tuple[str, ...], names: list[str]) -> list[str]:
     """``[screening] predictors`` with ``default`` and ``all`` expanded (as ``normx score
     --predictors`` does); an unknown name is one line listing the valid ones."""
