@@ -263,7 +263,7 @@ def test_a_divergence_found_between_checks_reports_what_checking_every_step_repo
     each, each_seen, each_passes = run(None)  # on a CPU: every step, so it stops at once
     assert each.diverged and 1 < each.diverged_step < 10  # the premise: it diverges inside the first window
     assert each_passes == each.diverged_step
-    for check_every, progress_every in [(10, 10), (10, 200), (50, 3), (4, 200)]:
+    for check_every, progress_every in [(10, 10), (10, 200), (50, 3), (4, 200), (2, 200)]:  # (2: after a clean check)
         late, late_seen, passes = run(check_every, progress_every)
         # it stops at the first check (or progress report) after the divergence, not at the end
         assert passes == next(s for s in range(each.diverged_step, 201) if s % check_every == 0 or s % progress_every == 0)
