@@ -792,3 +792,110 @@ def test_an_sqlite_file_needs_a_writable_directory_a_journal_does_not(tmp_path):
         for mount in mounts:
             subprocess.run(["umount", "-l", str(mount)], check=False)
         directory.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- workers meeting on one storage
+
+def _open_at_once(url, workers, hold=0.0):
+    """``workers`` threads call open_storage(url) together; a real SQLite connection holds the
+    database's write lock for ``hold`` seconds first (the file must exist). Returns the errors
+    (None for a worker that opened it) and each worker's wait, in seconds."""
+    holder = None
+    if hold:
+        holder = sqlite3.connect(resolve_storage(url).path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # RESERVED: others may read (and see no tables), none may write
+    results, started = {}, threading.Barrier(workers + 1)
+
+    def work(i):
+        started.wait()
+        begun = time.monotonic()
+        try:
+            open_storage(url).engine.dispose()
+            results[i] = (None, time.monotonic() - begun)
+        except Exception as err:  # noqa: BLE001 - reported by the test
+            results[i] = (f"{type(err).__name__}: {err}", time.monotonic() - begun)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    if holder is not None:
+        time.sleep(hold)
+        holder.execute("COMMIT")
+        holder.close()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == workers, "a worker is still opening the storage"
+    return [results[i][0] for i in range(workers)], [results[i][1] for i in range(workers)]
+
+
+def test_a_locked_sqlite_storage_is_waited_for_then_created_once(tmp_path):
+    """Several local workers start on a new SQLite file while another connection writes to it: each
+    waits for the lock (longer than SQLite's own 5 s default, which would fail with 'database is
+    locked'), then one creates Optuna's tables and the others, which looked before the tables
+    were there, lose the race to create them and open the tables it made."""
+    db = tmp_path / "new.db"
+    db.write_bytes(b"")  # an empty file is a new database (what a holder's connection leaves)
+    errors, waits = _open_at_once(str(db), workers=3, hold=5.5)
+    assert errors == [None, None, None] and min(waits) >= 5.0
+    storage = open_readonly(str(db))
+    assert storage.get_all_studies() == []
+    optuna.create_study(study_name="after", storage=open_storage(str(db)))
+    assert [s.study_name for s in open_readonly(str(db)).get_all_studies()] == ["after"]
+
+
+def _open_in_a_process(url, barrier, errors):
+    barrier.wait()
+    try:
+        open_storage(url).engine.dispose()
+    except Exception as err:  # noqa: BLE001 - reported by the test
+        errors.put(f"{type(err).__name__}: {err}")
+
+
+def test_workers_starting_on_a_new_sqlite_storage_at_once_all_open_it(tmp_path):
+    """Processes released together on a new database race to create Optuna's tables and to insert
+    its version rows ('UNIQUE constraint failed: alembic_version.version_num' for the loser, which
+    normx reported as a storage it cannot open); every one of them must open it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # the parent's imports: the race is in opening, not importing
+    for round in range(4):
+        url, workers = f"sqlite:///{tmp_path / f'new-{round}.db'}", 4
+        barrier, errors = context.Barrier(workers), context.Queue()
+        processes = [context.Process(target=_open_in_a_process, args=(url, barrier, errors)) for _ in range(workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        failed = []
+        while not errors.empty():
+            failed.append(errors.get())
+        assert failed == [] and [p.exitcode for p in processes] == [0] * workers, failed
+        assert open_readonly(url).get_all_studies() == []
+
+
+def test_a_cyclic_exception_chain_is_walked_once(tmp_path):
+    """An error re-raised from its own wrapper (``raise err from wrapper`` where the wrapper was
+    raised from ``err``) makes a cycle of causes; telling a storage failure from it must end, at the
+    last new error of the chain, and still see the driver's error in it."""
+    target = resolve_storage(str(tmp_path / "s.db"))
+    disk = sqlite3.OperationalError("disk I/O error")
+    try:
+        try:
+            try:
+                raise disk
+            except sqlite3.OperationalError as err:
+                raise RuntimeError("commit failed") from err
+        except RuntimeError as wrapper:
+            raise disk from wrapper
+    except sqlite3.OperationalError as err:
+        cyclic = err
+    assert cyclic.__cause__.__cause__ is cyclic  # disk -> wrapper -> disk
+    done = []
+    thread = threading.Thread(target=lambda: done.append(storage_failure(cyclic, target)), daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert done, "storage_failure loops on a cyclic chain"
+    assert type(done[0]) is StorageError and str(done[0]) == (
+        f"storage sqlite:///{tmp_path / 's.db'} failed (commit failed); no trial was recorded as failed for it: "
+        "run the same command again to resume")
