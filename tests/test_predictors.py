@@ -404,8 +404,9 @@ class _ThreeBlocks(torch.nn.Module):
     ends in a ReLU, so it outputs 0 for a sample whose inputs are all negative while the residual
     sum, and so the classifier's input, keeps that sample's values."""
 
-    def __init__(self, relu_at: int):
+    def __init__(self, relu_at: int | None, skip: int | None = None):
         super().__init__()
+        self.skip = skip
         blocks = []
         for i in range(3):
             linear = torch.nn.Linear(4, 4, bias=False)
@@ -417,8 +418,9 @@ class _ThreeBlocks(torch.nn.Module):
         self.head = torch.nn.Linear(4, 3)
 
     def forward(self, x):
-        for block in self.blocks:
-            x = x + block(x)
+        for i, block in enumerate(self.blocks):
+            if i != self.skip:
+                x = x + block(x)
         return self.head(x)
 
 
@@ -450,3 +452,20 @@ def test_overflow_looks_at_the_last_probe_where_the_cosine_similarity_is_taken()
         else:
             assert result["overflow"] is False and math.isfinite(result["cosine_similarity"])
         assert all(math.isfinite(v) for v in result["activation_variance"] + result["grad_norm"])
+
+
+def test_a_probe_that_does_not_run_is_scored_without_it():
+    """A probe the forward pass skips (a block left out for this input) has no output: its curve
+    entries are 0, the predictors use the probes that ran, and the overflow check falls back to the
+    classifier's input, where a sample collapsed to 0 is still flagged."""
+    import explorer
+
+    torch.manual_seed(0)
+    model = _ThreeBlocks(relu_at=None, skip=2)
+    x, y = torch.rand(4, 4) + 0.5, torch.tensor([0, 1, 2, 0])
+    result = explorer.score("none", model=model, inputs=[(x, y)], compile=False)
+    assert result["overflow"] is False and math.isfinite(result["cosine_similarity"])
+    assert result["activation_variance"][2] == 0.0 and result["grad_norm"][2] == 0.0
+    assert all(v > 0 for v in result["activation_variance"][:2] + result["grad_norm"][:2])
+    x[0] = 0.0  # no bias anywhere: that sample's features are 0
+    assert explorer.score("none", model=model, inputs=[(x, y)], compile=False)["overflow"] is True
