@@ -277,7 +277,7 @@ def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, nor
     assert password not in stored and f"{user}:***@" in stored
 
 
-def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe, postgres_url):
+def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe):
     """Item 11: the ``study_file`` attribute is readable by anyone who reads the study."""
     study = tmp_path / "pw.toml"
     study.write_text(STUDY.format(n=1).replace('name = "safety"', 'name = "safety"\n'
@@ -1028,3 +1028,48 @@ def test_an_unresponsive_postgres_server_is_given_up_on_after_10_s(tmp_path):
     for line, waited in ended.values():
         assert line == (f"cannot open storage postgresql+psycopg2://normx:***@127.0.0.1:{port}/normx: connection to "
                         f'server at "127.0.0.1", port {port} failed: timeout expired') and 9 < waited < 20, line
+
+
+def _psycopg2_connection(url):
+    import psycopg2
+
+    head, user, password, host_db = _postgres_url(url)
+    host_port, database = host_db.split("/", 1)
+    host, port = host_port.rsplit(":", 1)
+    connection = psycopg2.connect(host=host, port=int(port), user=user, password=password, dbname=database)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.mark.postgres
+def test_a_postgres_storage_outlives_its_dropped_connections(postgres_url):
+    """The server drops the storage's pooled connection (a restart, an idle timeout, an administrator):
+    the next call reconnects instead of failing, for a worker's storage and a reader's."""
+    name = f"drop-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    url = f"{postgres_url}?application_name={name}"  # this test's connections only: the server may be shared
+    storage, readonly = open_storage(url), open_readonly(url)
+    optuna.create_study(study_name=name, storage=storage)
+    assert name in [s.study_name for s in readonly.get_all_studies()]
+    with contextlib.closing(_psycopg2_connection(postgres_url)) as admin, admin.cursor() as cursor:
+        cursor.execute("select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s", (name,))
+        assert cursor.rowcount >= 2  # both storages' pooled connections
+    assert name in [s.study_name for s in storage.get_all_studies()]
+    assert name in [s.study_name for s in readonly.get_all_studies()]
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_without_optuna_tables_is_not_an_optuna_storage(postgres_url):
+    """Read-only opening never creates tables: a database (here a schema) without Optuna's tables is
+    told as such, and a database that does not exist is the server's own error."""
+    schema = f"empty_{os.getpid()}"
+    with contextlib.closing(_psycopg2_connection(postgres_url)) as admin, admin.cursor() as cursor:
+        cursor.execute(f"create schema if not exists {schema}")
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    with pytest.raises(StorageError) as err:
+        open_readonly(url)
+    assert str(err.value) == f"{mask_password(url)} is not an Optuna storage (no studies table)"
+    missing = postgres_url.rsplit("/", 1)[0] + "/no_such_db"
+    with pytest.raises(StorageError) as err:
+        open_readonly(missing)
+    assert str(err.value).startswith(f"cannot open storage {mask_password(missing)}: ") \
+        and str(err.value).endswith('FATAL: database "no_such_db" does not exist'), str(err.value)
