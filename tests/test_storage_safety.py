@@ -987,14 +987,20 @@ def test_a_cyclic_exception_chain_is_walked_once(tmp_path):
     except sqlite3.OperationalError as err:
         cyclic = err
     assert cyclic.__cause__.__cause__ is cyclic  # disk -> wrapper -> disk
+    try:
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from cyclic
+    except optuna.exceptions.StorageInternalError as err:
+        wrapped = err  # optuna's wrapper around it: the cycle no longer comes back to the first error
     done = []
-    thread = threading.Thread(target=lambda: done.append(storage_failure(cyclic, target)), daemon=True)
+    thread = threading.Thread(target=lambda: done.extend(storage_failure(e, target) for e in (cyclic, wrapped)),
+                              daemon=True)
     thread.start()
     thread.join(timeout=20)
-    assert done, "storage_failure loops on a cyclic chain"
-    assert type(done[0]) is StorageError and str(done[0]) == (
-        f"storage sqlite:///{tmp_path / 's.db'} failed (commit failed); no trial was recorded as failed for it: "
-        "run the same command again to resume")
+    assert len(done) == 2, "storage_failure loops on a cyclic chain"
+    for failure in done:
+        assert type(failure) is StorageError and str(failure) == (
+            f"storage sqlite:///{tmp_path / 's.db'} failed (commit failed); no trial was recorded as failed for it: "
+            "run the same command again to resume")
 
 
 def test_an_unresponsive_postgres_server_is_given_up_on_after_10_s(tmp_path):
