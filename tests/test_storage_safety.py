@@ -637,28 +637,33 @@ def test_a_real_read_only_storage_failure(tmp_path):
 
 
 def test_open_storage_heartbeats_and_retries_a_stale_trial(tmp_path):
-    """A trial whose worker stopped beating is failed and retried, at most 3 times by default (the
-    study file's ``max_retry``); a heartbeat interval of 0 (or None) is no heartbeat at all."""
+    """A trial whose worker stopped beating for longer than the grace period given (not Optuna's
+    default, twice the interval) is failed and retried, at most 3 times by default (the study file's
+    ``max_retry``); a heartbeat interval of 0 (or None) is no heartbeat at all."""
     import warnings
 
     target = StorageTarget(f"sqlite:///{tmp_path / 'hb.db'}", "sqlite", str(tmp_path / "hb.db"))
+
+    def last_beat(seconds_ago):
+        """The trial's heartbeat as a worker that stopped beating that long ago left it (SQLite's
+        timestamps have whole seconds: it is that old, or one second older)."""
+        storage.record_heartbeat(trial._trial_id)
+        with contextlib.closing(sqlite3.connect(target.path)) as connection:
+            connection.execute(f"update trial_heartbeats set heartbeat = datetime(heartbeat, '-{seconds_ago} seconds')")
+            connection.commit()
+        optuna.storages.fail_stale_trials(study)
+        return study.get_trials(deepcopy=False)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        storage = open_storage(target, heartbeat_interval=1, grace_period=1)
+        storage = open_storage(target, heartbeat_interval=1, grace_period=10)
         assert storage.get_heartbeat_interval() == 1
         study = optuna.create_study(study_name="hb", storage=storage)
         trial = study.ask()  # outside study.optimize, as every worker asks: no warning on the user's screen
     assert not [w for w in caught if "Heartbeat" in str(w.message)], [str(w.message) for w in caught]
+    assert [t.state for t in last_beat(5)] == [TrialState.RUNNING]  # within the 10 s grace period
     for retries in range(4):
-        storage.record_heartbeat(trial._trial_id)
-        if retries == 0:
-            time.sleep(2.2)  # SQLite's timestamps have whole seconds: older than the 1 s grace period
-        else:  # the same, without the wait: a worker whose last heartbeat was a minute ago
-            with contextlib.closing(sqlite3.connect(target.path)) as connection:
-                connection.execute("update trial_heartbeats set heartbeat = datetime(heartbeat, '-60 seconds')")
-                connection.commit()
-        optuna.storages.fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
+        trials = last_beat(60)
         if retries == 3:
             break
         assert [t.state for t in trials] == [TrialState.FAIL] * (retries + 1) + [TrialState.WAITING], retries
