@@ -245,10 +245,11 @@ def _open_journal(target: StorageTarget) -> Any:
 
 
 #: Errors of two processes creating Optuna's tables in one new database at the same moment: a table
-#: made by the other one since this one looked (SQLite, PostgreSQL), or the same first row of Optuna's
-#: version tables inserted by both (PostgreSQL's "duplicate key value", SQLite's "UNIQUE constraint").
+#: made by the other one since this one looked (SQLite, PostgreSQL), or the alembic_version row
+#: inserted by both (PostgreSQL's "duplicate key value", SQLite's "UNIQUE constraint"; Optuna itself
+#: ignores the same race on its version_info row).
 _CREATE_RACE = ("already exists", "duplicate key value", "pg_type_typname_nsp_index",
-                "UNIQUE constraint failed: alembic_version.", "UNIQUE constraint failed: version_info.")
+                "UNIQUE constraint failed: alembic_version.")
 
 
 def _create_rdb_storage(url: str, engine_kwargs: dict[str, Any] | None, heartbeat_interval: int | None,
