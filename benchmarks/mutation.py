@@ -20,6 +20,7 @@ checked (``--report-only`` scores such a run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -50,11 +51,16 @@ MODULES: dict[str, list[str]] = {
         "tests/test_reliability.py::test_a_trial_on_two_models_reports_its_stages_progress_and_end",
         "tests/test_search.py::test_screening_prunes_with_the_reason_and_never_trains",
         "tests/test_search.py::test_study_runs_dedups_records_the_schema_and_resumes", "tests/test_policy.py"],
-    "explorer/search/storage.py": ["tests/test_storage_safety.py"],
+    "explorer/search/storage.py": ["tests/test_storage_safety.py"],  # its PostgreSQL tests too (WITH_POSTGRES)
     "explorer/search/storage_files.py": ["tests/test_storage_safety.py"],
     "explorer/search/results/rows.py": ["tests/test_tui_model.py"],
     "explorer/search/results/study.py": ["tests/test_tui_model.py"],
 }
+
+#: Modules whose PostgreSQL tests (marked ``postgres``, left out elsewhere) run too, on one server for the
+#: whole run: ``$NORMX_TEST_POSTGRES_URL``, else a throwaway one (tests/conftest.py's) started here. The
+#: tests' session fixture would otherwise start a server in every mutant's test session (~2.5 s each).
+WITH_POSTGRES = {"explorer/search/storage.py"}
 
 #: Installed package name of a source folder (pyproject's package-dir).
 RENAMED = {"plugins": "normx_plugins"}
@@ -69,8 +75,33 @@ def installed_path(module: str) -> str:
     return f"{RENAMED.get(head, head)}/{rest}"
 
 
-def prepare(work: Path, module: str, tests: list[str]) -> None:
-    """A fresh copy of the tracked tree with a mutmut table for ``module`` only."""
+@contextlib.contextmanager
+def postgres_for(module: str, env: dict[str, str]):
+    """The URL of a PostgreSQL server for ``module``'s PostgreSQL tests, or None: the module runs
+    none, or no server can be started here (its tests are then left out, as the score says)."""
+    if module not in WITH_POSTGRES:
+        yield None
+        return
+    if env.get("NORMX_TEST_POSTGRES_URL"):
+        yield env["NORMX_TEST_POSTGRES_URL"]
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import conftest  # the tests' own server: the same executor, role and password
+    finally:
+        sys.path.pop(0)
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(conftest.throwaway_postgres())
+        except conftest.PostgresUnavailable as err:
+            print(f"mutation.py: {module}: its PostgreSQL tests are left out: {err}", file=sys.stderr)
+            url = None
+        yield url
+
+
+def prepare(work: Path, module: str, tests: list[str], postgres: bool = False) -> None:
+    """A fresh copy of the tracked tree with a mutmut table for ``module`` only (and its
+    PostgreSQL tests when ``postgres``: $NORMX_TEST_POSTGRES_URL names their server)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -89,7 +120,7 @@ def prepare(work: Path, module: str, tests: list[str]) -> None:
         "source_paths": ["explorer", *RENAMED.values()],
         "only_mutate": [installed_path(module)],
         "also_copy": also,
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "no:xdist", "-m", "not postgres"],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "no:xdist", *([] if postgres else ["-m", "not postgres"])],
         "pytest_add_cli_args_test_selection": tests,
         "process_isolation": "fork",
         "timeout_multiplier": 10.0,
@@ -136,13 +167,16 @@ def main() -> int:
                NORMX_HYPOTHESIS_PROFILE=os.environ.get("NORMX_HYPOTHESIS_PROFILE", "normx"))
     elapsed = None
     if not args.report_only:
-        prepare(work, module, tests)
-        # Before the interpreter starts: a PYTHONPATH entry missing at start-up is cached as "no
-        # importer", and the tests would then import the unmutated tree through the editable install.
-        (work / "mutants").mkdir()
-        start = time.monotonic()
-        run = mutmut(work, "run", "--max-children", str(args.max_children), *(args.mutants or ()), env=env)
-        elapsed = time.monotonic() - start
+        with postgres_for(module, env) as postgres:
+            if postgres:
+                env["NORMX_TEST_POSTGRES_URL"] = postgres
+            prepare(work, module, tests, postgres=postgres is not None)
+            # Before the interpreter starts: a PYTHONPATH entry missing at start-up is cached as "no
+            # importer", and the tests would then import the unmutated tree through the editable install.
+            (work / "mutants").mkdir()
+            start = time.monotonic()
+            run = mutmut(work, "run", "--max-children", str(args.max_children), *(args.mutants or ()), env=env)
+            elapsed = time.monotonic() - start
         if run.returncode != 0:
             print(f"mutation.py: mutmut run failed (exit {run.returncode}); see {work}", file=sys.stderr)
             return 1
@@ -171,6 +205,9 @@ def report(work: Path, module: str, tests: list[str], env: dict[str, str], elaps
         "suspicious": stats["suspicious"], "score": round(100 * killed / tested, 1) if tested else None,
         "seconds": round(elapsed) if elapsed is not None else None, "survivors": survivors,
     }
+    if module in WITH_POSTGRES:  # whether a server was there for its PostgreSQL tests
+        cli = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args"]
+        score["postgres"] = "not postgres" not in cli
     (work / "score.json").write_text(json.dumps(score, indent=2) + "\n")
     if merge:  # a run of some mutants only is not the module's score
         table = ROOT / "benchmarks" / "mutation_scores.json"

@@ -3,12 +3,14 @@ and a throwaway PostgreSQL server for the tests that need a real one."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,22 +68,38 @@ def find_pg_ctl() -> str | None:
     return installed[-1] if installed else None
 
 
+class PostgresUnavailable(Exception):
+    """No throwaway server can be started here (the message says why and what to install)."""
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A real PostgreSQL server for the session: ``$NORMX_TEST_POSTGRES_URL``, else a throwaway one.
-
-    The throwaway server is pytest-postgresql's pg_ctl executor on a free loopback port, with
-    password authentication on TCP (the tests check that a wrong password's error hides it).
-    PostgreSQL refuses to run as root, so as root pg_ctl runs as the ``postgres`` system user
-    through runuser, as Debian's own scripts do; its data directory then belongs to that user.
-    """
+    """A real PostgreSQL server for the session: ``$NORMX_TEST_POSTGRES_URL``, else a throwaway one."""
     url = os.environ.get("NORMX_TEST_POSTGRES_URL")
     if url:
         yield url
         return
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_postgres())
+        except PostgresUnavailable as err:
+            pytest.skip(str(err))
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server, stopped and removed at the end: its URL.
+
+    It is pytest-postgresql's pg_ctl executor on a free loopback port, with password
+    authentication on TCP (the tests check that a wrong password's error hides it). PostgreSQL
+    refuses to run as root, so as root pg_ctl runs as the ``postgres`` system user through
+    runuser, as Debian's own scripts do; its data directory then belongs to that user. The
+    mutation benchmark starts one for a whole run (``benchmarks/mutation.py``).
+    """
     pg_ctl = find_pg_ctl()
     if pg_ctl is None:
-        pytest.skip(NO_POSTGRES)
+        raise PostgresUnavailable(NO_POSTGRES)
     from port_for import get_port
     from pytest_postgresql.executors import PostgreSQLExecutor
 
@@ -90,8 +108,8 @@ def postgres_url():
     if os.geteuid() == 0:
         if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode:
             shutil.rmtree(base)
-            pytest.skip("PostgreSQL cannot run as root and there is no postgres user to run it as "
-                        "(Debian's postgresql package creates one); " + NO_POSTGRES)
+            raise PostgresUnavailable("PostgreSQL cannot run as root and there is no postgres user to run it as "
+                                      "(Debian's postgresql package creates one); " + NO_POSTGRES)
         shutil.chown(base, "postgres", "postgres")
         base.chmod(0o755)
         executable = str(base / "pg_ctl")

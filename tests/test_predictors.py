@@ -397,3 +397,75 @@ def test_probes_of_modules_with_a_head_or_probes_alone():
 
     assert find_probes(ProbesNoStages())[1] == [0, 0]
     assert len(failure_reason(ValueError("x" * 400))) == 300  # one line, at most 300 characters
+
+
+class _ThreeBlocks(torch.nn.Module):
+    """Three residual blocks (identity weights, no bias), each one a probe; the block at ``relu_at``
+    ends in a ReLU, so it outputs 0 for a sample whose inputs are all negative while the residual
+    sum, and so the classifier's input, keeps that sample's values."""
+
+    def __init__(self, relu_at: int | None, skip: int | None = None):
+        super().__init__()
+        self.skip = skip
+        blocks = []
+        for i in range(3):
+            linear = torch.nn.Linear(4, 4, bias=False)
+            with torch.no_grad():
+                linear.weight.copy_(torch.eye(4))
+            blocks.append(torch.nn.Sequential(linear, torch.nn.ReLU()) if i == relu_at else linear)
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.probes = list(self.blocks)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        for i, block in enumerate(self.blocks):
+            if i != self.skip:
+                x = x + block(x)
+        return self.head(x)
+
+
+def test_overflow_looks_at_the_last_probe_where_the_cosine_similarity_is_taken():
+    """The cosine similarity is taken of the last probe's output: a sample that collapses to 0
+    there (a dead ReLU) has no direction, so the similarity is NaN and ``overflow`` says why, even
+    though the earlier probes and the classifier's input are alive. The same collapse in a middle
+    probe leaves the last one, and so the similarity, well defined: no overflow."""
+    import explorer
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 4) + 0.5
+    x[0] = -x[0]  # every input of sample 0 negative: a ReLU block outputs 0 for it
+    y = torch.tensor([0, 1, 2, 0])
+    outputs = {}
+    for relu_at in (2, 1):
+        model = _ThreeBlocks(relu_at)
+        hooks = [m.register_forward_hook(lambda m, i, o, k=k: outputs.__setitem__(k, o.detach()))
+                 for k, m in enumerate(model.probes)]
+        hooks.append(model.head.register_forward_pre_hook(lambda m, i: outputs.__setitem__("features", i[0].detach())))
+        model(x)
+        for hook in hooks:
+            hook.remove()
+        dead = [k for k in range(3) if not outputs[k][0].any()]
+        assert dead == [relu_at] and outputs["features"][0].abs().min() > 0  # only that probe collapsed
+        result = explorer.score("none", model=model, inputs=[(x, y)], compile=False)
+        if relu_at == 2:
+            assert result["overflow"] is True and math.isnan(result["cosine_similarity"])
+        else:
+            assert result["overflow"] is False and math.isfinite(result["cosine_similarity"])
+        assert all(math.isfinite(v) for v in result["activation_variance"] + result["grad_norm"])
+
+
+def test_a_probe_that_does_not_run_is_scored_without_it():
+    """A probe the forward pass skips (a block left out for this input) has no output: its curve
+    entries are 0, the predictors use the probes that ran, and the overflow check falls back to the
+    classifier's input, where a sample collapsed to 0 is still flagged."""
+    import explorer
+
+    torch.manual_seed(0)
+    model = _ThreeBlocks(relu_at=None, skip=2)
+    x, y = torch.rand(4, 4) + 0.5, torch.tensor([0, 1, 2, 0])
+    result = explorer.score("none", model=model, inputs=[(x, y)], compile=False)
+    assert result["overflow"] is False and math.isfinite(result["cosine_similarity"])
+    assert result["activation_variance"][2] == 0.0 and result["grad_norm"][2] == 0.0
+    assert all(v > 0 for v in result["activation_variance"][:2] + result["grad_norm"][:2])
+    x[0] = 0.0  # no bias anywhere: that sample's features are 0
+    assert explorer.score("none", model=model, inputs=[(x, y)], compile=False)["overflow"] is True

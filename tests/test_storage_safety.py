@@ -277,7 +277,7 @@ def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, nor
     assert password not in stored and f"{user}:***@" in stored
 
 
-def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe, postgres_url):
+def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe):
     """Item 11: the ``study_file`` attribute is readable by anyone who reads the study."""
     study = tmp_path / "pw.toml"
     study.write_text(STUDY.format(n=1).replace('name = "safety"', 'name = "safety"\n'
@@ -480,6 +480,7 @@ def test_read_only_storage_files_are_refused_for_writing_but_read(read_only_dir)
 
 # ----------------------------------------------------------------------------- storage URLs, errors and locks
 
+import contextlib  # noqa: E402
 import errno  # noqa: E402
 import re  # noqa: E402
 import sqlite3  # noqa: E402
@@ -636,28 +637,77 @@ def test_a_real_read_only_storage_failure(tmp_path):
 
 
 def test_open_storage_heartbeats_and_retries_a_stale_trial(tmp_path):
+    """A trial whose worker stopped beating for longer than the grace period given (not Optuna's
+    default, twice the interval) is failed and retried, at most 3 times by default (the study file's
+    ``max_retry``); a heartbeat interval of 0 (or None) is no heartbeat at all."""
     import warnings
+
+    target = StorageTarget(f"sqlite:///{tmp_path / 'hb.db'}", "sqlite", str(tmp_path / "hb.db"))
+
+    def last_beat(seconds_ago):
+        """The trial's heartbeat as a worker that stopped beating that long ago left it (SQLite's
+        timestamps have whole seconds: it is that old, or one second older)."""
+        storage.record_heartbeat(trial._trial_id)
+        with contextlib.closing(sqlite3.connect(target.path)) as connection:
+            connection.execute(f"update trial_heartbeats set heartbeat = datetime(heartbeat, '-{seconds_ago} seconds')")
+            connection.commit()
+        optuna.storages.fail_stale_trials(study)
+        return study.get_trials(deepcopy=False)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        storage = open_storage(str(tmp_path / "hb.db"), heartbeat_interval=1, grace_period=1, max_retry=1)
+        storage = open_storage(target, heartbeat_interval=1, grace_period=10)
         assert storage.get_heartbeat_interval() == 1
         study = optuna.create_study(study_name="hb", storage=storage)
         trial = study.ask()  # outside study.optimize, as every worker asks: no warning on the user's screen
     assert not [w for w in caught if "Heartbeat" in str(w.message)], [str(w.message) for w in caught]
-    storage.record_heartbeat(trial._trial_id)
-    time.sleep(2.2)
-    optuna.storages.fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False)
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # retried once ...
-    assert trials[1].system_attrs["failed_trial"] == 0
-    retry = study.ask()
-    storage.record_heartbeat(retry._trial_id)
-    time.sleep(2.2)
-    optuna.storages.fail_stale_trials(study)
-    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL, TrialState.FAIL]  # ... not twice
-    plain = open_storage(str(tmp_path / "plain.db"))
-    assert plain.get_heartbeat_interval() is None and plain.get_heartbeat_stale_trial_callback() is None
+    assert [t.state for t in last_beat(5)] == [TrialState.RUNNING]  # within the 10 s grace period
+    for retries in range(4):
+        trials = last_beat(60)
+        if retries == 3:
+            break
+        assert [t.state for t in trials] == [TrialState.FAIL] * (retries + 1) + [TrialState.WAITING], retries
+        assert trials[-1].system_attrs["failed_trial"] == 0  # each retry names the first trial
+        trial = study.ask()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 4  # retried 3 times, not a 4th
+    for interval in (None, 0):
+        plain = open_storage(f"sqlite:///{tmp_path / 'plain.db'}", heartbeat_interval=interval, grace_period=0)
+        assert plain.get_heartbeat_interval() is None and plain.get_heartbeat_stale_trial_callback() is None
+
+
+def test_opening_a_storage_leaves_other_warnings_alone():
+    """Optuna's experimental-API and heartbeat warnings are silenced; the user's, torch's and
+    every other warning still show."""
+    import warnings
+
+    from explorer.search.storage import quiet_optuna
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_optuna()
+        warnings.warn("heartbeat of storage is supposed to be used with Study.optimize", UserWarning)
+        warnings.warn("an experimental argument", optuna.exceptions.ExperimentalWarning)
+        warnings.warn("a deprecated call", DeprecationWarning)
+        warnings.warn("the user's own", UserWarning)
+    assert [str(w.message) for w in caught] == ["a deprecated call", "the user's own"]
+
+
+def test_a_storage_of_another_optuna_schema_is_one_line_at_once(tmp_path):
+    """A database whose tables another Optuna version set up is refused at once (no retries: only
+    the race to create the tables is retried), in one line that says what to do."""
+    db = tmp_path / "other.db"
+    target = resolve_storage(str(db))
+    open_storage(target).engine.dispose()
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute("update alembic_version set version_num = 'v99.0.0.a'")
+        connection.commit()
+    begun = time.monotonic()
+    with pytest.raises(StorageError) as err:
+        open_storage(target)
+    assert time.monotonic() - begun < 1.0  # a retry waits 0.2 s or more, and there would be 5
+    assert str(err.value) == (f"cannot open storage sqlite:///{db}: The runtime optuna version {optuna.__version__} "
+                              f"is no longer compatible with the table schema (set up by optuna {optuna.__version__}). "
+                              "Please try updating optuna to the latest version by `$ pip install -U optuna`.")
 
 
 def test_storages_that_cannot_be_opened_are_one_line(tmp_path):
@@ -792,3 +842,244 @@ def test_an_sqlite_file_needs_a_writable_directory_a_journal_does_not(tmp_path):
         for mount in mounts:
             subprocess.run(["umount", "-l", str(mount)], check=False)
         directory.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- workers meeting on one storage
+
+def _sqlite(db):
+    """The storage target of an SQLite file, as a worker is handed it (resolved once, by the command)."""
+    return StorageTarget(f"sqlite:///{db}", "sqlite", str(db))
+
+
+def _open_at_once(target, workers, hold, read=None):
+    """``workers`` threads call open_storage(target) together while a real SQLite connection holds
+    the database's write lock for ``hold`` seconds (the file must exist), and, when ``read`` (another
+    SQLite target) is given, a thread reads it with open_readonly while a connection holds its
+    exclusive lock as long. Returns the errors (None for a worker that opened it), each worker's
+    wait in seconds, and what the reader read (its studies, or its error)."""
+    holders = [sqlite3.connect(target.path, isolation_level=None)]
+    holders[0].execute("BEGIN IMMEDIATE")  # RESERVED: others may read (and see what is not there yet), none may write
+    if read is not None:
+        holders.append(sqlite3.connect(read.path, isolation_level=None))
+        holders[1].execute("BEGIN EXCLUSIVE")  # a commit under way: no one may even read
+    results, started = {}, threading.Barrier(workers + 1 + (read is not None))
+
+    def work(i):
+        started.wait()
+        begun = time.monotonic()
+        try:
+            open_storage(target).engine.dispose()
+            results[i] = (None, time.monotonic() - begun)
+        except Exception as err:  # noqa: BLE001 - reported by the test
+            results[i] = (f"{type(err).__name__}: {err}", time.monotonic() - begun)
+
+    def reader():
+        started.wait()
+        try:
+            results["read"] = [s.study_name for s in open_readonly(read).get_all_studies()]
+        except Exception as err:  # noqa: BLE001 - reported by the test
+            results["read"] = f"{type(err).__name__}: {err}"
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(workers)]
+    threads += [threading.Thread(target=reader, daemon=True)] if read is not None else []
+    for thread in threads:
+        thread.start()
+    started.wait()
+    time.sleep(hold)
+    for holder in holders:
+        holder.execute("COMMIT")
+        holder.close()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == len(threads), "a worker is still opening the storage"
+    return [results[i][0] for i in range(workers)], [results[i][1] for i in range(workers)], results.get("read")
+
+
+def _rows(db, table):
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        return connection.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def test_a_locked_sqlite_storage_is_waited_for_then_created_once(tmp_path):
+    """Several local workers start on a new SQLite file while another connection writes to it: each
+    waits for the lock (longer than SQLite's own 5 s default, which would fail with 'database is
+    locked'), then one creates Optuna's tables and the others, which looked before the tables
+    were there, lose the race to create them and open the tables it made. A reader ('normx report',
+    the viewer) of a storage that a worker is committing to waits for it as long."""
+    db, busy = tmp_path / "new.db", tmp_path / "runs.db"
+    db.write_bytes(b"")  # an empty file is a new database (what a holder's connection leaves)
+    target, read = _sqlite(db), _sqlite(busy)
+    optuna.create_study(study_name="busy", storage=open_storage(read))
+    errors, waits, studies = _open_at_once(target, workers=3, hold=5.5, read=read)
+    assert errors == [None, None, None] and min(waits) >= 5.0 and studies == ["busy"]
+    assert open_readonly(target).get_all_studies() == []
+    assert (_rows(db, "version_info"), _rows(db, "alembic_version")) == (1, 1)
+    optuna.create_study(study_name="after", storage=open_storage(target))
+    assert [s.study_name for s in open_readonly(target).get_all_studies()] == ["after"]
+
+
+def test_workers_that_find_the_tables_made_but_no_version_yet_all_open_the_storage(tmp_path):
+    """The other half of the race: the tables are there (another worker made them) but its
+    alembic_version row not yet; every worker looks, finds none, and inserts it while that worker
+    holds the write lock. One insert wins; the others' 'UNIQUE constraint failed:
+    alembic_version.version_num' is the race lost, not a storage that cannot be opened (as normx
+    reported it). (Optuna ignores the same race on its version_info row itself.)"""
+    db = tmp_path / "tables.db"
+    target = _sqlite(db)
+    open_storage(target).engine.dispose()
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute("delete from alembic_version")
+        connection.commit()
+    errors, _, _ = _open_at_once(target, workers=3, hold=1.0)
+    assert errors == [None, None, None]
+    assert (_rows(db, "version_info"), _rows(db, "alembic_version")) == (1, 1)
+    optuna.create_study(study_name="after", storage=open_storage(target))
+
+
+def _open_in_a_process(target, barrier, errors):
+    barrier.wait()
+    try:
+        open_storage(target).engine.dispose()
+    except Exception as err:  # noqa: BLE001 - reported by the test
+        errors.put(f"{type(err).__name__}: {err}")
+
+
+def test_workers_starting_on_a_new_sqlite_storage_at_once_all_open_it(tmp_path):
+    """Processes released together on a new database race to create Optuna's tables and to insert
+    its version rows ('UNIQUE constraint failed: alembic_version.version_num' for the loser, which
+    normx reported as a storage it cannot open); every one of them must open it. This process is
+    one of them (the others are its forks: the race is in opening, not importing)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round in range(ROUNDS):
+        target = _sqlite(tmp_path / f"new-{round}.db")
+        barrier, errors = context.Barrier(RACERS), context.Queue()
+        processes = [context.Process(target=_open_in_a_process, args=(target, barrier, errors))
+                     for _ in range(RACERS - 1)]
+        for process in processes:
+            process.start()
+        _open_in_a_process(target, barrier, errors)
+        for process in processes:
+            process.join(timeout=120)
+        failed = []
+        while not errors.empty():
+            failed.append(errors.get())
+        assert failed == [] and [p.exitcode for p in processes] == [0] * (RACERS - 1), failed
+        assert open_readonly(target).get_all_studies() == []
+
+
+#: Rounds and processes of the race above: before the fix, about one round in four or five lost it
+#: here (the two tests above reproduce the races every time).
+ROUNDS, RACERS = 3, 4
+
+
+def test_a_cyclic_exception_chain_is_walked_once(tmp_path):
+    """An error re-raised from its own wrapper (``raise err from wrapper`` where the wrapper was
+    raised from ``err``) makes a cycle of causes; telling a storage failure from it must end, at the
+    last new error of the chain, and still see the driver's error in it."""
+    target = _sqlite(tmp_path / "s.db")
+    disk = sqlite3.OperationalError("disk I/O error")
+    try:
+        try:
+            try:
+                raise disk
+            except sqlite3.OperationalError as err:
+                raise RuntimeError("commit failed") from err
+        except RuntimeError as wrapper:
+            raise disk from wrapper
+    except sqlite3.OperationalError as err:
+        cyclic = err
+    assert cyclic.__cause__.__cause__ is cyclic  # disk -> wrapper -> disk
+    try:
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from cyclic
+    except optuna.exceptions.StorageInternalError as err:
+        wrapped = err  # optuna's wrapper around it: the cycle no longer comes back to the first error
+    done = []
+    thread = threading.Thread(target=lambda: done.extend(storage_failure(e, target) for e in (cyclic, wrapped)),
+                              daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert len(done) == 2, "storage_failure loops on a cyclic chain"
+    for failure in done:
+        assert type(failure) is StorageError and str(failure) == (
+            f"storage sqlite:///{tmp_path / 's.db'} failed (commit failed); no trial was recorded as failed for it: "
+            "run the same command again to resume")
+
+
+def test_an_unresponsive_postgres_server_is_given_up_on_after_10_s(tmp_path):
+    """A server that takes the connection and never answers (hung, or behind a firewall that drops
+    packets): opening the storage, for writing or reading, ends after 10 s with one line instead of
+    leaving the worker waiting for ever."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel completes the handshake; nothing ever reads or answers
+        port = server.getsockname()[1]
+        target = StorageTarget(f"postgresql+psycopg2://normx:pw-9@127.0.0.1:{port}/normx", "postgresql")
+        ended = {}
+
+        def attempt(name, opener):
+            begun = time.monotonic()
+            try:
+                opener(target)
+                ended[name] = ("opened", time.monotonic() - begun)
+            except StorageError as err:
+                ended[name] = (str(err), time.monotonic() - begun)
+
+        threads = [threading.Thread(target=attempt, args=item, daemon=True)
+                   for item in (("write", open_storage), ("read", open_readonly))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=40)
+    assert sorted(ended) == ["read", "write"], "still waiting for the server after 40 s"
+    for line, waited in ended.values():
+        assert line == (f"cannot open storage postgresql+psycopg2://normx:***@127.0.0.1:{port}/normx: connection to "
+                        f'server at "127.0.0.1", port {port} failed: timeout expired') and 9 < waited < 20, line
+
+
+def _psycopg2_connection(url):
+    import psycopg2
+
+    head, user, password, host_db = _postgres_url(url)
+    host_port, database = host_db.split("/", 1)
+    host, port = host_port.rsplit(":", 1)
+    connection = psycopg2.connect(host=host, port=int(port), user=user, password=password, dbname=database)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.mark.postgres
+def test_a_postgres_storage_outlives_its_dropped_connections(postgres_url):
+    """The server drops the storage's pooled connection (a restart, an idle timeout, an administrator):
+    the next call reconnects instead of failing, for a worker's storage and a reader's."""
+    name = f"drop-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    url = f"{postgres_url}?application_name={name}"  # this test's connections only: the server may be shared
+    storage, readonly = open_storage(url), open_readonly(url)
+    optuna.create_study(study_name=name, storage=storage)
+    assert name in [s.study_name for s in readonly.get_all_studies()]
+    with contextlib.closing(_psycopg2_connection(postgres_url)) as admin, admin.cursor() as cursor:
+        cursor.execute("select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s", (name,))
+        assert cursor.rowcount >= 2  # both storages' pooled connections
+    assert name in [s.study_name for s in storage.get_all_studies()]
+    assert name in [s.study_name for s in readonly.get_all_studies()]
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_without_optuna_tables_is_not_an_optuna_storage(postgres_url):
+    """Read-only opening never creates tables: a database (here a schema) without Optuna's tables is
+    told as such, and a database that does not exist is the server's own error."""
+    schema = f"empty_{os.getpid()}"
+    with contextlib.closing(_psycopg2_connection(postgres_url)) as admin, admin.cursor() as cursor:
+        cursor.execute(f"create schema if not exists {schema}")
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    with pytest.raises(StorageError) as err:
+        open_readonly(url)
+    assert str(err.value) == f"{mask_password(url)} is not an Optuna storage (no studies table)"
+    missing = postgres_url.rsplit("/", 1)[0] + "/no_such_db"
+    with pytest.raises(StorageError) as err:
+        open_readonly(missing)
+    assert str(err.value).startswith(f"cannot open storage {mask_password(missing)}: ") \
+        and str(err.value).endswith('FATAL: database "no_such_db" does not exist'), str(err.value)

@@ -244,8 +244,12 @@ def _open_journal(target: StorageTarget) -> Any:
         raise StorageError(f"cannot open storage {target.display}: {scrub(_first_line(err), target.url)}") from None
 
 
-#: Errors of two processes creating Optuna's tables in one new database at the same moment.
-_CREATE_RACE = ("already exists", "duplicate key value", "pg_type_typname_nsp_index")
+#: Errors of two processes creating Optuna's tables in one new database at the same moment: a table
+#: made by the other one since this one looked (SQLite, PostgreSQL), or the alembic_version row
+#: inserted by both (PostgreSQL's "duplicate key value", SQLite's "UNIQUE constraint"; Optuna itself
+#: ignores the same race on its version_info row).
+_CREATE_RACE = ("already exists", "duplicate key value", "pg_type_typname_nsp_index",
+                "UNIQUE constraint failed: alembic_version.")
 
 
 def _create_rdb_storage(url: str, engine_kwargs: dict[str, Any] | None, heartbeat_interval: int | None,
@@ -277,9 +281,14 @@ def _driver_missing(target: StorageTarget, err: ImportError) -> StorageError:
 
 
 def _first_line(err: BaseException) -> str:
-    """The first line of the innermost cause: optuna and sqlalchemy wrap the driver's error."""
-    while err.__cause__ is not None or err.__context__ is not None:
-        err = err.__cause__ or err.__context__
+    """The first line of the innermost cause: optuna and sqlalchemy wrap the driver's error.
+
+    A chain that comes back to an error already seen (``raise a from b`` where ``b`` was raised
+    from ``a``) ends at the last new one."""
+    seen = {id(err)}
+    while (inner := err.__cause__ or err.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        err = inner
     orig = getattr(err, "orig", None) or err
     lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
     return lines[0] if lines else type(orig).__name__
