@@ -50,7 +50,8 @@ MODULES: dict[str, list[str]] = {
         "tests/test_reliability.py::test_a_budget_of_two_runs_two_and_the_rest_waits",
         "tests/test_reliability.py::test_a_trial_on_two_models_reports_its_stages_progress_and_end",
         "tests/test_search.py::test_screening_prunes_with_the_reason_and_never_trains",
-        "tests/test_search.py::test_study_runs_dedups_records_the_schema_and_resumes", "tests/test_policy.py"],
+        "tests/test_search.py::test_study_runs_dedups_records_the_schema_and_resumes", "tests/test_policy.py",
+        "tests/test_worker.py"],
     "explorer/search/storage.py": ["tests/test_storage_safety.py"],  # its PostgreSQL tests too (WITH_POSTGRES)
     "explorer/search/storage_files.py": ["tests/test_storage_safety.py"],
     "explorer/search/results/rows.py": ["tests/test_tui_model.py"],

@@ -450,9 +450,14 @@ class Worker:
             attrs = earlier.user_attrs
             if earlier.number == trial.number or not holds_a_place(earlier):
                 continue
+            # A repeat holds no results of its own (its source does, or is being retried), and a
+            # later draw still running defers to this one: of two draws of one composition, the
+            # earlier is evaluated, never both pruned as each other's repeat.
+            if TrialAttr.REUSED_FROM in attrs or (earlier.state == TrialState.RUNNING and earlier.number > trial.number):
+                continue
             if attrs.get(TrialAttr.SPEC) != spec_text and composition_key(attrs) != key:
                 continue
-            source = attrs.get(TrialAttr.REUSED_FROM, earlier.number)
+            source = earlier.number
             trial.set_user_attr(TrialAttr.REUSED_FROM, source)
             if earlier.state == TrialState.RUNNING:
                 reason = f"same composition as trial {source}, still running"

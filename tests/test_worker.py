@@ -1,0 +1,701 @@
+"""One worker in this process on real storages: what each trial ends as, what it stores, what it says.
+
+Every test runs a real study (``run_study``, or a :class:`Worker` on a storage opened here) on a
+real SQLite file, with real plugins (one that breaks, one that gives NaN) and a real second
+connection holding SQLite's lock where a busy storage is the point. In-process on purpose: the
+mutation benchmark's stats run cannot see ``normx`` subprocesses (``docs/mutation.md``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from torch import nn
+
+from explorer import Primitive, hookimpl
+from explorer.errors import NormxError, SpecError
+from explorer.search import run_study
+from explorer.search import worker as worker_module
+from explorer.search.context import prepare
+from explorer.search.schema import RESULT_ATTRS
+from explorer.search.screening import RelativePolicy, candidate_values, relative_decision
+from explorer.search.storage import StorageError, open_storage, resolve_storage
+from explorer.search.study import create_or_load_study, make_sampler
+from explorer.search.study_file import parse_study_text
+from explorer.search.worker import Worker
+from explorer.spec import parse_spec
+from tiny_study import tiny_study
+
+LN = "mean(cx) | std(cx) | affine | relu"
+MODEL = "mlp(depth=2, width=16)"
+#: two objectives, one of them from training
+TRAINED = 'test_accuracy = "maximize"\ncosine_similarity = "minimize"'
+#: a space of exactly two compositions: std(c) and mean(c) | std(c)
+TWO = '[space.slots]\ncenter = ["none", "mean"]\nscale = ["std"]\n[space.params]\naxes = ["c"]'
+
+
+def config_of(name, n=1, space='presets = ["ln"]', objectives='cosine_similarity = "minimize"', screening="",
+              training="steps = 0", extra="", models=None):
+    text = tiny_study(name, n=n, objectives=objectives, space=space, screening=screening, training=training,
+                      extra=extra)
+    if models is not None:
+        text = text.replace(f'models = ["{MODEL}"]', "models = [" + ", ".join(f'"{m}"' for m in models) + "]")
+    return parse_study_text(text, f"{name}.toml")
+
+
+def presets(*names):
+    return "presets = [" + ", ".join(f'"{n}"' for n in names) + "]"
+
+
+def run(config, store, **kwargs):
+    """The study run in this process; its events."""
+    events = []
+    run_study(config, storage=store, on_trial_event=events.append, **kwargs)
+    return events
+
+
+def load(store, name):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{store}")
+
+
+def trials(store, name):
+    return load(store, name).get_trials(deepcopy=False)
+
+
+def ends(events):
+    """(trial, state, message) of every trial that finished, in order."""
+    return [(e.trial, e.state, e.message) for e in events if e.kind == "trial_finished"]
+
+
+def worker_on(config, store, events, budget=None, busy_timeout=None, name=None):
+    """A worker of ``config`` on the SQLite file ``store`` (the study created there first). With
+    ``busy_timeout``, its storage waits that long for SQLite's lock instead of normx's 60 s."""
+    target = resolve_storage(store)
+    if busy_timeout is None:
+        storage = open_storage(target)
+    else:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{store}",
+                                             engine_kwargs={"connect_args": {"timeout": busy_timeout}})
+    study, _ = create_or_load_study(config, storage, make_sampler(config))
+    extra = {"name": name} if name else {}
+    return Worker(prepare(config), target, budget or config.n_trials, events.append, storage=storage, study=study,
+                  **extra)
+
+
+class Locked:
+    """A second connection holding SQLite's exclusive lock on ``store`` (as another process would)."""
+
+    def __init__(self, store):
+        self.connection = sqlite3.connect(store, isolation_level=None, timeout=30, check_same_thread=False)
+        self.connection.execute("BEGIN EXCLUSIVE")
+
+    def release(self):
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+# ----------------------------------------------------------------------------- plugins that break
+
+
+class Broken:
+    """A third-party plugin with scale steps that fail: at once, with NaN, or only while training."""
+
+    #: set while ``flaky`` refuses to be built
+    flaky_refuses = False
+
+    @hookimpl
+    def register_primitives(self, register):
+        class Boom(nn.Module):
+            def __init__(self, channels):
+                super().__init__()
+
+            def forward(self, x3):
+                raise RuntimeError("the plugin\n   broke " + "x" * 600)
+
+        class NanScale(nn.Module):
+            def __init__(self, channels):
+                super().__init__()
+
+            def forward(self, x3):
+                return torch.full_like(x3.mean(dim=(1, 2), keepdim=True), float("nan"))
+
+        class TrainBoom(nn.Module):  # screening batches hold 32 samples, training batches 16
+            def __init__(self, channels):
+                super().__init__()
+
+            def forward(self, x3):
+                if x3.shape[0] == 16:
+                    raise NormxError("training\n  broke   here")
+                return x3.abs().mean(dim=(1, 2), keepdim=True) + 1e-5
+
+        class Flaky(nn.Module):
+            def __init__(self, channels):
+                super().__init__()
+                if Broken.flaky_refuses:
+                    raise SpecError("flaky is gone")
+
+            def forward(self, x3):
+                return x3.abs().mean(dim=(1, 2), keepdim=True) + 1e-5
+
+        register(Primitive(name="boom", slot="scale", factory=Boom))
+        register(Primitive(name="nanscale", slot="scale", factory=NanScale))
+        register(Primitive(name="trainboom", slot="scale", factory=TrainBoom))
+        register(Primitive(name="flaky", slot="scale", factory=Flaky))
+
+
+@pytest.fixture
+def broken_plugin():
+    from explorer.plugins import register, unregister
+
+    register(Broken(), name="broken-plugin")
+    yield
+    Broken.flaky_refuses = False
+    unregister("broken-plugin")
+
+
+# ----------------------------------------------------------------------------- repeats (_reuse)
+
+
+def test_a_repeat_of_a_complete_trial_is_told_its_values_and_results_and_takes_no_place(tmp_path):
+    """``gn(groups=1)`` is LN by its spec, ``gn(group_size=16)`` by its equivalence key on 16-wide
+    layers: both are told trial 0's values and copy its results; the budget of 2 then still
+    evaluates ``rms``, and ``bn`` waits."""
+    store = str(tmp_path / "r.db")
+    config = config_of("r", n=2, objectives=TRAINED, training="steps = 2\nbatch_size = 32",
+                       space=presets("ln", "gn(groups=1)", "gn(group_size=16)", "rms", "bn"))
+    events = run(config, store)
+    t = trials(store, "r")
+    assert [x.state for x in t] == [TrialState.COMPLETE] * 4 + [TrialState.WAITING]
+    original = t[0]
+    assert original.user_attrs["spec"] == LN and "reused_from" not in original.user_attrs
+    assert t[1].user_attrs["spec"] == LN and t[2].user_attrs["spec"] != LN
+    assert t[2].user_attrs["equivalence_key"] == LN
+    for repeat in (t[1], t[2]):
+        attrs = repeat.user_attrs
+        assert attrs["reused_from"] == 0 and attrs["stage"] == "done" and repeat.values == original.values
+        assert {k: attrs[k] for k in RESULT_ATTRS if k in attrs} == \
+            {k: original.user_attrs[k] for k in RESULT_ATTRS if k in original.user_attrs}
+        assert {"predictors", "predictors_by_model", "train", "screening"} <= set(attrs)
+        assert "step" not in attrs and "constraints:diverged" not in repeat.system_attrs
+    assert "reused_from" not in t[3].user_attrs and t[3].user_attrs["baseline"] == "rms"
+    assert ends(events) == [(0, "COMPLETE", ""), (1, "COMPLETE", "same as trial 0"),
+                            (2, "COMPLETE", "same as trial 0"), (3, "COMPLETE", "")]
+    finished = {e.trial: e for e in events if e.kind == "trial_finished"}
+    assert finished[1].values == original.values and finished[1].spec == LN
+    assert finished[2].spec == t[2].user_attrs["spec"]
+    # repeats are not screened again
+    assert [e.trial for e in events if e.kind == "stage" and e.stage == "screening"] == [0, 3]
+    assert [e.trial for e in events if e.kind == "trial_started"] == [0, 1, 2, 3]
+
+
+def test_a_repeat_of_a_diverged_trial_stays_infeasible(tmp_path):
+    store = str(tmp_path / "d.db")
+    config = config_of("d", n=2, objectives=TRAINED, space=presets("identity", "identity"),
+                       screening="prune_overflow = false",
+                       training='steps = 20\nbatch_size = 32\nbase_lr = 30\nlr_rule = "constant"')
+    events = run(config, store)
+    first, repeat = trials(store, "d")
+    assert first.user_attrs["train"]["diverged"] and first.system_attrs["constraints:diverged"] == 1.0
+    assert repeat.state == TrialState.COMPLETE and repeat.values == first.values
+    assert repeat.system_attrs["constraints:diverged"] == 1.0 and repeat.user_attrs["reused_from"] == 0
+    assert load(store, "d").best_trials == []  # neither is on the front
+    step = first.user_attrs["train"]["diverged_step"]
+    assert ends(events) == [(0, "COMPLETE", f"diverged at step {step} ({MODEL})"), (1, "COMPLETE", "same as trial 0")]
+
+
+def test_a_repeat_of_a_pruned_trial_is_pruned_with_its_reason(tmp_path):
+    store = str(tmp_path / "p.db")
+    config = config_of("p", n=2, space=presets("ln", "gn(groups=1)"), screening="max_cosine_similarity = 0.0")
+    events = run(config, store)
+    first, repeat = trials(store, "p")
+    reason = first.user_attrs["prune_reason"]
+    assert first.state == repeat.state == TrialState.PRUNED and "screening.max_cosine_similarity" in reason
+    assert repeat.user_attrs["prune_reason"] == reason and repeat.user_attrs["stage"] == "pruned"
+    assert repeat.user_attrs["predictors"] == first.user_attrs["predictors"]
+    assert repeat.user_attrs["reused_from"] == 0 and "screening" not in repeat.user_attrs
+    assert ends(events) == [(0, "PRUNED", reason), (1, "PRUNED", f"same as trial 0: {reason}")]
+
+
+def test_the_earlier_of_two_draws_of_one_composition_is_evaluated_while_the_later_runs(tmp_path):
+    """Two workers (on other machines) draw the same composition, trials 0 and 1, before either
+    runs. Trial 0 checks first, while 1 is running: it is evaluated anyway (the earlier draw; on
+    the old code both were pruned as each other's repeat), and trial 1 then reuses it."""
+    store = str(tmp_path / "race.db")
+    config = config_of("race", n=2, space=presets("ln", "gn(groups=1)"))
+    events = []
+    one = worker_on(config, store, events, name="elsewhere:1")
+    two = worker_on(config, store, events, name="elsewhere:2")
+    first, second = one.claim(), two.claim()
+    assert (first.trial.number, second.trial.number) == (0, 1) and first.spec == second.spec == LN
+    assert one.run_trial(first) is False  # evaluated: not a repeat
+    assert two.run_trial(second) is True
+    t = trials(store, "race")
+    assert [x.state for x in t] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "reused_from" not in t[0].user_attrs and "predictors" in t[0].user_attrs
+    assert t[1].user_attrs["reused_from"] == 0 and t[1].values == t[0].values
+    assert (one.completed, two.completed) == (1, 0)
+    assert ends(events) == [(0, "COMPLETE", ""), (1, "COMPLETE", "same as trial 0")]
+
+
+def test_a_repeat_drawn_while_the_original_runs_is_pruned_and_later_repeats_reuse_the_original(tmp_path):
+    """Trial 1 checks while trial 0 (the same composition, another worker's) runs: pruned with
+    trial 0's number. Trial 0 is still evaluated (the pruned repeat holds no result), and a third
+    draw reuses trial 0, not the pruned repeat it meets on the way."""
+    store = str(tmp_path / "run.db")
+    config = config_of("run", n=3, space=presets("ln", "gn(groups=1)", "ln"))
+    events = []
+    one = worker_on(config, store, events, name="elsewhere:1")
+    two = worker_on(config, store, events, name="elsewhere:2")
+    first = one.claim()
+    assert two.run_trial(two.claim()) is True  # while trial 0 is still running
+    repeat = trials(store, "run")[1]
+    assert repeat.state == TrialState.PRUNED and repeat.user_attrs["reused_from"] == 0
+    assert repeat.user_attrs["prune_reason"] == "same composition as trial 0, still running"
+    assert repeat.user_attrs["stage"] == "pruned" and "predictors" not in repeat.user_attrs
+    assert ends(events) == [(1, "PRUNED", "same composition as trial 0, still running")]
+    assert one.run_trial(first) is False
+    assert two.run_trial(two.claim()) is True
+    t = trials(store, "run")
+    assert [x.state for x in t] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    assert "reused_from" not in t[0].user_attrs and "predictors" in t[0].user_attrs
+    assert t[2].user_attrs["reused_from"] == 0 and t[2].values == t[0].values and t[2].user_attrs["stage"] == "done"
+    assert ends(events)[1:] == [(0, "COMPLETE", ""), (2, "COMPLETE", "same as trial 0")]
+    assert (one.completed, two.completed) == (1, 0)
+
+
+def test_an_invalid_composition_is_pruned_with_its_text_and_its_repeats_say_so(tmp_path, monkeypatch):
+    """The only composition of the space is invalid: trial 0 is pruned with the reason and the
+    text, the sampler's repeats with "same as trial 0", and the space is then exhausted."""
+    monkeypatch.setattr(worker_module, "MAX_CONSECUTIVE_REPEATS", 2)
+    store = str(tmp_path / "inv.db")
+    config = config_of("inv", n=3, space='[space.slots]\ncenter = ["mean"]\n[space.params]\naxes = ["g"]\n'
+                                           'group_size = [1]')
+    events = run(config, store)
+    t = trials(store, "inv")
+    assert [x.state for x in t] == [TrialState.PRUNED] * 3
+    reason = t[0].user_attrs["prune_reason"]
+    assert reason.startswith("invalid composition 'mean(axes=g, group_size=1)': ")
+    assert "nothing to normalize over" in reason
+    assert [x.user_attrs["spec"] for x in t] == ["mean(axes=g, group_size=1)"] * 3
+    assert all("equivalence_key" not in x.user_attrs and x.user_attrs["stage"] == "pruned" for x in t)
+    assert [x.user_attrs.get("reused_from") for x in t] == [None, 0, 0]
+    assert [x.user_attrs["prune_reason"] for x in t] == [reason] * 3
+    assert ends(events) == [(0, "PRUNED", reason), (1, "PRUNED", f"same as trial 0: {reason}"),
+                            (2, "PRUNED", f"same as trial 0: {reason}")]
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 1 distinct compositions"]
+    assert not [e for e in events if e.kind == "stage"]
+
+
+# ----------------------------------------------------------------------------- failures (run_trial)
+
+
+def test_failing_compositions_fail_alone_with_one_line_messages(tmp_path, broken_plugin):
+    """A step that raises fails its trial with ``Type: message`` on one line, at most 500
+    characters; a NormxError says its message alone; a NaN objective fails the trial; a repeat
+    of a failed trial fails with its error; and the study goes on to evaluate ``ln``."""
+    store = str(tmp_path / "f.db")
+    config = config_of("f", n=5, objectives=TRAINED, screening="prune_overflow = false",
+                       training="steps = 2\nbatch_size = 16",
+                       space=presets("boom", "boom", "nanscale", "trainboom", "ln"))
+    events = run(config, store)
+    t = trials(store, "f")
+    assert [x.state for x in t] == [TrialState.FAIL] * 4 + [TrialState.COMPLETE]
+    boom = ("RuntimeError: the plugin broke " + "x" * 600)[:500]
+    nan = f"an objective is NaN: [{t[2].user_attrs['train']['test_accuracy']}, nan]"
+    assert [x.user_attrs["error"] for x in t[:4]] == [boom, boom, nan, "training broke here"]
+    assert all(x.user_attrs["stage"] == "failed" for x in t[:4])
+    assert t[1].user_attrs["reused_from"] == 0 and "reused_from" not in t[2].user_attrs
+    assert ends(events) == [(0, "FAIL", boom), (1, "FAIL", f"same as trial 0: {boom}"), (2, "FAIL", nan),
+                            (3, "FAIL", "training broke here"), (4, "COMPLETE", "")]
+    specs = [(e.trial, e.spec) for e in events if e.kind == "trial_finished"]
+    assert specs == [(0, "boom"), (1, "boom"), (2, "nanscale"), (3, "trainboom"), (4, LN)]
+    # failed with an error, each holds its place: the presets hold four distinct compositions
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 4 distinct compositions"]
+
+
+def test_a_step_that_cannot_be_built_for_training_prunes_the_trial(tmp_path, broken_plugin):
+    """A plugin that builds for screening and refuses when training starts: pruned as invalid on
+    the model, with the plugin's reason."""
+    store = str(tmp_path / "fl.db")
+    config = config_of("fl", n=1, objectives=TRAINED, training="steps = 1\nbatch_size = 32", space=presets("flaky"))
+
+    def refuse_once_training(event):
+        events.append(event)
+        if event.kind == "stage" and event.stage == "training":
+            Broken.flaky_refuses = True
+
+    events = []
+    run_study(config, storage=store, on_trial_event=refuse_once_training)
+    (trial,) = trials(store, "fl")
+    reason = f"invalid composition on {MODEL}: {MODEL} with flaky: flaky is gone"
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["prune_reason"] == reason
+    assert trial.user_attrs["stage"] == "pruned" and "train" not in trial.user_attrs
+    assert ends(events) == [(0, "PRUNED", reason)]
+
+
+def test_a_composition_that_cannot_be_built_on_a_model_is_pruned_at_screening(tmp_path):
+    store = str(tmp_path / "g3.db")
+    config = config_of("g3", n=2, space=presets("gn(groups=3)", "ln"))
+    events = run(config, store)
+    bad, good = trials(store, "g3")
+    reason = bad.user_attrs["prune_reason"]
+    assert bad.state == TrialState.PRUNED and reason.startswith(f"invalid composition on {MODEL}: ")
+    assert bad.user_attrs["stage"] == "pruned" and "predictors" not in bad.user_attrs
+    assert good.state == TrialState.COMPLETE
+    assert ends(events) == [(0, "PRUNED", reason), (1, "COMPLETE", "")]
+
+
+def test_a_storage_that_fails_during_a_trial_stops_the_run_with_one_line(tmp_path):
+    """Another connection holds the database while trial 0 screens: the worker stops with one
+    StorageError line, and the trial is left running (the next run finds it), not failed."""
+    store = str(tmp_path / "busy.db")
+    config = config_of("busy", n=2, space=presets("ln", "rms"))
+    events = []
+    worker = worker_on(config, store, events, busy_timeout=0.05)
+    lock = []
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "stage" and not lock:
+            lock.append(Locked(store))
+
+    worker.on_event = on_event
+    try:
+        with pytest.raises(StorageError) as caught:
+            worker.run()
+    finally:
+        lock[0].release()
+    message = str(caught.value)
+    assert message.startswith(f"storage {resolve_storage(store).display} failed (") and "database is locked" in message
+    assert message.endswith("); no trial was recorded as failed for it: run the same command again to resume")
+    assert "\n" not in message
+    t = trials(store, "busy")
+    assert [x.state for x in t] == [TrialState.RUNNING, TrialState.WAITING]
+    assert t[0].user_attrs["stage"] == "screening" and "error" not in t[0].user_attrs
+    assert ends(events) == [] and not [e for e in events if e.kind == "worker_done"]
+
+
+def test_a_read_only_storage_stops_the_worker_before_any_trial(tmp_path):
+    store = str(tmp_path / "ro.db")
+    config = config_of("ro", n=1)
+    events = []
+    worker_on(config, store, events)  # the study, created writable
+    target = resolve_storage(store)
+    storage = optuna.storages.RDBStorage(f"sqlite:///file:{store}?mode=ro&uri=true")
+    study = optuna.load_study(study_name="ro", storage=storage)
+    worker = Worker(prepare(config), target, 1, events.append, storage=storage, study=study)
+    with pytest.raises(StorageError) as caught:
+        worker.run()
+    assert str(caught.value).startswith(f"storage {target.display} is read-only (attempt to write a readonly database")
+    assert [x.state for x in trials(store, "ro")] == [TrialState.WAITING] and events == []
+
+
+# ----------------------------------------------------------------------------- interruptions
+
+
+def test_an_interruption_the_storage_refuses_to_record_leaves_the_trial_running(tmp_path):
+    store = str(tmp_path / "intr.db")
+    config = config_of("intr", n=1)
+    events = []
+    worker = worker_on(config, store, events, busy_timeout=0.05)
+    lock = []
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "stage":
+            lock.append(Locked(store))
+            raise KeyboardInterrupt
+
+    worker.on_event = on_event
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.run()
+    finally:
+        lock[0].release()
+    ((number, state, message),) = ends(events)
+    assert (number, state) == (0, "RUNNING")
+    assert message.startswith("interrupted, but the storage refused to record it (")
+    assert message.endswith("); the next run finds it lost and retries it")
+    why = message.removeprefix("interrupted, but the storage refused to record it (").removesuffix(
+        "); the next run finds it lost and retries it")
+    assert 0 < len(why) <= 200 and "\n" not in why
+    (trial,) = trials(store, "intr")
+    assert trial.state == TrialState.RUNNING and trial.user_attrs["stage"] == "screening"
+
+
+def test_an_interruption_is_recorded_once_a_busy_storage_frees_up(tmp_path):
+    """The lock is released half a second later: the retries get through, the trial is recorded
+    interrupted and its retry is queued with the same baseline."""
+    store = str(tmp_path / "late.db")
+    config = config_of("late", n=1)
+    events = []
+    worker = worker_on(config, store, events, busy_timeout=0.05)
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "stage":
+            lock = Locked(store)
+            threading.Timer(0.5, lock.release).start()
+            raise KeyboardInterrupt
+
+    worker.on_event = on_event
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        worker.run()
+    assert time.monotonic() - start >= 0.5
+    assert ends(events) == [(0, "FAIL", "interrupted")]
+    first, retry = trials(store, "late")
+    assert first.state == TrialState.FAIL and first.user_attrs["stage"] == "interrupted"
+    assert retry.state == TrialState.WAITING
+    assert retry.user_attrs == {"baseline": "ln", "retry_of": 0}
+
+
+# ----------------------------------------------------------------------------- evaluate, screening
+
+
+def test_batch_statistics_need_a_training_batch_of_two(tmp_path):
+    """With training.batch_size = 1, BN is pruned unscreened with the reason; LN trains; a
+    screening-only study screens BN at any batch size; a batch of 2 trains BN."""
+    store = str(tmp_path / "bs.db")
+    events = run(config_of("one", n=2, objectives=TRAINED, training="steps = 1\nbatch_size = 1",
+                           space=presets("bn", "ln")), store)
+    bn, ln = trials(store, "one")
+    reason = "uses batch statistics, which need a training batch of at least 2 samples (training.batch_size = 1)"
+    assert bn.state == TrialState.PRUNED and bn.user_attrs["prune_reason"] == reason
+    assert "predictors" not in bn.user_attrs and "train" not in bn.user_attrs
+    assert ln.state == TrialState.COMPLETE and "train" in ln.user_attrs
+    assert ends(events) == [(0, "PRUNED", reason), (1, "COMPLETE", "")]
+    run(config_of("screen", n=1, training="steps = 1\nbatch_size = 1", space=presets("bn")), store)
+    assert [x.state for x in trials(store, "screen")] == [TrialState.COMPLETE]
+    run(config_of("two", n=1, objectives=TRAINED, training="steps = 1\nbatch_size = 2", space=presets("bn")), store)
+    (two,) = trials(store, "two")
+    assert two.state == TrialState.COMPLETE and "train" in two.user_attrs
+
+
+def test_the_relative_policy_ranks_each_candidate_against_the_distinct_ones_screened(tmp_path):
+    """Each trial's ``screening`` decision is the policy's for the predictors of every earlier
+    distinct composition (repeats and pruned-at-threshold candidates as they count) and the
+    trials trained so far; a pruned one carries the rank as its reason and never trains."""
+    store = str(tmp_path / "rel.db")
+    config = config_of("rel", n=7, objectives=TRAINED, training="steps = 1\nbatch_size = 32",
+                       screening="warmup = 2\ntop_fraction = 0.2\nkeep_nondominated = false",
+                       space=presets("identity", "ln", "ln", "bn", "rms", "in", "gn(groups=4)", "vn"))
+    events = run(config, store)
+    t = trials(store, "rel")
+    policy = RelativePolicy.of(config.screening)
+    screened, trained, decisions = [], 0, []
+    for trial in t:
+        attrs = trial.user_attrs
+        if "reused_from" in attrs:
+            assert attrs["screening"] == t[attrs["reused_from"]].user_attrs["screening"]
+            continue
+        if "predictors" not in attrs:  # in (x) on features: invalid on the model, never screened
+            assert attrs["prune_reason"].startswith(f"invalid composition on {MODEL}: ") and "screening" not in attrs
+            continue
+        mine = candidate_values(attrs["predictors"])
+        expected = relative_decision(policy, mine, screened, trained).to_attrs()
+        assert attrs["screening"] == expected
+        decisions.append(expected["decision"])
+        if expected["decision"] == "prune":
+            assert trial.state == TrialState.PRUNED and attrs["prune_reason"] == expected["why"]
+            assert "train" not in attrs
+        else:
+            assert trial.state == TrialState.COMPLETE and "train" in attrs
+            trained += 1
+        screened.append(mine)
+    assert decisions[:2] == ["train", "train"] and "prune" in decisions and decisions.count("train") >= 3
+    assert t[2].user_attrs["reused_from"] == 1
+    pruned = [e for e in events if e.kind == "trial_finished" and e.state == "PRUNED"]
+    assert [e.message for e in pruned] == [t[e.trial].user_attrs["prune_reason"] for e in pruned]
+
+
+def test_threshold_policy_and_screening_only_studies_record_no_decision(tmp_path):
+    store = str(tmp_path / "th.db")
+    run(config_of("th", n=1, objectives=TRAINED, training="steps = 1\nbatch_size = 32",
+                  screening='policy = "thresholds"'), store)
+    run(config_of("so", n=1), store)
+    for name in ("th", "so"):
+        (trial,) = trials(store, name)
+        assert trial.state == TrialState.COMPLETE and "screening" not in trial.user_attrs
+    assert "train" in trials(store, "th")[0].user_attrs and "train" not in trials(store, "so")[0].user_attrs
+
+
+# ----------------------------------------------------------------------------- build, the space
+
+
+def test_a_sampled_composition_records_its_canonical_spec_and_key(tmp_path):
+    store = str(tmp_path / "s.db")
+    config = config_of("s", n=2, space=TWO)
+    run(config, store)
+    ctx = prepare(config)
+    t = trials(store, "s")
+    assert {x.user_attrs["spec"] for x in t if "reused_from" not in x.user_attrs} == {"std(c)", "mean(c) | std(c)"}
+    for x in t:
+        assert "baseline" not in x.user_attrs
+        assert x.user_attrs["equivalence_key"] == ctx.equivalence_key(x.user_attrs["spec"])
+        assert x.user_attrs["spec"] == ("mean(c) | std(c)" if x.params["center"] == "mean" else "std(c)")
+
+
+def test_a_baseline_records_its_canonical_spec_and_key(tmp_path):
+    store = str(tmp_path / "b.db")
+    run(config_of("b", n=1, space=presets("gn(group_size=16)")), store)
+    (trial,) = trials(store, "b")
+    ctx = prepare(config_of("b", n=1))
+    assert trial.user_attrs["baseline"] == "gn(group_size=16)" and trial.params == {}
+    assert trial.user_attrs["spec"] == str(parse_spec("gn(group_size=16)", ctx.registry)) != LN
+    assert trial.user_attrs["equivalence_key"] == LN
+
+
+def test_repeats_make_the_worker_list_the_space_and_enqueue_what_is_missing(tmp_path, monkeypatch):
+    """The preset repeated: after that one repeat (the limit lowered to 1) the worker lists the
+    space and enqueues the composition not evaluated, within the room the budget leaves."""
+    monkeypatch.setattr(worker_module, "MAX_CONSECUTIVE_REPEATS", 1)
+    store = str(tmp_path / "m.db")
+    space = 'presets = ["mean(c) | std(c)", "mean(c) | std(c)"]\n' + TWO
+    events = run(config_of("m", n=2, space=space), store)
+    t = trials(store, "m")
+    assert [x.state for x in t] == [TrialState.COMPLETE] * 3
+    assert [x.user_attrs["spec"] for x in t] == ["mean(c) | std(c)", "mean(c) | std(c)", "std(c)"]
+    assert t[2].params == {"center": "none"} and "baseline" not in t[2].user_attrs
+    assert not [e for e in events if e.kind == "space_exhausted"]
+    # a larger budget: the space has no third composition, and the next repeat says so
+    events = run(config_of("m", n=5, space=space), store)
+    t = trials(store, "m")
+    assert len(t) == 4 and t[3].user_attrs["reused_from"] in (0, 2)
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 2 distinct compositions"]
+    assert load(store, "m").user_attrs["space_exhausted"] == 2
+    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 1 trial(s)"]
+
+
+def test_a_space_too_large_to_list_ends_after_the_repeats(tmp_path, monkeypatch):
+    monkeypatch.setattr(worker_module, "MAX_CONSECUTIVE_REPEATS", 1)
+    monkeypatch.setattr(worker_module, "ENUMERATION_LIMIT", 1)
+    store = str(tmp_path / "big.db")
+    space = 'presets = ["mean(c) | std(c)", "mean(c) | std(c)"]\n' + TWO
+    events = run(config_of("big", n=3, space=space), store)
+    assert len(trials(store, "big")) == 2
+    assert [e.message for e in events if e.kind == "space_exhausted"] == [
+        "space exhausted: 1 distinct compositions (no new one in 1 consecutive draws; the space has more than "
+        "1 leaves to list)"]
+
+
+def test_a_fixed_space_is_done_once_its_one_composition_is_evaluated(tmp_path):
+    store = str(tmp_path / "fx.db")
+    events = run(config_of("fx", n=4, space='presets = ["ln"]\nfixed = "mean(c) | std(c)"'), store)
+    t = trials(store, "fx")
+    assert [(x.state, x.user_attrs["spec"]) for x in t] == [(TrialState.COMPLETE, LN),
+                                                           (TrialState.COMPLETE, "mean(c) | std(c)")]
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 2 distinct compositions"]
+    run(config_of("fx", n=4, space='presets = ["ln"]\nfixed = "mean(c) | std(c)"'), store)
+    assert len(trials(store, "fx")) == 2  # resumed: nothing new to sample
+
+
+# ----------------------------------------------------------------------------- heartbeats, claims
+
+
+def test_a_trial_beats_its_heartbeat_while_it_runs(tmp_path):
+    store = str(tmp_path / "hb.db")
+    config = config_of("hb", n=1, extra="[workers]\nheartbeat_interval = 1\n")
+    seen = []
+
+    def beats():
+        with sqlite3.connect(store) as connection:
+            return connection.execute("SELECT t.number, h.heartbeat FROM trial_heartbeats h "
+                                      "JOIN trials t ON t.trial_id = h.trial_id").fetchall()
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "stage":
+            first = beats()
+            threads = [t for t in threading.enumerate() if t.name == "normx-heartbeat"]
+            time.sleep(1.6)
+            seen.append((first, beats(), [t.daemon for t in threads]))
+
+    events = []
+    run_study(config, storage=store, on_trial_event=on_event)
+    ((first, later, daemons),) = seen
+    assert [n for n, _ in first] == [0] and [n for n, _ in later] == [0] and later[0][1] > first[0][1]
+    assert daemons == [True]
+    assert not [t for t in threading.enumerate() if t.name == "normx-heartbeat"]  # stopped with the trial
+    (trial,) = trials(store, "hb")
+    (end,) = [e for e in events if e.kind == "trial_finished"]
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["worker"] == end.worker == worker_module.worker_name()
+
+
+def test_a_worker_waits_for_a_trial_whose_worker_went_silent_and_runs_its_retry(tmp_path, monkeypatch):
+    """A worker on another machine took the baseline and stopped beating: this worker, with the
+    budget taken by that trial, waits until its heartbeat goes stale, and runs the retry."""
+    monkeypatch.setattr(worker_module, "IDLE_POLL_S", 0.2)
+    store = str(tmp_path / "st.db")
+    config = config_of("st", n=1, extra="[workers]\nheartbeat_interval = 1\ngrace_period = 1\n")
+    target = resolve_storage(store)
+    storage = open_storage(target, 1, 1, 3)
+    study, _ = create_or_load_study(config, storage, make_sampler(config))
+    gone = study.ask()
+    storage.record_heartbeat(gone._trial_id)
+    gone.set_user_attr("worker", "elsewhere:1")
+    events = []
+    worker = Worker(prepare(config), target, 1, events.append, storage=storage, study=study)
+    start = time.monotonic()
+    assert worker.run() == 1
+    assert time.monotonic() - start >= 1.0
+    first, retry = trials(store, "st")
+    assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.system_attrs["failed_trial"] == 0 and retry.user_attrs["baseline"] == "ln"
+    assert retry.user_attrs["worker"] == worker.name and worker.completed == 1
+    assert ends(events) == [(1, "COMPLETE", "")]
+
+
+# ----------------------------------------------------------------------------- training progress
+
+
+def test_training_progress_is_written_to_the_trial_at_most_every_interval(tmp_path, monkeypatch):
+    """Two models of 3 steps each: the progress events count 3 then 6 of 6; with writes allowed at
+    every event the trial's stored step follows them, with the default interval it stays at 0
+    until the end (6)."""
+    store = str(tmp_path / "pg.db")
+    models = [MODEL, "mlp(depth=2, width=8)"]
+
+    def study_run(name):
+        config = config_of(name, n=1, objectives=TRAINED, training="steps = 3\nbatch_size = 32", models=models)
+        stored = []
+
+        def on_event(event):
+            events.append(event)
+            if event.kind == "progress":
+                stored.append((event.step, event.steps, trials(store, name)[0].user_attrs["step"]))
+
+        events = []
+        run_study(config, storage=store, on_trial_event=on_event)
+        return stored, events
+
+    stored, events = study_run("slow")
+    assert stored == [(3, 6, 0), (6, 6, 0)]
+    monkeypatch.setattr(worker_module, "PROGRESS_WRITE_EVERY_S", 0.0)
+    stored, events = study_run("fast")
+    assert stored == [(3, 6, 3), (6, 6, 6)]
+    (trial,) = trials(store, "fast")
+    assert trial.user_attrs["step"] == trial.user_attrs["steps"] == 6
+    assert set(trial.user_attrs["train_by_model"]) == set(models)
+    assert [(e.kind, e.stage, e.step, e.steps) for e in events if e.kind == "stage"] == [
+        ("stage", "screening", None, None), ("stage", "training", 0, 6)]
+    slow, fast = trials(store, "slow")[0], trial
+    for m in models:  # each model trained from the study's seed: the same run twice
+        assert slow.user_attrs["train_by_model"][m]["loss_curve"] == fast.user_attrs["train_by_model"][m]["loss_curve"]
+
+
+def test_a_single_model_study_stores_no_per_model_training(tmp_path):
+    store = str(tmp_path / "one.db")
+    run(config_of("one", n=1, objectives=TRAINED, training="steps = 2\nbatch_size = 32"), store)
+    (trial,) = trials(store, "one")
+    attrs = trial.user_attrs
+    assert "train_by_model" not in attrs and attrs["steps"] == attrs["step"] == 2
+    assert trial.values == [attrs["train"]["test_accuracy"], attrs["predictors"]["cosine_similarity"]]
+    assert "constraints:diverged" not in trial.system_attrs
