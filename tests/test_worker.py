@@ -8,6 +8,7 @@ mutation benchmark's stats run cannot see ``normx`` subprocesses (``docs/mutatio
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import threading
 import time
@@ -38,6 +39,8 @@ MODEL = "mlp(depth=2, width=16)"
 TRAINED = 'test_accuracy = "maximize"\ncosine_similarity = "minimize"'
 #: a space of exactly two compositions: std(c) and mean(c) | std(c)
 TWO = '[space.slots]\ncenter = ["none", "mean"]\nscale = ["std"]\n[space.params]\naxes = ["c"]'
+#: four compositions: std(c), root_mean_square(c), and each after mean(c)
+FOUR = '[space.slots]\ncenter = ["none", "mean"]\nscale = ["std", "root_mean_square"]\n[space.params]\naxes = ["c"]'
 
 
 def config_of(name, n=1, space='presets = ["ln"]', objectives='cosine_similarity = "minimize"', screening="",
@@ -53,10 +56,45 @@ def presets(*names):
     return "presets = [" + ", ".join(f'"{n}"' for n in names) + "]"
 
 
+class Runaway(Exception):
+    """A run that does not end: more trials than any test asks for, or a wait past the watchdog."""
+
+
+#: seconds after which a test that hangs fails (the mutation benchmark's own timeout is minutes)
+WATCHDOG_S = 30
+#: trials after which a run is a runaway loop
+MAX_TRIALS = 40
+
+
+@pytest.fixture(autouse=True)
+def _watchdog():
+    """Fail a test that hangs (a worker waiting forever, as pytest-timeout's signal method does)."""
+    def expire(signum, frame):
+        raise Runaway(f"still running after {WATCHDOG_S} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, WATCHDOG_S)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+class Events(list):
+    """An event handler that keeps the events, and stops a runaway run at its trial_started."""
+
+    def __bool__(self):  # a handler, even before its first event (``on_trial_event or PlainLines()``)
+        return True
+
+    def __call__(self, event):
+        self.append(event)
+        if event.kind == "trial_started" and sum(e.kind == "trial_started" for e in self) > MAX_TRIALS:
+            raise Runaway(f"more than {MAX_TRIALS} trials")
+
+
 def run(config, store, **kwargs):
     """The study run in this process; its events."""
-    events = []
-    run_study(config, storage=store, on_trial_event=events.append, **kwargs)
+    events = Events()
+    run_study(config, storage=store, on_trial_event=events, **kwargs)
     return events
 
 
@@ -85,7 +123,8 @@ def worker_on(config, store, events, budget=None, busy_timeout=None, name=None):
                                              engine_kwargs={"connect_args": {"timeout": busy_timeout}})
     study, _ = create_or_load_study(config, storage, make_sampler(config))
     extra = {"name": name} if name else {}
-    return Worker(prepare(config), target, budget or config.n_trials, events.append, storage=storage, study=study,
+    handler = events if isinstance(events, Events) else events.append
+    return Worker(prepare(config), target, budget or config.n_trials, handler, storage=storage, study=study,
                   **extra)
 
 
@@ -229,7 +268,7 @@ def test_the_earlier_of_two_draws_of_one_composition_is_evaluated_while_the_late
     the old code both were pruned as each other's repeat), and trial 1 then reuses it."""
     store = str(tmp_path / "race.db")
     config = config_of("race", n=2, space=presets("ln", "gn(groups=1)"))
-    events = []
+    events = Events()
     one = worker_on(config, store, events, name="elsewhere:1")
     two = worker_on(config, store, events, name="elsewhere:2")
     first, second = one.claim(), two.claim()
@@ -250,7 +289,7 @@ def test_a_repeat_drawn_while_the_original_runs_is_pruned_and_later_repeats_reus
     draw reuses trial 0, not the pruned repeat it meets on the way."""
     store = str(tmp_path / "run.db")
     config = config_of("run", n=3, space=presets("ln", "gn(groups=1)", "ln"))
-    events = []
+    events = Events()
     one = worker_on(config, store, events, name="elsewhere:1")
     two = worker_on(config, store, events, name="elsewhere:2")
     first = one.claim()
@@ -327,11 +366,11 @@ def test_a_step_that_cannot_be_built_for_training_prunes_the_trial(tmp_path, bro
     config = config_of("fl", n=1, objectives=TRAINED, training="steps = 1\nbatch_size = 32", space=presets("flaky"))
 
     def refuse_once_training(event):
-        events.append(event)
+        events(event)
         if event.kind == "stage" and event.stage == "training":
             Broken.flaky_refuses = True
 
-    events = []
+    events = Events()
     run_study(config, storage=store, on_trial_event=refuse_once_training)
     (trial,) = trials(store, "fl")
     reason = f"invalid composition on {MODEL}: {MODEL} with flaky: flaky is gone"
@@ -357,12 +396,12 @@ def test_a_storage_that_fails_during_a_trial_stops_the_run_with_one_line(tmp_pat
     StorageError line, and the trial is left running (the next run finds it), not failed."""
     store = str(tmp_path / "busy.db")
     config = config_of("busy", n=2, space=presets("ln", "rms"))
-    events = []
+    events = Events()
     worker = worker_on(config, store, events, busy_timeout=0.05)
     lock = []
 
     def on_event(event):
-        events.append(event)
+        events(event)
         if event.kind == "stage" and not lock:
             lock.append(Locked(store))
 
@@ -385,7 +424,7 @@ def test_a_storage_that_fails_during_a_trial_stops_the_run_with_one_line(tmp_pat
 def test_a_read_only_storage_stops_the_worker_before_any_trial(tmp_path):
     store = str(tmp_path / "ro.db")
     config = config_of("ro", n=1)
-    events = []
+    events = Events()
     worker_on(config, store, events)  # the study, created writable
     target = resolve_storage(store)
     storage = optuna.storages.RDBStorage(f"sqlite:///file:{store}?mode=ro&uri=true")
@@ -400,15 +439,16 @@ def test_a_read_only_storage_stops_the_worker_before_any_trial(tmp_path):
 # ----------------------------------------------------------------------------- interruptions
 
 
-def test_an_interruption_the_storage_refuses_to_record_leaves_the_trial_running(tmp_path):
+def test_an_interruption_the_storage_refuses_to_record_leaves_the_trial_running(tmp_path, monkeypatch):
+    monkeypatch.setattr(worker_module, "INTERRUPT_RECORD_ATTEMPTS", 2)  # one retry, 0.2 s later
     store = str(tmp_path / "intr.db")
     config = config_of("intr", n=1)
-    events = []
+    events = Events()
     worker = worker_on(config, store, events, busy_timeout=0.05)
     lock = []
 
     def on_event(event):
-        events.append(event)
+        events(event)
         if event.kind == "stage":
             lock.append(Locked(store))
             raise KeyboardInterrupt
@@ -431,25 +471,25 @@ def test_an_interruption_the_storage_refuses_to_record_leaves_the_trial_running(
 
 
 def test_an_interruption_is_recorded_once_a_busy_storage_frees_up(tmp_path):
-    """The lock is released half a second later: the retries get through, the trial is recorded
-    interrupted and its retry is queued with the same baseline."""
+    """The lock is released 0.15 s later: the retry 0.2 s after the first try gets through, the
+    trial is recorded interrupted and its retry is queued with the same baseline."""
     store = str(tmp_path / "late.db")
     config = config_of("late", n=1)
-    events = []
+    events = Events()
     worker = worker_on(config, store, events, busy_timeout=0.05)
 
     def on_event(event):
-        events.append(event)
+        events(event)
         if event.kind == "stage":
             lock = Locked(store)
-            threading.Timer(0.5, lock.release).start()
+            threading.Timer(0.15, lock.release).start()
             raise KeyboardInterrupt
 
     worker.on_event = on_event
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         worker.run()
-    assert time.monotonic() - start >= 0.5
+    assert time.monotonic() - start >= 0.2
     assert ends(events) == [(0, "FAIL", "interrupted")]
     first, retry = trials(store, "late")
     assert first.state == TrialState.FAIL and first.user_attrs["stage"] == "interrupted"
@@ -484,9 +524,9 @@ def test_the_relative_policy_ranks_each_candidate_against_the_distinct_ones_scre
     distinct composition (repeats and pruned-at-threshold candidates as they count) and the
     trials trained so far; a pruned one carries the rank as its reason and never trains."""
     store = str(tmp_path / "rel.db")
-    config = config_of("rel", n=7, objectives=TRAINED, training="steps = 1\nbatch_size = 32",
+    config = config_of("rel", n=9, objectives=TRAINED, training="steps = 1\nbatch_size = 32",
                        screening="warmup = 2\ntop_fraction = 0.2\nkeep_nondominated = false",
-                       space=presets("identity", "ln", "ln", "bn", "rms", "in", "gn(groups=4)", "vn"))
+                       space=presets("identity", "ln", "ln", "bn", "rms", "in", "gn(groups=4)", "vn", "lmbv", "dyt"))
     events = run(config, store)
     t = trials(store, "rel")
     policy = RelativePolicy.of(config.screening)
@@ -554,24 +594,27 @@ def test_a_baseline_records_its_canonical_spec_and_key(tmp_path):
 
 
 def test_repeats_make_the_worker_list_the_space_and_enqueue_what_is_missing(tmp_path, monkeypatch):
-    """The preset repeated: after that one repeat (the limit lowered to 1) the worker lists the
-    space and enqueues the composition not evaluated, within the room the budget leaves."""
-    monkeypatch.setattr(worker_module, "MAX_CONSECUTIVE_REPEATS", 1)
+    """The preset drawn three times: after two repeats in a row (the limit lowered to 2) the
+    worker lists the space and enqueues the first composition not evaluated, as many as the
+    budget leaves room for (one); a larger budget then finds all four and says the space is
+    exhausted."""
+    monkeypatch.setattr(worker_module, "MAX_CONSECUTIVE_REPEATS", 2)
     store = str(tmp_path / "m.db")
-    space = 'presets = ["mean(c) | std(c)", "mean(c) | std(c)"]\n' + TWO
+    space = 'presets = ["mean(c) | std(c)", "mean(c) | std(c)", "mean(c) | std(c)"]\n' + FOUR
     events = run(config_of("m", n=2, space=space), store)
     t = trials(store, "m")
-    assert [x.state for x in t] == [TrialState.COMPLETE] * 3
-    assert [x.user_attrs["spec"] for x in t] == ["mean(c) | std(c)", "mean(c) | std(c)", "std(c)"]
-    assert t[2].params == {"center": "none"} and "baseline" not in t[2].user_attrs
+    assert [x.state for x in t] == [TrialState.COMPLETE] * 4
+    assert [x.user_attrs["spec"] for x in t] == ["mean(c) | std(c)"] * 3 + ["std(c)"]
+    assert [x.user_attrs.get("reused_from") for x in t] == [None, 0, 0, None]
+    assert t[3].params == {"center": "none", "scale": "std"} and "baseline" not in t[3].user_attrs
     assert not [e for e in events if e.kind == "space_exhausted"]
-    # a larger budget: the space has no third composition, and the next repeat says so
+    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 4 trial(s)"]
     events = run(config_of("m", n=5, space=space), store)
     t = trials(store, "m")
-    assert len(t) == 4 and t[3].user_attrs["reused_from"] in (0, 2)
-    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 2 distinct compositions"]
-    assert load(store, "m").user_attrs["space_exhausted"] == 2
-    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 1 trial(s)"]
+    assert not [x for x in t if x.state != TrialState.COMPLETE]
+    assert len({x.user_attrs["equivalence_key"] for x in t}) == 4
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 4 distinct compositions"]
+    assert load(store, "m").user_attrs["space_exhausted"] == 4
 
 
 def test_a_space_too_large_to_list_ends_after_the_repeats(tmp_path, monkeypatch):
@@ -611,14 +654,14 @@ def test_a_trial_beats_its_heartbeat_while_it_runs(tmp_path):
                                       "JOIN trials t ON t.trial_id = h.trial_id").fetchall()
 
     def on_event(event):
-        events.append(event)
+        events(event)
         if event.kind == "stage":
             first = beats()
             threads = [t for t in threading.enumerate() if t.name == "normx-heartbeat"]
-            time.sleep(1.6)
+            time.sleep(1.3)
             seen.append((first, beats(), [t.daemon for t in threads]))
 
-    events = []
+    events = Events()
     run_study(config, storage=store, on_trial_event=on_event)
     ((first, later, daemons),) = seen
     assert [n for n, _ in first] == [0] and [n for n, _ in later] == [0] and later[0][1] > first[0][1]
@@ -641,7 +684,7 @@ def test_a_worker_waits_for_a_trial_whose_worker_went_silent_and_runs_its_retry(
     gone = study.ask()
     storage.record_heartbeat(gone._trial_id)
     gone.set_user_attr("worker", "elsewhere:1")
-    events = []
+    events = Events()
     worker = Worker(prepare(config), target, 1, events.append, storage=storage, study=study)
     start = time.monotonic()
     assert worker.run() == 1
@@ -668,11 +711,11 @@ def test_training_progress_is_written_to_the_trial_at_most_every_interval(tmp_pa
         stored = []
 
         def on_event(event):
-            events.append(event)
+            events(event)
             if event.kind == "progress":
                 stored.append((event.step, event.steps, trials(store, name)[0].user_attrs["step"]))
 
-        events = []
+        events = Events()
         run_study(config, storage=store, on_trial_event=on_event)
         return stored, events
 
@@ -699,3 +742,127 @@ def test_a_single_model_study_stores_no_per_model_training(tmp_path):
     assert "train_by_model" not in attrs and attrs["steps"] == attrs["step"] == 2
     assert trial.values == [attrs["train"]["test_accuracy"], attrs["predictors"]["cosine_similarity"]]
     assert "constraints:diverged" not in trial.system_attrs
+
+
+@pytest.mark.parametrize("max_retry", [0, 1])
+def test_a_trial_whose_local_worker_is_gone_is_failed_and_retried_within_max_retry(tmp_path, max_retry):
+    """Trial 0 (ln) names a worker of this host that holds no liveness lock: the next claim fails
+    it as lost, and retries it only when ``workers.max_retry`` allows."""
+    import socket
+
+    store = str(tmp_path / f"lost{max_retry}.db")
+    config = config_of("lost", n=2, space=presets("ln", "rms"), extra=f"[workers]\nmax_retry = {max_retry}\n")
+    events = Events()
+    worker = worker_on(config, store, events)
+    gone = worker.study.ask()
+    dead = f"{socket.gethostname()}:999999999"
+    gone.set_user_attr("worker", dead)
+    worker.run()
+    t = trials(store, "lost")
+    assert t[0].state == TrialState.FAIL
+    assert t[0].user_attrs["error"] == f"lost: its worker {dead} stopped without finishing it; retried"
+    done = [(x.user_attrs["baseline"], x.system_attrs.get("failed_trial")) for x in t[1:]]
+    assert done == ([("rms", None)] if max_retry == 0 else [("rms", None), ("ln", 0)])
+    assert all(x.state == TrialState.COMPLETE for x in t[1:])
+
+
+def test_a_worker_stops_once_the_presets_are_drawn_while_another_worker_runs_one(tmp_path):
+    """Nothing is left to sample: the worker does not wait for the other worker's running trial."""
+    store = str(tmp_path / "pd.db")
+    config = config_of("pd", n=5, space=presets("ln", "rms"))
+    events = Events()
+    other = worker_on(config, store, events, name="elsewhere:1")
+    running = other.claim()
+    worker = worker_on(config, store, events)
+    assert worker.run() == 1 and worker.exhausted == 2
+    t = trials(store, "pd")
+    assert [x.state for x in t] == [TrialState.RUNNING, TrialState.COMPLETE] and running.trial.number == 0
+    assert [e.message for e in events if e.kind == "space_exhausted"] == ["space exhausted: 2 distinct compositions"]
+
+
+def test_a_signal_while_waiting_for_the_claim_lock_records_the_claimed_trial_interrupted(tmp_path):
+    """SIGINT arrives while another worker holds the claim lock: the claim completes (asked,
+    drawn) with the signal held, then the trial is recorded interrupted, its retry queued, and the
+    interrupt raised."""
+    import fcntl
+    import os
+    import signal
+
+    store = str(tmp_path / "sig.db")
+    config = config_of("sig", n=1)
+    events = Events()
+    worker = worker_on(config, store, events)
+    handle = open(store + ".normx-claim", "a+")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    threading.Timer(0.5, lambda: (fcntl.flock(handle, fcntl.LOCK_UN), handle.close())).start()
+    with pytest.raises(KeyboardInterrupt):
+        worker.run()
+    first, retry = trials(store, "sig")
+    assert first.state == TrialState.FAIL and first.user_attrs["stage"] == "interrupted"
+    assert first.user_attrs["spec"] == LN and first.user_attrs["worker"] == worker.name
+    assert retry.state == TrialState.WAITING and retry.user_attrs == {"baseline": "ln", "retry_of": 0}
+    assert ends(events) == [(0, "FAIL", "interrupted")] and not [e for e in events if e.kind == "trial_started"]
+
+
+def test_a_candidate_screened_while_another_trains_counts_it_as_trained(tmp_path):
+    """Worker 2 screens trial 1 while worker 1's trial 0 trains (stage ``training``, no results
+    yet): past the warm-up of 1, trial 1 is ranked against trial 0."""
+    store = str(tmp_path / "conc.db")
+    config = config_of("conc", n=2, objectives=TRAINED, training="steps = 1\nbatch_size = 32",
+                       screening="warmup = 1\ntop_fraction = 0.5\nkeep_nondominated = false",
+                       space=presets("ln", "vn"))
+    events = Events()
+    one = worker_on(config, store, events, name="elsewhere:1")
+    two = worker_on(config, store, events, name="elsewhere:2")
+
+    def on_event(event):
+        events(event)
+        if event.kind == "stage" and event.stage == "training" and event.trial == 0:
+            two.run_trial(two.claim())
+
+    one.on_event = on_event
+    one.run_trial(one.claim())
+    first, second = trials(store, "conc")
+    expected = relative_decision(RelativePolicy.of(config.screening), candidate_values(second.user_attrs["predictors"]),
+                                 [candidate_values(first.user_attrs["predictors"])], 1).to_attrs()
+    assert expected["rank"] is not None and second.user_attrs["screening"] == expected
+    assert first.user_attrs["screening"]["why"] == "warm-up: 0 of 1 trained before ranking starts"
+
+
+def test_screening_and_training_are_the_compositions_own_on_each_model(tmp_path):
+    """The stored predictors are the composition's, scored on the study's batches and seeds, and
+    its training is the model trained from the study's seed, on every model (recomputed here)."""
+    import json
+    from dataclasses import asdict
+
+    from explorer.data import iter_batches
+    from explorer.models import create_model
+    from explorer.records import json_safe
+    from explorer.scoring import predictor_record, score
+    from explorer.training import TrainConfig, train
+
+    store = str(tmp_path / "ref.db")
+    models = [MODEL, "mlp(depth=2, width=8)"]
+    config = config_of("ref", n=1, objectives=TRAINED, training="steps = 2\nbatch_size = 16", models=models,
+                       screening="seeds = 2")
+    config = parse_study_text(config.text.replace("n_trials = 1\n", "n_trials = 1\nseed = 3\n"), "ref.toml")
+    events = run(config, store)
+    (trial,) = trials(store, "ref")
+    ctx = prepare(config)
+    s, data = config.screening, ctx.train_data
+    for model in models:
+        batches = list(iter_batches(data, s.batch_size, s.batches, seed=3))
+        scored = score(LN, model=model, inputs=batches, seeds=2, device="cpu", num_classes=data.num_classes,
+                       predictors=config.predictor_names(), compile=s.compile)
+        assert trial.user_attrs["predictors_by_model"][model] == json.loads(json.dumps(json_safe(
+            predictor_record(scored))))
+        torch.manual_seed(3)
+        net = create_model(model, LN, num_classes=data.num_classes, in_channels=int(data.x.shape[1]))
+        trained = train(net, data, ctx.test_data, TrainConfig(**{**asdict(config.training), "device": "cpu", "seed": 3}))
+        expected = json.loads(json.dumps(json_safe(trained.as_dict())))
+        stored = trial.user_attrs["train_by_model"][model]
+        assert {k: v for k, v in stored.items() if k != "wall_time_s"} == \
+            {k: v for k, v in expected.items() if k != "wall_time_s"}
+    assert [(e.stage, e.spec) for e in events if e.kind == "stage"] == [("screening", LN), ("training", LN)]
+    assert {e.spec for e in events if e.kind == "progress"} == {LN}
