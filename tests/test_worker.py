@@ -8,7 +8,9 @@ mutation benchmark's stats run cannot see ``normx`` subprocesses (``docs/mutatio
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -236,6 +238,8 @@ def test_a_repeat_of_a_complete_trial_is_told_its_values_and_results_and_takes_n
     # repeats are not screened again
     assert [e.trial for e in events if e.kind == "stage" and e.stage == "screening"] == [0, 3]
     assert [e.trial for e in events if e.kind == "trial_started"] == [0, 1, 2, 3]
+    mine = [e for e in events if e.kind not in ("study", "study_done")]
+    assert {(e.study, e.worker) for e in mine} == {("r", worker_module.worker_name())}
 
 
 def test_a_repeat_of_a_diverged_trial_stays_infeasible(tmp_path):
@@ -264,6 +268,7 @@ def test_a_repeat_of_a_pruned_trial_is_pruned_with_its_reason(tmp_path):
     assert repeat.user_attrs["predictors"] == first.user_attrs["predictors"]
     assert repeat.user_attrs["reused_from"] == 0 and "screening" not in repeat.user_attrs
     assert ends(events) == [(0, "PRUNED", reason), (1, "PRUNED", f"same as trial 0: {reason}")]
+    assert [e.spec for e in events if e.kind == "trial_finished"] == [LN, LN]
 
 
 def test_the_earlier_of_two_draws_of_one_composition_is_evaluated_while_the_later_runs(tmp_path):
@@ -303,6 +308,7 @@ def test_a_repeat_drawn_while_the_original_runs_is_pruned_and_later_repeats_reus
     assert repeat.user_attrs["prune_reason"] == "same composition as trial 0, still running"
     assert repeat.user_attrs["stage"] == "pruned" and "predictors" not in repeat.user_attrs
     assert ends(events) == [(1, "PRUNED", "same composition as trial 0, still running")]
+    assert events[-1].spec == LN
     assert one.run_trial(first) is False
     assert two.run_trial(two.claim()) is True
     t = trials(store, "run")
@@ -393,6 +399,7 @@ def test_a_composition_that_cannot_be_built_on_a_model_is_pruned_at_screening(tm
     assert bad.user_attrs["stage"] == "pruned" and "predictors" not in bad.user_attrs
     assert good.state == TrialState.COMPLETE
     assert ends(events) == [(0, "PRUNED", reason), (1, "COMPLETE", "")]
+    assert [e.spec for e in events if e.kind == "trial_finished"] == [bad.user_attrs["spec"], LN]
 
 
 def test_a_storage_that_fails_during_a_trial_stops_the_run_with_one_line(tmp_path):
@@ -467,8 +474,8 @@ def test_an_interruption_the_storage_refuses_to_record_leaves_the_trial_running(
             refusal = " ".join(str(err).split())[:200]
     finally:
         lock[0].release()
-    assert ends(events) == [(0, "RUNNING", f"interrupted, but the storage refused to record it ({refusal}); "
-                                           "the next run finds it lost and retries it")]
+    line = f"interrupted, but the storage refused to record it ({refusal}); the next run finds it lost and retries it"
+    assert ends(events) == [(0, "RUNNING", line)]
     assert refusal and [e.spec for e in events if e.kind == "trial_finished"] == [LN]
     (trial,) = trials(store, "intr")
     assert trial.state == TrialState.RUNNING and trial.user_attrs["stage"] == "screening"
@@ -518,6 +525,7 @@ def test_batch_statistics_need_a_training_batch_of_two(tmp_path):
     assert "predictors" not in bn.user_attrs and "train" not in bn.user_attrs
     assert ln.state == TrialState.COMPLETE and "train" in ln.user_attrs
     assert ends(events) == [(0, "PRUNED", reason), (1, "COMPLETE", "")]
+    assert [e.spec for e in events if e.kind == "trial_finished"] == [bn.user_attrs["spec"], LN]
     run(config_of("screen", n=1, training="steps = 1\nbatch_size = 1", space=presets("bn")), store)
     assert [x.state for x in trials(store, "screen")] == [TrialState.COMPLETE]
     run(config_of("two", n=1, objectives=TRAINED, training="steps = 1\nbatch_size = 2", space=presets("bn")), store)
@@ -688,7 +696,8 @@ def test_a_trial_beats_its_heartbeat_while_it_runs(tmp_path):
     assert not [t for t in threading.enumerate() if t.name == "normx-heartbeat"]  # stopped with the trial
     (trial,) = trials(store, "hb")
     (end,) = [e for e in events if e.kind == "trial_finished"]
-    assert trial.state == TrialState.COMPLETE and trial.user_attrs["worker"] == end.worker == worker_module.worker_name()
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["worker"] == end.worker == f"{socket.gethostname()}:{os.getpid()}"
 
 
 # ----------------------------------------------------------------------------- training progress
@@ -730,8 +739,9 @@ def test_training_progress_is_written_to_the_trial_at_most_every_interval(tmp_pa
 
 
 def test_a_single_model_study_stores_no_per_model_training(tmp_path):
+    """Trained one epoch of the 64 samples in batches of 32: two steps."""
     store = str(tmp_path / "one.db")
-    run(config_of("one", n=1, objectives=TRAINED, training="steps = 2\nbatch_size = 32"), store)
+    run(config_of("one", n=1, objectives=TRAINED, training="epochs = 1\nbatch_size = 32"), store)
     (trial,) = trials(store, "one")
     attrs = trial.user_attrs
     assert "train_by_model" not in attrs and attrs["steps"] == attrs["step"] == 2
@@ -835,30 +845,38 @@ def test_screening_and_training_are_the_compositions_own_on_each_model(tmp_path)
     from explorer.models import create_model
     from explorer.records import json_safe
     from explorer.scoring import predictor_record, score
+    from explorer.search.policy import aggregate_predictors, aggregate_training
     from explorer.training import TrainConfig, train
 
     store = str(tmp_path / "ref.db")
     models = [MODEL, "mlp(depth=2, width=8)"]
     config = config_of("ref", n=1, objectives=TRAINED, training="steps = 2\nbatch_size = 16", models=models,
-                       screening="seeds = 2")
+                       screening='seeds = 2\npredictors = ["forward_flops"]')
     config = parse_study_text(config.text.replace("n_trials = 1\n", "n_trials = 1\nseed = 3\n"), "ref.toml")
     events = run(config, store)
     (trial,) = trials(store, "ref")
     ctx = prepare(config)
     s, data = config.screening, ctx.train_data
+    by_model, train_by_model = {}, {}
     for model in models:
         batches = list(iter_batches(data, s.batch_size, s.batches, seed=3))
         scored = score(LN, model=model, inputs=batches, seeds=2, device="cpu", num_classes=data.num_classes,
                        predictors=config.predictor_names(), compile=s.compile)
-        assert trial.user_attrs["predictors_by_model"][model] == json.loads(json.dumps(json_safe(
-            predictor_record(scored))))
+        by_model[model] = predictor_record(scored)
+        assert trial.user_attrs["predictors_by_model"][model] == json.loads(json.dumps(json_safe(by_model[model])))
+        assert "forward_flops" in by_model[model]
         torch.manual_seed(3)
         net = create_model(model, LN, num_classes=data.num_classes, in_channels=int(data.x.shape[1]))
         trained = train(net, data, ctx.test_data, TrainConfig(**{**asdict(config.training), "device": "cpu", "seed": 3}))
+        train_by_model[model] = trained.as_dict()
         expected = json.loads(json.dumps(json_safe(trained.as_dict())))
         stored = trial.user_attrs["train_by_model"][model]
         assert {k: v for k, v in stored.items() if k != "wall_time_s"} == \
             {k: v for k, v in expected.items() if k != "wall_time_s"}
+    assert trial.user_attrs["predictors"] == json.loads(json.dumps(json_safe(aggregate_predictors(by_model))))
+    aggregated = json.loads(json.dumps(json_safe(aggregate_training(train_by_model))))
+    assert {k: v for k, v in trial.user_attrs["train"].items() if k != "wall_time_s"} == \
+        {k: v for k, v in aggregated.items() if k != "wall_time_s"}
     assert [(e.stage, e.spec) for e in events if e.kind == "stage"] == [("screening", LN), ("training", LN)]
     assert {e.spec for e in events if e.kind == "progress"} == {LN}
 
@@ -929,3 +947,21 @@ def test_an_interrupted_sampled_trial_is_retried_with_its_parameters(tmp_path):
     assert retry.user_attrs == {"retry_of": 0}
     assert ends(events) == [(0, "FAIL", "interrupted")]
     assert [e.spec for e in events if e.kind == "trial_finished"] == [first.user_attrs["spec"]]
+
+
+def test_a_worker_without_room_waits_for_another_workers_running_trial(tmp_path, monkeypatch):
+    """The budget of 1 is taken by a trial another worker (on this machine's storage) runs: this
+    worker waits, polling, until that trial ends, and then stops: no trial of its own."""
+    monkeypatch.setattr(worker_module, "IDLE_POLL_S", 0.1)
+    store = str(tmp_path / "wait.db")
+    config = config_of("wait", n=1, space=presets("ln", "rms"))
+    events = Events()
+    other = worker_on(config, store, Events(), name="elsewhere:1")
+    running = other.claim()
+    worker = worker_on(config, store, events)
+    threading.Timer(0.5, other.run_trial, (running,)).start()
+    start = time.monotonic()
+    assert worker.run() == 0
+    assert time.monotonic() - start >= 0.5
+    assert [x.state for x in trials(store, "wait")] == [TrialState.COMPLETE, TrialState.WAITING]
+    assert [e.kind for e in events] == ["worker_done"]
