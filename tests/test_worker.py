@@ -836,8 +836,9 @@ def test_a_candidate_screened_while_another_trains_counts_it_as_trained(tmp_path
 
 
 def test_screening_and_training_are_the_compositions_own_on_each_model(tmp_path):
-    """The stored predictors are the composition's, scored on the study's batches and seeds, and
-    its training is the model trained from the study's seed, on every model (recomputed here)."""
+    """The stored predictors are the composition's, scored on the study's batches and seeds (and
+    its chosen predictors), and its training is the model trained from the study's seed, on every
+    model and the study's data (recomputed here)."""
     import json
     from dataclasses import asdict
 
@@ -852,7 +853,8 @@ def test_screening_and_training_are_the_compositions_own_on_each_model(tmp_path)
     models = [MODEL, "mlp(depth=2, width=8)"]
     config = config_of("ref", n=1, objectives=TRAINED, training="steps = 2\nbatch_size = 16", models=models,
                        screening='seeds = 2\npredictors = ["forward_flops"]')
-    config = parse_study_text(config.text.replace("n_trials = 1\n", "n_trials = 1\nseed = 3\n"), "ref.toml")
+    text = config.text.replace("n_trials = 1\n", "n_trials = 1\nseed = 3\n").replace('name = "gaussian"', 'name = "digits"')
+    config = parse_study_text(text, "ref.toml")  # digits: one input channel, not the models' default 3
     events = run(config, store)
     (trial,) = trials(store, "ref")
     ctx = prepare(config)
