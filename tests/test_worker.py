@@ -768,7 +768,7 @@ def test_a_trial_whose_local_worker_is_gone_is_failed_and_retried_within_max_ret
     assert t[0].user_attrs["error"] == f"lost: its worker {dead} stopped without finishing it; retried"
     done = [(x.user_attrs["baseline"], x.system_attrs.get("failed_trial")) for x in t[1:]]
     assert done == ([("rms", None)] if max_retry == 0 else [("rms", None), ("ln", 0)])
-    assert all(x.state == TrialState.COMPLETE for x in t[1:])
+    assert all(x.state == TrialState.COMPLETE for x in t[1:]) and worker.completed == len(done)
 
 
 def test_a_worker_stops_once_the_presets_are_drawn_while_another_worker_runs_one(tmp_path):
