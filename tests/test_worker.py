@@ -906,16 +906,26 @@ def test_a_worker_that_connects_itself_watches_heartbeats_and_retries_as_the_stu
     assert ends(events) == [(1, "COMPLETE", "")]
 
 
-def test_a_worker_on_a_journal_connects_itself_without_heartbeats(tmp_path):
+def test_a_worker_process_on_a_journal_draws_from_its_own_seed(tmp_path):
+    """Worker 1 of a study (as in a worker process: handed no storage) opens the journal without
+    heartbeats, finds its study among others, and samples from the study's seed + 1000, the
+    draws of ``RandomSampler(seed=1000)`` (recomputed here)."""
     store = str(tmp_path / "j.journal")
-    config = config_of("j", n=1)
-    run(config, store, n_trials=1)  # the study, created
+    run(config_of("other", n=1), store)
+    space = ('[space.slots]\ncenter = ["none", "mean"]\nscale = ["std", "root_mean_square"]\n[space.params]\n'
+             'axes = ["c", "b", "cx", "bx"]')
+    config = config_of("j", n=1, space=space)
+    config = parse_study_text(config.text.replace("n_trials = 1\n", 'n_trials = 1\nsampler = "random"\n'), "j.toml")
     target = resolve_storage(store)
+    create_or_load_study(config, open_storage(target))
     events = Events()
-    worker = Worker(prepare(config), target, 2, events, index=1)
-    assert worker.run() == 0 and worker.heartbeat_interval is None
-    assert worker.study.study_name == "j" and worker.exhausted == 1
-    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 0 trial(s)"]
+    worker = Worker(prepare(config), target, 1, events, index=1)
+    assert worker.run() == 1 and worker.heartbeat_interval is None and worker.study.study_name == "j"
+    (trial,) = optuna.load_study(study_name="j", storage=open_storage(target)).get_trials()
+    reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1000)).ask()
+    assert str(worker.ctx.space.sample(reference).spec) == trial.user_attrs["spec"]
+    assert trial.params == reference.params
+    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 1 trial(s)"]
 
 
 def test_run_trial_draws_the_composition_of_a_trial_it_is_handed(tmp_path):
