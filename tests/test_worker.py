@@ -118,12 +118,12 @@ def ends(events):
     return [(e.trial, e.state, e.message) for e in events if e.kind == "trial_finished"]
 
 
-def worker_on(config, store, events, budget=None, busy_timeout=None, name=None):
+def worker_on(config, store, events, budget=None, busy_timeout=None, name=None, heartbeat=None):
     """A worker of ``config`` on the SQLite file ``store`` (the study created there first). With
     ``busy_timeout``, its storage waits that long for SQLite's lock instead of normx's 60 s."""
     target = resolve_storage(store)
     if busy_timeout is None:
-        storage = open_storage(target)
+        storage = open_storage(target, heartbeat)
     else:
         storage = optuna.storages.RDBStorage(f"sqlite:///{store}",
                                              engine_kwargs={"connect_args": {"timeout": busy_timeout}})
@@ -929,12 +929,24 @@ def test_a_worker_process_on_a_journal_draws_from_its_own_seed(tmp_path):
 
 
 def test_run_trial_draws_the_composition_of_a_trial_it_is_handed(tmp_path):
-    """``Worker.run_trial`` also takes a bare Optuna trial: it draws the composition itself."""
+    """``Worker.run_trial`` also takes a bare Optuna trial: it draws the composition itself, and
+    the trial's first heartbeat is recorded before it screens."""
     store = str(tmp_path / "rt.db")
     config = config_of("rt", n=1, space=presets("rms"))
     events = Events()
-    worker = worker_on(config, store, events, name="elsewhere:7")
+    worker = worker_on(config, store, events, name="elsewhere:7", heartbeat=60)
+    beats = []
+
+    def on_event(event):
+        events(event)
+        if event.kind == "stage":
+            with sqlite3.connect(store) as connection:
+                beats.extend(connection.execute("SELECT t.number FROM trial_heartbeats h "
+                                                "JOIN trials t ON t.trial_id = h.trial_id").fetchall())
+
+    worker.on_event = on_event
     assert worker.run_trial(worker.study.ask()) is False
+    assert beats == [(0,)]
     (trial,) = trials(store, "rt")
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["worker"] == "elsewhere:7"
     assert trial.user_attrs["spec"] == str(parse_spec("rms", worker.ctx.registry)) and worker.completed == 1
