@@ -177,7 +177,7 @@ class Broken:
 
             def forward(self, x3):
                 if x3.shape[0] == 16:
-                    raise NormxError("training\n  broke   here")
+                    raise NormxError("training\n  broke   here " + "y" * 600)
                 return x3.abs().mean(dim=(1, 2), keepdim=True) + 1e-5
 
         class Flaky(nn.Module):
@@ -358,11 +358,12 @@ def test_failing_compositions_fail_alone_with_one_line_messages(tmp_path, broken
     assert [x.state for x in t] == [TrialState.FAIL] * 4 + [TrialState.COMPLETE]
     boom = ("RuntimeError: the plugin broke " + "x" * 600)[:500]
     nan = f"an objective is NaN: [{t[2].user_attrs['train']['test_accuracy']}, nan]"
-    assert [x.user_attrs["error"] for x in t[:4]] == [boom, boom, nan, "training broke here"]
+    broke = ("training broke here " + "y" * 600)[:500]
+    assert [x.user_attrs["error"] for x in t[:4]] == [boom, boom, nan, broke]
     assert all(x.user_attrs["stage"] == "failed" for x in t[:4])
     assert t[1].user_attrs["reused_from"] == 0 and "reused_from" not in t[2].user_attrs
     assert ends(events) == [(0, "FAIL", boom), (1, "FAIL", f"same as trial 0: {boom}"), (2, "FAIL", nan),
-                            (3, "FAIL", "training broke here"), (4, "COMPLETE", "")]
+                            (3, "FAIL", broke), (4, "COMPLETE", "")]
     specs = [(e.trial, e.spec) for e in events if e.kind == "trial_finished"]
     assert specs == [(0, "boom"), (1, "boom"), (2, "nanscale"), (3, "trainboom"), (4, LN)]
     # failed with an error, each holds its place: the presets hold four distinct compositions
@@ -989,3 +990,23 @@ def test_a_worker_without_room_waits_for_another_workers_running_trial(tmp_path,
     assert time.monotonic() - start >= 0.5
     assert [x.state for x in trials(store, "wait")] == [TrialState.COMPLETE, TrialState.WAITING]
     assert [e.kind for e in events] == ["worker_done"]
+
+
+def test_a_retry_reuses_a_repeat_evaluated_after_the_interrupted_original(tmp_path):
+    """Trial 0 (ln) is interrupted; on resume ``gn(groups=1)`` (LN, trial 1) is evaluated first,
+    past the interrupted trial 0, and the retry of trial 0 (trial 2) then reuses trial 1."""
+    store = str(tmp_path / "ir.db")
+    config = config_of("ir", n=2, space=presets("ln", "gn(groups=1)"))
+
+    def interrupt(event):
+        if event.kind == "stage":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, storage=store, on_trial_event=interrupt)
+    events = run(config, store)
+    t = trials(store, "ir")
+    assert [x.state for x in t] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "reused_from" not in t[1].user_attrs and t[2].user_attrs["retry_of"] == 0
+    assert t[2].user_attrs["reused_from"] == 1 and t[2].values == t[1].values
+    assert ends(events) == [(1, "COMPLETE", ""), (2, "COMPLETE", "same as trial 1")]
