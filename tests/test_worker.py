@@ -915,18 +915,22 @@ def test_a_worker_process_on_a_journal_draws_from_its_own_seed(tmp_path):
     run(config_of("other", n=1), store)
     space = ('[space.slots]\ncenter = ["none", "mean"]\nscale = ["std", "root_mean_square"]\n[space.params]\n'
              'axes = ["c", "b", "cx", "bx"]')
-    config = config_of("j", n=1, space=space)
-    config = parse_study_text(config.text.replace("n_trials = 1\n", 'n_trials = 1\nsampler = "random"\n'), "j.toml")
+    config = config_of("j", n=3, space=space)
+    config = parse_study_text(config.text.replace("n_trials = 3\n", 'n_trials = 3\nsampler = "random"\n'), "j.toml")
     target = resolve_storage(store)
     create_or_load_study(config, open_storage(target))
     events = Events()
-    worker = Worker(prepare(config), target, 1, events, index=1)
-    assert worker.run() == 1 and worker.heartbeat_interval is None and worker.study.study_name == "j"
-    (trial,) = optuna.load_study(study_name="j", storage=open_storage(target)).get_trials()
-    reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1000)).ask()
-    assert str(worker.ctx.space.sample(reference).spec) == trial.user_attrs["spec"]
-    assert trial.params == reference.params
-    assert [e.message for e in events if e.kind == "worker_done"] == ["ran 1 trial(s)"]
+    worker = Worker(prepare(config), target, 3, events, index=1)
+    ran = worker.run()
+    assert worker.heartbeat_interval is None and worker.study.study_name == "j"
+    drawn = optuna.load_study(study_name="j", storage=open_storage(target)).get_trials()
+    assert len(drawn) == ran >= 3
+    reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1000))
+    for trial in drawn:  # the same draws, in order (a random sampler ignores the history)
+        expected = reference.ask()
+        assert str(worker.ctx.space.sample(expected).spec) == trial.user_attrs["spec"]
+        assert trial.params == expected.params
+    assert [e.message for e in events if e.kind == "worker_done"] == [f"ran {ran} trial(s)"]
 
 
 def test_run_trial_draws_the_composition_of_a_trial_it_is_handed(tmp_path):
