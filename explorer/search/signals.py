@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,21 @@ _interrupted = threading.Event()
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     _interrupted.set()
     raise KeyboardInterrupt
+
+
+#: The unraisable-exception hook in place before :func:`interrupt_on_signals` put its own.
+_previous_unraisablehook = sys.unraisablehook
+
+
+def _drop_swallowed_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
+    """Python prints an exception it cannot raise (one from a weakref callback or a destructor) as
+    "Exception ignored … Traceback": for the handler's KeyboardInterrupt that is a traceback on a
+    clean stop, and the interruption is not lost (the flag is set, the worker raises it at its next
+    check), so it is dropped. Every other unraisable exception goes to the previous hook."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt) \
+            and _interrupted.is_set():
+        return
+    _previous_unraisablehook(unraisable)
 
 
 def raise_if_interrupted() -> None:
@@ -56,7 +72,10 @@ def interrupt_on_signals() -> None:
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    global _previous_unraisablehook
     _interrupted.clear()
+    if sys.unraisablehook is not _drop_swallowed_interrupt:
+        _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _drop_swallowed_interrupt
     signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
 

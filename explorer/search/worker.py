@@ -251,6 +251,7 @@ class Worker:
         """The trial loop: claim, run, and list the space when the sampler keeps repeating itself."""
         ran = repeats = 0
         while True:
+            raise_if_interrupted()  # a signal swallowed between trials (in a destructor) stops the run here
             claimed = self.claim()
             if claimed is None:
                 break
@@ -369,6 +370,7 @@ class Worker:
             return Evaluation({}, prune_reason=f"uses batch statistics, which need a training batch of at least 2 "
                                                f"samples (training.batch_size = {config.training.batch_size})")
         predictors_by_model = self._screen(spec_text)
+        raise_if_interrupted()  # one swallowed while screening: the trial is interrupted, not trained
         trial.set_user_attr(TrialAttr.PREDICTORS_BY_MODEL, json_safe(predictors_by_model))
         trial.set_user_attr(TrialAttr.PREDICTORS, json_safe(aggregate_predictors(predictors_by_model)))
         reason = screening_verdict(config.screening, predictors_by_model)
