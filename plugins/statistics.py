@@ -73,9 +73,10 @@ class Std(_ScaleOverAxes):
         b = self.stats
         weight, bias = (affine.weight, affine.bias) if affine is not None else (None, None)
         if b.batch:
-            if self.training and y.shape[0] == 1:
-                b.check_batch(y)
-            if self.training:  # F.batch_norm updates the running statistics, not the count (nn.BatchNorm does)
+            if self.training:
+                if y.shape[0] == 1:
+                    b.check_batch(y)
+                # F.batch_norm updates the running statistics, not the count (nn.BatchNorm does)
                 center.stats.num_batches_tracked.add_(1)
                 if b is not center.stats:
                     b.num_batches_tracked.add_(1)

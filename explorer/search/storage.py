@@ -58,15 +58,23 @@ _FULL_TEXT = ("database or disk is full", "no space left on device", "could not 
 _READ_ONLY_TEXT = ("readonly database", "read-only file system", "read-only transaction")
 
 
-def _chain(err: BaseException) -> Iterator[BaseException]:
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """``err``, then what it was raised from, the innermost last. A chain that comes back to an
+    error already seen (``raise a from b`` where ``b`` was raised from ``a``) ends at the last new one."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         yield err
-        orig = getattr(err, "orig", None)
+        err = err.__cause__ or err.__context__
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """The causes of ``err`` with the driver's error SQLAlchemy wraps (``.orig``) after each."""
+    for cause in _causes(err):
+        yield cause
+        orig = getattr(cause, "orig", None)
         if isinstance(orig, BaseException):
             yield orig
-        err = err.__cause__ or err.__context__
 
 
 def storage_failure(err: BaseException, target: StorageTarget) -> StorageError | None:
@@ -281,14 +289,8 @@ def _driver_missing(target: StorageTarget, err: ImportError) -> StorageError:
 
 
 def _first_line(err: BaseException) -> str:
-    """The first line of the innermost cause: optuna and sqlalchemy wrap the driver's error.
-
-    A chain that comes back to an error already seen (``raise a from b`` where ``b`` was raised
-    from ``a``) ends at the last new one."""
-    seen = {id(err)}
-    while (inner := err.__cause__ or err.__context__) is not None and id(inner) not in seen:
-        seen.add(id(inner))
-        err = inner
+    """The first line of the innermost cause: optuna and sqlalchemy wrap the driver's error."""
+    *_, err = _causes(err)
     orig = getattr(err, "orig", None) or err
     lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
     return lines[0] if lines else type(orig).__name__
