@@ -37,6 +37,9 @@ from explorer.predictors import layer_weights
 
 #: Added to the correlation eigenvalues in jacob_cov (Mellor et al.'s constant).
 JACOB_COV_EPS = 1e-5
+#: naswot's kernel is singular when λ_min ≤ λ_max · N · this (numpy's matrix_rank uses N · 2.2e-16;
+#: 1e-12 leaves room for every CPU's rounding of an exactly singular integer matrix).
+NASWOT_SINGULAR = 1e-12
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -64,7 +67,11 @@ def snip(weights: Iterable[Tensor], grads: Iterable[Tensor | None]) -> float:
 def naswot(codes: Tensor) -> float:
     """log |det K| for binary activation codes (N samples, U units), K_ij = agreements of i and j.
 
-    -inf when two samples share a code (K is singular): the network cannot tell them apart.
+    -inf when K is singular: the network cannot tell the samples apart (two share a code, or the
+    codes span too few directions, as N samples on fewer than N/2 units always do). Singular means
+    numerically singular, λ_min ≤ λ_max · N · 1e-12: an exactly singular K computed in floating
+    point has a tiny eigenvalue of either sign, and its log-determinant is whatever the CPU's
+    rounding makes of it (a finite number on one machine, -inf on another).
     Exact for fewer than 2**24 units.
     """
     # K = c cᵀ + (1 − c)(1 − c)ᵀ = 2 c cᵀ − s 1ᵀ − 1 sᵀ + U (s the row sums, U the units): one
@@ -72,8 +79,10 @@ def naswot(codes: Tensor) -> float:
     c = codes.detach().float()
     rows = c.sum(dim=1)
     kernel = (2 * (c @ c.T) - rows[:, None] - rows[None, :] + c.shape[1]).double()
-    sign, logdet = torch.linalg.slogdet(kernel)
-    return float(logdet) if sign > 0 else -math.inf
+    eig = torch.linalg.eigvalsh(kernel)  # K is positive semi-definite: a sum of two Gram matrices
+    if not bool(eig[0] > eig[-1] * kernel.shape[0] * NASWOT_SINGULAR):
+        return -math.inf
+    return float(torch.log(eig).sum())
 
 
 def jacob_cov(jacobians: Tensor) -> float:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import explorer
+import explorer.compile as compile_module
 from explorer.compile import (CompileController, CompileModeError, compile_available, compile_stats, compile_units,
                               parse_compile_mode, structure_key)
 from explorer.errors import SpecError
@@ -170,10 +171,26 @@ def test_structure_key_ignores_values_and_sees_constants():
     assert structure_key(a) != structure_key(explorer.create_conv("gn(group_size=2) | tlu", 8, 16))
 
 
-def test_auto_compiles_only_when_the_saving_pays_for_it():
+class TickingClock:
+    """A fake clock: every read is ``tick`` seconds after the previous one, whatever the machine's load."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_auto_compiles_only_when_the_saving_pays_for_it(monkeypatch):
+    """What auto decides from the measured seconds, on a fake clock (1 ms a read) and without
+    compile times measured by earlier tests in this process: a busy machine decided otherwise."""
     from explorer.data import load_dataset
     from explorer.training import TrainConfig, train
 
+    monkeypatch.setattr(compile_module, "clock", TickingClock(0.001))
+    monkeypatch.setitem(compile_module._STATS, "compile_s", [])
+    monkeypatch.setitem(compile_module._STATS, "key_pass_s", [])
     data = load_dataset("gaussian", "train", limit=32, seed=0)
     model = explorer.create_model("plaincnn(depth=2, width=8)", "evo_b0", num_classes=data.num_classes, in_channels=3)
     keys = compile_stats()["compiled_keys"]

@@ -20,6 +20,7 @@ from torch import nn
 import explorer
 from explorer.errors import PluginError, PredictorError
 from explorer.plugins import unregister
+from explorer.records import to_float
 from explorer.registry import PredictorEntry
 from explorer.scoring import measure, resolve_predictors
 
@@ -301,9 +302,9 @@ def test_a_predictor_registered_from_python_is_a_study_objective(tmp_path):
 
         done = [t for t in optuna.load_study(study_name="objective", storage=storage).trials if t.values]
         assert len(done) == 2
-        for t in done:
+        for t in done:  # naswot is -inf where the kernel is singular: stored as "-inf", an objective as -inf
             stored = t.user_attrs["predictors"]
-            assert t.values == [stored["logit_spread"], stored["naswot"]]
+            assert t.values == [to_float(stored["logit_spread"]), to_float(stored["naswot"])]
             assert stored["directions"]["logit_spread"] == "lower"
         with pytest.raises(StudyFileError, match=r"objective.toml:\d+: objectives.logit_sprad: unknown objective; "
                                                  r"closest: logit_spread"):
@@ -315,6 +316,60 @@ def test_a_predictor_registered_from_python_is_a_study_objective(tmp_path):
             parse_study_text(text.replace("naswot =", "variance_growth ="), "objective.toml")
     finally:
         unregister("spread")
+
+
+def test_an_infinite_predictor_is_a_valid_objective_value_everywhere(tmp_path):
+    """±inf is a measurement at its extreme (naswot's singular kernel: -inf, the worst), never a
+    missing value: the trial completes with it as its objective, stores it as "-inf", reads back
+    as -inf, and ranks last in its direction. NaN is the missing value (it fails an objective)."""
+    module = type(sys)("worst_predictor")
+    exec(compile(textwrap.dedent("""
+        import math
+        from explorer import PredictorEntry, hookimpl
+
+        @hookimpl
+        def register_predictors(register):
+            register(PredictorEntry(name="always_worst", direction="higher", needs=("activations",),
+                                    compute=lambda batch: -math.inf, doc="-inf, the worst of a higher-is-better"))
+    """), "worst_predictor", "exec"), module.__dict__)
+    explorer.register_plugin(module, name="worst")
+    try:
+        from explorer.search import run_study
+        from explorer.search.combined import percentile_ranks
+        from explorer.search.results import StudySource
+        from explorer.search.study_file import parse_study_text
+
+        text = textwrap.dedent("""
+            name = "inf"
+            models = ["mlp(depth=2, width=8)"]
+            n_trials = 2
+            [objectives]
+            always_worst = "maximize"
+            [data]
+            name = "gaussian"
+            train_limit = 32
+            test_limit = 16
+            [space]
+            presets = ["bn", "ln"]
+            [screening]
+            batch_size = 16
+            batches = 1
+            [training]
+            steps = 0
+        """)
+        storage = f"sqlite:///{tmp_path / 'inf.db'}"
+        run_study(parse_study_text(text, "inf.toml"), storage=storage, on_trial_event=lambda event: None)
+        import optuna
+
+        trials = optuna.load_study(study_name="inf", storage=storage).trials
+        assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+        assert [t.values for t in trials] == [[-math.inf], [-math.inf]]
+        assert [t.user_attrs["predictors"]["always_worst"] for t in trials] == ["-inf", "-inf"]
+        assert [t.user_attrs["predictors"]["missing"] for t in trials] == [{}, {}]
+        assert StudySource(storage, "inf").load().row(0).values == (-math.inf,)
+        assert percentile_ranks([-math.inf, 0.5, math.inf], "maximize") == [1.0, 0.5, 0.0]
+    finally:
+        unregister("worst")
 
 
 def test_several_models_aggregate_every_stored_predictor_at_its_worst():

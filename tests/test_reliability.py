@@ -104,14 +104,16 @@ def gone(pid):
 
 
 def children_of(pid):
-    """The worker processes of ``pid`` (the spawn start method's resource tracker aside)."""
+    """The worker processes of ``pid``: children running multiprocessing's spawn entry point. The
+    resource tracker is not one, nor a child between fork and exec, which still shows the parent's
+    command line (on a busy machine long enough to be counted twice)."""
     with open(f"/proc/{pid}/task/{pid}/children") as handle:
         pids = [int(p) for p in handle.read().split()]
     out = []
     for child in pids:
         try:
             with open(f"/proc/{child}/cmdline", "rb") as handle:
-                if b"resource_tracker" not in handle.read():
+                if b"spawn_main" in handle.read():
                     out.append(child)
         except FileNotFoundError:
             pass

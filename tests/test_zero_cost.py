@@ -71,6 +71,20 @@ def test_naswot_is_the_log_determinant_of_the_agreement_kernel():
     assert zc.naswot(torch.tensor([[1, 0], [1, 0]])) == -math.inf
 
 
+def test_naswot_of_a_singular_kernel_is_minus_infinity_on_every_cpu():
+    """Distinct codes can still give a singular K: N samples on U units span at most 2U − 1
+    directions (c and 1 − c sum to ones). LU's sign on such a K depends on the CPU's rounding (an
+    AMD EPYC gave -inf where an Intel Xeon gave a finite log-determinant): the rank decides."""
+    assert zc.naswot(torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])) == -math.inf
+    for seed in range(20):
+        codes = torch.rand(16, 8, generator=torch.Generator().manual_seed(seed)) > 0.5  # 16 samples, rank ≤ 15
+        assert zc.naswot(codes) == -math.inf, seed
+    full = torch.rand(16, 64, generator=torch.Generator().manual_seed(0)) > 0.5
+    c = full.double()
+    kernel = c @ c.T + (1 - c) @ (1 - c).T
+    assert zc.naswot(full) == pytest.approx(float(torch.linalg.slogdet(kernel)[1]), rel=1e-9)
+
+
 def test_activation_codes_are_the_relu_pattern():
     out = nn.functional.relu(torch.tensor([[1.0, -1.0, 0.0], [2.0, 3.0, -4.0]]))
     assert zc.activation_codes([out]).tolist() == [[True, False, False], [True, True, False]]
