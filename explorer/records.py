@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, overload
 
+from explorer.direction import Direction
+
 
 def json_safe(value: Any) -> Any:
     """Floats that JSON cannot hold become "inf", "-inf", "nan"; tensors and tuples plain lists."""
@@ -54,13 +56,13 @@ def to_float(value: Any, default: float | None = None) -> float | None:
     return default
 
 
-#: The scalar predictors a study can optimise, with the direction in which each gets *worse*
-#: ("maximize": a higher value is worse). Screening, aggregation over models and the study file's
-#: objectives all read this table.
-OBJECTIVE_PREDICTORS: dict[str, str] = {
-    "cosine_similarity": "maximize",
-    "grad_explosion_exponent": "maximize",
-    "stable_rank": "minimize",
+#: The paper's scalar predictors (Lubana et al.), each with the way it is better: the fixed fields
+#: of :class:`Predictors`, and what screening, aggregation over models and the study file's
+#: objectives know without loading a plugin.
+PAPER_PREDICTORS: dict[str, Direction] = {
+    "cosine_similarity": Direction.LOWER,
+    "grad_explosion_exponent": Direction.LOWER,
+    "stable_rank": Direction.HIGHER,
 }
 #: The predictors ``normx score``, ``explorer.score`` and every study compute unless told otherwise:
 #: the paper's four (one forward + backward, no weight gradients) and the parameter count, the
@@ -70,13 +72,13 @@ DEFAULT_PREDICTORS: tuple[str, ...] = (
 )
 #: Which way each built-in predictor is better, for records stored before they said so themselves
 #: (a record's ``directions`` wins).
-BUILTIN_DIRECTIONS: dict[str, str] = {
-    "cosine_similarity": "lower", "grad_explosion_exponent": "lower", "stable_rank": "higher",
-    "variance_growth_rate": "lower", "parameter_count": "higher", "forward_flops": "higher",
-    "weight_grad_norm": "higher", "snip": "higher", "synflow": "higher", "naswot": "higher", "jacob_cov": "higher",
+BUILTIN_DIRECTIONS: dict[str, Direction] = {
+    **PAPER_PREDICTORS, "variance_growth_rate": Direction.LOWER,
+    **dict.fromkeys(("parameter_count", "forward_flops", "weight_grad_norm", "snip", "synflow", "naswot",
+                     "jacob_cov"), Direction.HIGHER),
 }
 #: Every scalar predictor, in the order reports show them (the variance growth's rate included).
-SCALAR_PREDICTORS: tuple[str, ...] = (*OBJECTIVE_PREDICTORS, "variance_growth_rate")
+SCALAR_PREDICTORS: tuple[str, ...] = (*PAPER_PREDICTORS, "variance_growth_rate")
 #: Per-layer predictors, in forward order.
 LAYER_PREDICTORS: tuple[str, ...] = ("activation_variance", "grad_norm")
 #: The kinds of activation-variance growth, from harmless to worst.
@@ -97,7 +99,7 @@ class Predictors:
     spread: dict[str, float] = field(default_factory=dict)
     #: predictor name -> why it could not be computed (its value is NaN)
     missing: dict[str, str] = field(default_factory=dict)
-    #: predictor name -> "lower" or "higher" (which is better), for every predictor computed
+    #: predictor name -> which way it is better ("lower" or "higher" when stored), for every predictor computed
     directions: dict[str, str] = field(default_factory=dict)
     #: every other registered predictor's value (parameter_count, snip, ...), stored as a key of
     #: its own beside the fixed ones
@@ -158,22 +160,22 @@ def scalar_predictors(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def worse_directions(records: list[dict[str, Any]]) -> dict[str, str]:
-    """The scalar predictors of some records with the direction in which each gets *worse*
-    ("maximize": a higher value is worse), as :data:`OBJECTIVE_PREDICTORS` writes it."""
-    out = dict(OBJECTIVE_PREDICTORS)
+def record_directions(records: list[dict[str, Any]]) -> dict[str, Direction]:
+    """The scalar predictors of some stored records, each with the way it is better: the paper's,
+    then those the records' ``directions`` name (a dict-valued one, variance growth, left out)."""
+    out = dict(PAPER_PREDICTORS)
     for record in records:
         for name, direction in (record.get("directions") or {}).items():
-            if not isinstance(record.get(name), dict):
-                out.setdefault(name, "maximize" if direction == "lower" else "minimize")
+            if not isinstance(record.get(name), dict) and (parsed := Direction.parse(direction)) is not None:
+                out.setdefault(name, parsed)
     return out
 
 
-def direction_of(record: dict[str, Any], name: str) -> str | None:
-    """"lower" or "higher" (which is better) for a stored predictor, or None when unknown."""
+def direction_of(record: dict[str, Any], name: str) -> Direction | None:
+    """Which way a stored predictor is better, or None when unknown."""
     directions = record.get("directions") if isinstance(record.get("directions"), dict) else {}
     base = name[:-5] if name.endswith("_rate") and name[:-5] in directions else name
-    return directions.get(base) or BUILTIN_DIRECTIONS.get(name)
+    return Direction.parse(directions.get(base)) or BUILTIN_DIRECTIONS.get(name)
 
 
 #: The fixed keys of a stored predictor record (docs/trial-schema.md); each extra predictor adds its own.

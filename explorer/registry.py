@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from explorer.axes import parse_axes
+from explorer.direction import Direction
 from explorer.errors import PluginError, PredictorError, SpecError, closest, unknown_name_message
 
 if TYPE_CHECKING:
@@ -170,8 +171,7 @@ class ModelEntry:
 #: the classifier's input, d loss / d probe output, d loss / d layer weight (the shared backward
 #: then computes them too), or a pass of its own (it runs the model itself).
 PREDICTOR_NEEDS: tuple[str, ...] = ("activations", "output_gradients", "weight_gradients", "separate_pass")
-#: Which way a predictor is better, and when it is computed (``PredictorEntry.per``).
-PREDICTOR_DIRECTIONS: tuple[str, ...] = ("lower", "higher")
+#: When a predictor is computed (``PredictorEntry.per``).
 PREDICTOR_SCOPES: tuple[str, ...] = ("batch", "seed")
 #: Keys a predictor record already uses for something else (docs/trial-schema.md), and the
 #: training measures a study's objectives name: no predictor may take them.
@@ -195,7 +195,8 @@ class PredictorEntry:
     """
 
     name: str
-    direction: str
+    #: which way is better: "lower" or "higher" (a :class:`~explorer.direction.Direction` once registered)
+    direction: Direction
     compute: Callable[[Any], Any]
     needs: tuple[str, ...] = ()
     doc: str = ""
@@ -210,9 +211,10 @@ class PredictorEntry:
             raise PluginError(f"predictor {self.name!r}: names are lower-case letters, digits and '_'")
         if self.name in RESERVED_PREDICTOR_NAMES:
             raise PluginError(f"predictor {self.name!r}: the name is taken by a stored field or a training measure")
-        if self.direction not in PREDICTOR_DIRECTIONS:
+        if self.direction not in (Direction.LOWER.value, Direction.HIGHER.value):
             raise PluginError(f"predictor {self.name!r}: direction must be 'lower' or 'higher' (which is better), "
                               f"got {self.direction!r}")
+        object.__setattr__(self, "direction", Direction.of(self.direction))
         if self.per not in PREDICTOR_SCOPES:
             raise PluginError(f"predictor {self.name!r}: per must be 'batch' or 'seed', got {self.per!r}")
         unknown = [n for n in self.needs if n not in PREDICTOR_NEEDS]

@@ -260,6 +260,13 @@ def test_example_plugin_predictor_through_a_real_entry_point(installed_example, 
     assert value == pytest.approx(expected) and 0 <= value <= 1
 
 
+def screening_study(name: str, objectives: str) -> str:
+    """A study file that screens BN and LN on a small MLP and trains nothing."""
+    return (f'name = "{name}"\nmodels = ["mlp(depth=2, width=8)"]\nn_trials = 2\n[objectives]\n{objectives}\n'
+            '[data]\nname = "gaussian"\ntrain_limit = 32\ntest_limit = 16\n[space]\npresets = ["bn", "ln"]\n'
+            '[screening]\nbatch_size = 16\nbatches = 1\n[training]\nsteps = 0\n')
+
+
 def test_a_predictor_registered_from_python_is_a_study_objective(tmp_path):
     module = type(sys)("spread_predictor")
     exec(compile(textwrap.dedent("""
@@ -275,25 +282,7 @@ def test_a_predictor_registered_from_python_is_a_study_objective(tmp_path):
         from explorer.search import run_study
         from explorer.search.study_file import StudyFileError, parse_study_text
 
-        text = textwrap.dedent("""
-            name = "objective"
-            models = ["mlp(depth=2, width=8)"]
-            n_trials = 2
-            [objectives]
-            logit_spread = "minimize"
-            naswot = "maximize"
-            [data]
-            name = "gaussian"
-            train_limit = 32
-            test_limit = 16
-            [space]
-            presets = ["bn", "ln"]
-            [screening]
-            batch_size = 16
-            batches = 1
-            [training]
-            steps = 0
-        """)
+        text = screening_study("objective", 'logit_spread = "minimize"\nnaswot = "maximize"')
         config = parse_study_text(text, "objective.toml")
         assert config.predictor_names()[-2:] == ["logit_spread", "naswot"]
         storage = f"sqlite:///{tmp_path / 'o.db'}"
@@ -335,28 +324,12 @@ def test_an_infinite_predictor_is_a_valid_objective_value_everywhere(tmp_path):
     explorer.register_plugin(module, name="worst")
     try:
         from explorer.search import run_study
+        from explorer.direction import Direction
         from explorer.search.combined import percentile_ranks
         from explorer.search.results import StudySource
         from explorer.search.study_file import parse_study_text
 
-        text = textwrap.dedent("""
-            name = "inf"
-            models = ["mlp(depth=2, width=8)"]
-            n_trials = 2
-            [objectives]
-            always_worst = "maximize"
-            [data]
-            name = "gaussian"
-            train_limit = 32
-            test_limit = 16
-            [space]
-            presets = ["bn", "ln"]
-            [screening]
-            batch_size = 16
-            batches = 1
-            [training]
-            steps = 0
-        """)
+        text = screening_study("inf", 'always_worst = "maximize"')
         storage = f"sqlite:///{tmp_path / 'inf.db'}"
         run_study(parse_study_text(text, "inf.toml"), storage=storage, on_trial_event=lambda event: None)
         import optuna
@@ -367,7 +340,7 @@ def test_an_infinite_predictor_is_a_valid_objective_value_everywhere(tmp_path):
         assert [t.user_attrs["predictors"]["always_worst"] for t in trials] == ["-inf", "-inf"]
         assert [t.user_attrs["predictors"]["missing"] for t in trials] == [{}, {}]
         assert StudySource(storage, "inf").load().row(0).values == (-math.inf,)
-        assert percentile_ranks([-math.inf, 0.5, math.inf], "maximize") == [1.0, 0.5, 0.0]
+        assert percentile_ranks([-math.inf, 0.5, math.inf], Direction.HIGHER) == [1.0, 0.5, 0.0]
     finally:
         unregister("worst")
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from explorer.direction import Direction
 from explorer.search.combined import percentile_ranks
 from explorer.search.screening import RelativePolicy, dominated, relative_verdict, scores
 
@@ -15,17 +16,17 @@ def c(cos, expl):
 
 
 def test_percentile_ranks_share_ties_and_put_missing_values_last():
-    assert percentile_ranks([0.3, 0.1, 0.2], "minimize") == [1.0, 0.0, 0.5]
-    assert percentile_ranks([0.3, 0.1, 0.2], "maximize") == [0.0, 1.0, 0.5]
-    assert percentile_ranks([0.1, 0.1, 0.5], "minimize") == [0.25, 0.25, 1.0]
-    assert percentile_ranks([math.nan, 0.2, None], "minimize")[1] == 0.0
+    assert percentile_ranks([0.3, 0.1, 0.2], Direction.LOWER) == [1.0, 0.0, 0.5]
+    assert percentile_ranks([0.3, 0.1, 0.2], Direction.HIGHER) == [0.0, 1.0, 0.5]
+    assert percentile_ranks([0.1, 0.1, 0.5], Direction.LOWER) == [0.25, 0.25, 1.0]
+    assert percentile_ranks([math.nan, 0.2, None], Direction.LOWER)[1] == 0.0
 
 
 def test_the_combined_score_averages_both_ranks():
     pool = [c(0.1, 0.9), c(0.9, 0.1), c(0.5, 0.5), c(0.95, 0.95)]
     assert scores(pool, RelativePolicy()) == pytest.approx([1 / 3, 1 / 3, 1 / 3, 1.0])
     assert scores(pool, RelativePolicy(score="cosine_similarity")) == [0.1, 0.9, 0.5, 0.95]
-    assert scores([{"stable_rank": 3.0}], RelativePolicy(score="stable_rank", direction="maximize")) == [-3.0]
+    assert scores([{"stable_rank": 3.0}], RelativePolicy(score="stable_rank", direction=Direction.HIGHER)) == [-3.0]
 
 
 def test_warm_up_trains_everything_first():

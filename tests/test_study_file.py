@@ -342,7 +342,9 @@ def test_a_plugin_s_predictors_are_objectives_and_screening_predictors():
 
     import explorer
     from explorer.plugins import get_registry, unregister
-    from explorer.search.study_file import objective_source, predictor_direction
+    from explorer.direction import Direction
+    from explorer.search.screening import predictor_direction
+    from explorer.search.study_file import objective_source
 
     module = type(sys)("study_file_predictors")
     exec(textwrap.dedent("""
@@ -356,11 +358,12 @@ def test_a_plugin_s_predictors_are_objectives_and_screening_predictors():
     """), module.__dict__)
     explorer.register_plugin(module, name="study-file-predictors")
     try:
-        assert (predictor_direction("spread_low"), predictor_direction("spread_high")) == ("lower", "higher")
+        assert (predictor_direction("spread_low"), predictor_direction("spread_high")) == (Direction.LOWER,
+                                                                                          Direction.HIGHER)
         assert predictor_direction("spread_all") is None and predictor_direction("nothing") is None
         # (where it is stored, its key, the direction in which it gets worse)
-        assert objective_source("spread_low") == ("predictors", "spread_low", "maximize")
-        assert objective_source("spread_high") == ("predictors", "spread_high", "minimize")
+        assert objective_source("spread_low") == ("predictors", "spread_low", Direction.LOWER)
+        assert objective_source("spread_high") == ("predictors", "spread_high", Direction.HIGHER)
         with pytest.raises(KeyError, match="spread_all"):
             objective_source("spread_all")
         config = parse_study_text(GOOD.replace('test_accuracy = "maximize"', 'test_accuracy = "maximize"\n'

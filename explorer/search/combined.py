@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import math
-
+from explorer.direction import Direction
 from explorer.records import direction_of, predictor_value
 
 #: The default parts: the two sides of the trade-off, both lower-is-better.
@@ -22,16 +21,9 @@ COMBINED_PREDICTORS: tuple[str, ...] = ("cosine_similarity", "grad_explosion_exp
 COMBINED = "combined"
 
 
-def badness(value: float | None, direction: str) -> float:
-    """A value turned into "lower is better", missing and NaN values worst."""
-    if value is None or math.isnan(value):
-        return math.inf
-    return value if direction == "minimize" else -value
-
-
-def percentile_ranks(values: Sequence[float | None], direction: str) -> list[float]:
+def percentile_ranks(values: Sequence[float | None], direction: Direction) -> list[float]:
     """Each value's rank among ``values`` scaled to [0, 1] (0 best), ties sharing their mean rank."""
-    keys = [badness(v, direction) for v in values]
+    keys = [direction.badness(v) for v in values]
     n = len(keys)
     if n == 1:
         return [0.0]
@@ -65,7 +57,7 @@ def combined_rank_score(records: Sequence[Mapping[str, Any]],
         return []
     parts = []
     for name in predictors:
-        direction = next((d for d in (direction_of(dict(r), name) for r in records) if d), "lower")
+        direction = next((d for d in (direction_of(dict(r), name) for r in records) if d), Direction.LOWER)
         values = [predictor_value(dict(r), name) for r in records]
-        parts.append(percentile_ranks(values, "minimize" if direction == "lower" else "maximize"))
+        parts.append(percentile_ranks(values, direction))
     return [sum(p[i] for p in parts) / len(parts) for i in range(len(records))]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from explorer.records import LAYER_PREDICTORS, VARIANCE_GROWTH_KINDS, to_float, worse_directions
+from explorer.direction import Direction
+from explorer.records import LAYER_PREDICTORS, VARIANCE_GROWTH_KINDS, record_directions, to_float
 from explorer.search.schema import TrialAttr
 from explorer.search.study_file import ScreeningConfig, StudyConfig, objective_source
 
@@ -35,16 +36,11 @@ def aggregate_predictors(by_model: dict[str, Record]) -> Record:
         return dict(next(iter(by_model.values())))
     rows = list(by_model.values())
 
-    def worst(key: str, higher_is_worse: bool) -> Any:
+    def worst(key: str, direction: Direction) -> Any:
         values = [r[key] for r in rows if key in r]
-        if not values:
-            return None
-        floats = [_number(v) for v in values]
-        floats = [f if not math.isnan(f) else (math.inf if higher_is_worse else -math.inf) for f in floats]
-        index = max(range(len(floats)), key=lambda i: floats[i] if higher_is_worse else -floats[i])
-        return values[index]
+        return values[direction.worst_index([_number(v) for v in values])] if values else None
 
-    out: Record = {key: worst(key, direction == "maximize") for key, direction in worse_directions(rows).items()}
+    out: Record = {key: worst(key, direction) for key, direction in record_directions(rows).items()}
     out["overflow"] = any(bool(r.get("overflow")) for r in rows)
     out["missing"] = {k: f"{m}: {v}" for m, r in by_model.items() for k, v in (r.get("missing") or {}).items()}
     out["directions"] = {k: v for r in rows for k, v in (r.get("directions") or {}).items()}
@@ -107,7 +103,7 @@ def objective_values(config: StudyConfig, predictors_by_model: dict[str, Record]
         if config.aggregate == "mean":
             values.append(sum(per_model) / len(per_model))
         else:
-            values.append(min(per_model) if direction == "maximize" else max(per_model))
+            values.append(Direction.of(direction).worst(per_model))
     return values
 
 

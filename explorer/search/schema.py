@@ -15,7 +15,7 @@ from typing import Any
 
 from explorer.records import (
     LAYER_PREDICTORS,
-    OBJECTIVE_PREDICTORS,
+    PAPER_PREDICTORS,
     PREDICTOR_KEYS,
     SCALAR_PREDICTORS,
     VARIANCE_GROWTH_KINDS,
@@ -26,7 +26,7 @@ from explorer.records import (
 )
 
 __all__ = [
-    "LAYER_PREDICTORS", "OBJECTIVE_PREDICTORS", "PREDICTOR_KEYS", "RESULT_ATTRS", "SCALAR_PREDICTORS", "STAGES",
+    "LAYER_PREDICTORS", "PAPER_PREDICTORS", "PREDICTOR_KEYS", "RESULT_ATTRS", "SCALAR_PREDICTORS", "STAGES",
     "STUDY_ATTRS", "TRAIN_KEYS", "TRIAL_ATTRS",
     "VARIANCE_GROWTH_KINDS", "Predictors", "Stage", "StudyAttr", "TrainResult", "TrialAttr", "TrialRecord",
     "json_safe", "to_float",

@@ -23,33 +23,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.records import BUILTIN_DIRECTIONS, OBJECTIVE_PREDICTORS, to_float
-from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, badness, combined_rank_score
+from explorer.direction import Direction
+from explorer.records import BUILTIN_DIRECTIONS, PAPER_PREDICTORS, to_float
+from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
 
 #: The predictors of the combined score and their directions.
-COMBINED_PARTS: dict[str, str] = {name: "minimize" for name in COMBINED_PREDICTORS}
-#: Every stored scalar predictor a policy can rank by, with the direction in which it is *better*.
-PREDICTOR_DIRECTIONS: dict[str, str] = {
-    **{key: ("minimize" if worse == "maximize" else "maximize") for key, worse in OBJECTIVE_PREDICTORS.items()},
-    "variance_growth_rate": "minimize",
-}
+COMBINED_PARTS: dict[str, Direction] = {name: PAPER_PREDICTORS[name] for name in COMBINED_PREDICTORS}
 #: The names ``[screening] score`` accepts without asking the plugin registry (any registered
-#: scalar predictor is accepted too: :func:`score_direction`).
-SCORES: tuple[str, ...] = (COMBINED, *PREDICTOR_DIRECTIONS)
+#: scalar predictor is accepted too: :func:`predictor_direction`).
+SCORES: tuple[str, ...] = (COMBINED, *PAPER_PREDICTORS, "variance_growth_rate")
 
 
-def score_direction(name: str) -> str | None:
-    """"minimize" or "maximize" (the better way) for a predictor a policy ranks by, None when no such
-    scalar predictor is registered. Built-in names are known without loading the plugins."""
-    if name in PREDICTOR_DIRECTIONS:
-        return PREDICTOR_DIRECTIONS[name]
-    better = BUILTIN_DIRECTIONS.get(name)
-    if better is None:
-        from explorer.plugins import get_registry  # a plugin's predictor: load the plugins once
+def predictor_direction(name: str) -> Direction | None:
+    """Which way a predictor a study names (objective, screening score) is better, None when no
+    such scalar predictor is registered. Built-in names are known without loading the plugins
+    (reading a study file must stay cheap); any other name asks the plugin registry."""
+    if name in BUILTIN_DIRECTIONS:
+        return BUILTIN_DIRECTIONS[name]
+    from explorer.plugins import get_registry  # a plugin's predictor: load the plugins once
 
-        entry = get_registry().predictors.get(name)
-        better = entry.direction if entry is not None and entry.scalar else None
-    return None if better is None else ("minimize" if better == "lower" else "maximize")
+    entry = get_registry().predictors.get(name)
+    return Direction.of(entry.direction) if entry is not None and entry.scalar else None
 #: ``[screening] policy``: rank against the screened candidates, or absolute thresholds only.
 POLICIES: tuple[str, ...] = ("relative", "thresholds")
 
@@ -61,8 +55,8 @@ class RelativePolicy:
     warmup: int = 4
     top_fraction: float = 0.34
     score: str = COMBINED
-    #: direction of ``score`` when it is a single predictor ("minimize" or "maximize")
-    direction: str = "minimize"
+    #: the way ``score`` is better when it is a single predictor
+    direction: Direction = Direction.LOWER
     #: also train a candidate that no screened candidate dominates on the combined parts
     keep_nondominated: bool = True
 
@@ -70,7 +64,7 @@ class RelativePolicy:
     def of(cls, screening: Any) -> RelativePolicy:
         """The policy of a study file's ``[screening]`` section (a ScreeningConfig)."""
         return cls(warmup=screening.warmup, top_fraction=screening.top_fraction, score=screening.score,
-                   direction=score_direction(screening.score) or "minimize",
+                   direction=predictor_direction(screening.score) or Direction.LOWER,
                    keep_nondominated=screening.keep_nondominated)
 
     def describe(self) -> str:
@@ -99,7 +93,7 @@ class Decision:
 def candidate_values(predictors: Mapping[str, Any]) -> dict[str, float | None]:
     """The rankable numbers of a stored ``predictors`` record (the growth rate unpacked)."""
     out = {key: to_float(value) for key, value in predictors.items()
-           if key in PREDICTOR_DIRECTIONS or (isinstance(value, (int, float, str)) and to_float(value) is not None)}
+           if key in SCORES or (isinstance(value, (int, float, str)) and to_float(value) is not None)}
     growth = predictors.get("variance_growth")
     if isinstance(growth, Mapping):
         out["variance_growth_rate"] = to_float(growth.get("rate"))
@@ -109,15 +103,15 @@ def candidate_values(predictors: Mapping[str, Any]) -> dict[str, float | None]:
 def scores(candidates: Sequence[Mapping[str, float | None]], policy: RelativePolicy) -> list[float]:
     """Each candidate's score, lower is better: the combined rank, or the chosen predictor."""
     if policy.score != COMBINED:
-        return [badness(c.get(policy.score), policy.direction) for c in candidates]
+        return [policy.direction.badness(c.get(policy.score)) for c in candidates]
     return combined_rank_score(candidates)
 
 
 def dominated(candidate: Mapping[str, float | None], others: Sequence[Mapping[str, float | None]]) -> bool:
     """Whether some other candidate is at least as good on every combined part and better on one."""
-    mine = [badness(candidate.get(k), d) for k, d in COMBINED_PARTS.items()]
+    mine = [d.badness(candidate.get(k)) for k, d in COMBINED_PARTS.items()]
     for other in others:
-        theirs = [badness(other.get(k), d) for k, d in COMBINED_PARTS.items()]
+        theirs = [d.badness(other.get(k)) for k, d in COMBINED_PARTS.items()]
         if all(t <= m for t, m in zip(theirs, mine)) and any(t < m for t, m in zip(theirs, mine)):
             return True
     return False

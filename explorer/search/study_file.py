@@ -18,18 +18,19 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from explorer.errors import NormxError, suggestion
-from explorer.records import BUILTIN_DIRECTIONS, DEFAULT_PREDICTORS, OBJECTIVE_PREDICTORS, VARIANCE_GROWTH_KINDS
+from explorer.direction import Direction
+from explorer.records import BUILTIN_DIRECTIONS, DEFAULT_PREDICTORS, PAPER_PREDICTORS, VARIANCE_GROWTH_KINDS
 from explorer.registry import SLOTS
 from explorer.search.schema import TrialAttr
-from explorer.search.screening import COMBINED, POLICIES, SCORES, score_direction
+from explorer.search.screening import COMBINED, POLICIES, SCORES, predictor_direction
 
-#: objective name -> (the trial attribute its value comes from, key, direction in which it gets worse)
-OBJECTIVE_NAMES: dict[str, tuple[str, str, str]] = {
-    "test_accuracy": (TrialAttr.TRAIN, "test_accuracy", "minimize"),
-    "mean_train_accuracy": (TrialAttr.TRAIN, "mean_train_accuracy", "minimize"),
-    "final_loss": (TrialAttr.TRAIN, "final_loss", "maximize"),
-    "wall_time_s": (TrialAttr.TRAIN, "wall_time_s", "maximize"),
-    **{key: (TrialAttr.PREDICTORS, key, worse) for key, worse in OBJECTIVE_PREDICTORS.items()},
+#: objective name -> (the trial attribute its value comes from, key, the way it is better)
+OBJECTIVE_NAMES: dict[str, tuple[str, str, Direction]] = {
+    "test_accuracy": (TrialAttr.TRAIN, "test_accuracy", Direction.HIGHER),
+    "mean_train_accuracy": (TrialAttr.TRAIN, "mean_train_accuracy", Direction.HIGHER),
+    "final_loss": (TrialAttr.TRAIN, "final_loss", Direction.LOWER),
+    "wall_time_s": (TrialAttr.TRAIN, "wall_time_s", Direction.LOWER),
+    **{key: (TrialAttr.PREDICTORS, key, better) for key, better in PAPER_PREDICTORS.items()},
 }
 DIRECTIONS = ("maximize", "minimize")
 #: Predictors whose value is not a number (a kind and a rate): they cannot be objectives.
@@ -44,18 +45,6 @@ class StudyFileError(NormxError):
     """A study file that cannot be used; the message is one line with file, line and key."""
 
 
-def predictor_direction(name: str) -> str | None:
-    """"lower" or "higher" for a predictor a study may name (objective, screening criterion),
-    None when no such predictor is registered. Built-in names are known without loading plugins
-    (reading a study file must stay cheap); any other name asks the plugin registry."""
-    if name in BUILTIN_DIRECTIONS:
-        return BUILTIN_DIRECTIONS[name]
-    from explorer.plugins import get_registry  # a plugin's predictor: load the plugins once
-
-    entry = get_registry().predictors.get(name)
-    return entry.direction if entry is not None and entry.scalar else None
-
-
 def scalar_predictor_names() -> list[str]:
     """Every registered predictor whose value is a number: what an objective or a criterion may name."""
     from explorer.plugins import get_registry
@@ -63,15 +52,15 @@ def scalar_predictor_names() -> list[str]:
     return sorted(n for n, e in get_registry().predictors.items() if e.scalar)
 
 
-def objective_source(name: str) -> tuple[str, str, str]:
-    """(attribute, key, direction in which it gets worse) of an objective: a training measure, or
-    any registered scalar predictor (lower is better: it gets worse as it grows)."""
+def objective_source(name: str) -> tuple[str, str, Direction]:
+    """(attribute, key, the way it is better) of an objective: a training measure, or any
+    registered scalar predictor."""
     if name in OBJECTIVE_NAMES:
         return OBJECTIVE_NAMES[name]
     direction = predictor_direction(name)
     if direction is None:
         raise KeyError(name)
-    return TrialAttr.PREDICTORS, name, "maximize" if direction == "lower" else "minimize"
+    return TrialAttr.PREDICTORS, name, direction
 
 
 # --------------------------------------------------------------------------- the keys
@@ -397,7 +386,7 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     screening = config.screening
     if screening.policy not in POLICIES:
         raise check.fail(("screening", "policy"), f"must be one of {', '.join(POLICIES)}, got {screening.policy!r}")
-    if screening.score != COMBINED and score_direction(screening.score) is None:
+    if screening.score != COMBINED and predictor_direction(screening.score) is None:
         names = [COMBINED, *sorted(set(SCORES[1:]) | set(scalar_predictor_names()))]
         raise check.fail(("screening", "score"), f"unknown score {screening.score!r}; {suggestion(screening.score, names)}")
     if screening.top_fraction <= 0:

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from explorer.errors import NormxError
+from explorer.direction import Direction
 from explorer.records import direction_of, predictor_value, scalar_predictors, to_float
 from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
 from explorer.search.results import PREDICTORS, StudyData
@@ -89,7 +90,7 @@ def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0,
     return out
 
 
-def verdict(result: dict[str, Any], direction: str | None) -> str | None:
+def verdict(result: dict[str, Any], direction: Direction | None) -> str | None:
     """``agrees``/``reversed`` when τ's interval excludes 0 (as the direction expects, or
     against it), ``chance`` when it includes 0; None without a correlation."""
     tau = result.get("kendall_tau")
@@ -98,16 +99,16 @@ def verdict(result: dict[str, Any], direction: str | None) -> str | None:
     low, high = tau["ci"]
     if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 <= high:
         return CHANCE
-    expected = -1 if direction == "lower" else 1
+    expected = -1 if direction == Direction.LOWER else 1
     return "agrees" if math.copysign(1, tau["value"]) == expected else "reversed"
 
 
-def strength(result: dict[str, Any], direction: str | None) -> float:
+def strength(result: dict[str, Any], direction: Direction | None) -> float:
     """τ signed so that positive means the predictor ranks the way its direction claims."""
     tau = result.get("kendall_tau")
     if not tau or not math.isfinite(tau["value"]):
         return -math.inf
-    return -tau["value"] if direction == "lower" else tau["value"]
+    return -tau["value"] if direction == Direction.LOWER else tau["value"]
 
 
 def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
@@ -121,11 +122,11 @@ def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
     records = [p for _, p, _ in trials]
     names = list(dict.fromkeys(n for r in records for n in scalar_predictors(r)))
     columns: dict[str, list[float | None]] = {n: [predictor_value(r, n) for r in records] for n in names}
-    directions: dict[str, str | None] = {n: next((d for d in (direction_of(r, n) for r in records) if d), None)
+    directions: dict[str, Direction | None] = {n: next((d for d in (direction_of(r, n) for r in records) if d), None)
                                          for n in names}
     if all(part in names for part in combined):
         columns[COMBINED] = list(combined_rank_score(records, combined))
-        directions[COMBINED] = "lower"
+        directions[COMBINED] = Direction.LOWER
         names.append(COMBINED)
     groups = []
     for name in names:
