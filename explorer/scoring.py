@@ -5,30 +5,34 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from explorer.compile import CompileController
+from explorer.compile import CompileController, parse_compile_mode
 from explorer.errors import NormxError, PredictorError
-from explorer.models import canonical_model_name, create_model
+from explorer.models import create_model, resolve_model
 from explorer.predictors import Recorder, SeedPass, failure_reason
 from explorer.records import DEFAULT_PREDICTORS, PREDICTOR_KEYS, to_float
 from explorer.registry import PredictorEntry
 from explorer.spec import Spec, parse_spec
 
-__all__ = ["ScoreError", "aggregate", "check_batch_size", "measure", "predictor_record", "resolve_predictors",
-           "score"]
+if TYPE_CHECKING:
+    from explorer.registry import Registry
+
+__all__ = ["ScoreError", "ScoreRequest", "aggregate", "check_batch_size", "measure", "predictor_record",
+           "resolve_predictors", "score"]
 
 
 class ScoreError(NormxError, ValueError):
     """Inputs that cannot be scored (no batches, batch size 1 with batch statistics, ...)."""
 
 
-def check_batch_size(spec: Spec, batch_size: int) -> None:
+def check_batch_size(spec: Spec, batch_size: int, registry: Registry | None = None) -> None:
     """Refuse, before any compute, a batch the spec cannot normalize (batch statistics of one sample)."""
-    if batch_size < 2 and spec.uses_batch_statistics():
+    if batch_size < 2 and spec.uses_batch_statistics(registry):
         raise ScoreError(f"{spec} uses batch statistics, which need a batch size of at least 2 (got {batch_size})")
 
 
@@ -62,7 +66,44 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def resolve_predictors(names: str | Iterable[str] | None = None) -> list[PredictorEntry]:
+@dataclass(frozen=True)
+class ScoreRequest:
+    """What to score, validated once: :meth:`create` checks every argument (``normx score`` builds
+    it from its flags before loading any data), and :func:`score` trusts it."""
+
+    spec: Spec
+    #: the model in canonical call form (non-default parameters only); None for a built module
+    model: str | None
+    predictors: tuple[PredictorEntry, ...]
+    seeds: int
+    device: torch.device
+    compile: str | bool
+    registry: Registry
+
+    @classmethod
+    def create(cls, spec: str | Spec, model: str | None = "cnn10", predictors: str | Iterable[str] | None = None,
+               seeds: int = 1, device: str | torch.device = "cpu", compile: str | bool = "auto",
+               registry: Registry | None = None) -> ScoreRequest:
+        """The request, or one :class:`NormxError` naming the first bad argument."""
+        from explorer.plugins import get_registry  # entry points: loaded when something is scored
+
+        registry = registry or get_registry()
+        if seeds < 1:
+            raise ScoreError(f"seeds must be at least 1, got {seeds}")
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ScoreError("device cuda was asked for but torch sees no CUDA device")
+        return cls(spec=parse_spec(spec, registry), model=None if model is None else resolve_model(model, registry)[2],
+                   predictors=tuple(resolve_predictors(predictors, registry)), seeds=seeds, device=device,
+                   compile=parse_compile_mode(compile), registry=registry)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuse a batch the spec cannot normalize, before any data is loaded."""
+        check_batch_size(self.spec, batch_size, self.registry)
+
+
+def resolve_predictors(names: str | Iterable[str] | None = None,
+                       registry: Registry | None = None) -> list[PredictorEntry]:
     """The registered predictors ``names`` asks for, in registration order.
 
     ``None`` or ``"default"`` is :data:`explorer.records.DEFAULT_PREDICTORS`, ``"all"`` every
@@ -70,9 +111,10 @@ def resolve_predictors(names: str | Iterable[str] | None = None) -> list[Predict
     be combined with names (``default,snip``). An unknown name raises :class:`PredictorError`
     listing the valid ones.
     """
-    from explorer.plugins import get_registry  # entry points: loaded when predictors are chosen
+    if registry is None:
+        from explorer.plugins import get_registry  # entry points: loaded when predictors are chosen
 
-    registry = get_registry()
+        registry = get_registry()
     if names is None:
         names = ["default"]
     elif isinstance(names, str):
@@ -148,10 +190,14 @@ def _compute_seed(entry: PredictorEntry, seed: SeedPass, missing: dict[str, str]
     return value if isinstance(value, dict) else float(value)
 
 
-def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[Any] = (), seeds: int = 1,
-          device: str | torch.device = "cpu", num_classes: int | None = None,
+def score(spec: str | Spec | ScoreRequest, model: str | nn.Module = "cnn10", inputs: Iterable[Any] = (),
+          seeds: int = 1, device: str | torch.device = "cpu", num_classes: int | None = None,
           predictors: str | Iterable[str] | None = None, compile: str | bool = "auto") -> dict[str, Any]:
     """Score a normalizer at initialization: the predictors, averaged over batches, then over seeds.
+
+    ``spec`` may be a :class:`ScoreRequest`, validated already: then ``model``, ``seeds``,
+    ``device``, ``predictors`` and ``compile`` come from it (a built module as ``model`` still
+    takes its place).
 
     ``model`` is a name in call form (built once per seed, seeds 0..seeds-1) or a built module
     (scored as it is, one seed). ``inputs`` is an iterable of batches: tensors (labels drawn at
@@ -161,17 +207,19 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
     reason under ``missing``.
     ``compile``: "auto" (compile the generic layers when it pays), True or False (explorer.compile).
     """
-    spec = parse_spec(spec)
-    entries = resolve_predictors(predictors)
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ScoreError("device cuda was asked for but torch sees no CUDA device")
-    if seeds < 1:
-        raise ScoreError(f"seeds must be at least 1, got {seeds}")
+    if isinstance(spec, ScoreRequest):
+        request = spec
+        if not isinstance(model, nn.Module):
+            model = request.model
+    else:
+        request = ScoreRequest.create(spec, model if isinstance(model, str) else None, predictors, seeds, device,
+                                      compile)
+    spec, entries, device, seeds, compile = (request.spec, list(request.predictors), request.device, request.seeds,
+                                             request.compile)
     classes = num_classes or 10
     batches = _batches(inputs, device, classes, seed=0)
     for x, _ in batches:
-        check_batch_size(spec, x.shape[0])
+        request.check_batch_size(x.shape[0])
     top = int(torch.stack([y.max() for _, y in batches]).max())  # one host sync, before measuring
     if num_classes is not None and top >= num_classes:
         raise ScoreError(f"labels reach {top} but num_classes is {num_classes}")
@@ -184,10 +232,11 @@ def score(spec: str | Spec, model: str | nn.Module = "cnn10", inputs: Iterable[A
         runs.append(measure(built, batches, entries, compile))
         seeds = 1
     else:
-        model_name = canonical_model_name(model)
+        model_name = str(request.model)
         for seed in range(seeds):
             torch.manual_seed(seed)
-            built = create_model(model, spec, num_classes=classes, in_channels=in_channels).to(device)
+            built = create_model(model_name, spec, num_classes=classes, in_channels=in_channels,
+                                 registry=request.registry).to(device)
             runs.append(measure(built, batches, entries, compile, planned=len(batches) * (seeds - seed)))
     return aggregate(runs, spec=str(spec), model=model_name, batches=len(batches), device=str(device))
 

@@ -148,7 +148,8 @@ def test_training_never_recompiles_per_step_and_a_second_run_reuses_the_code():
     assert after_training == graphs[-1]  # evaluation (eval mode, a partial batch) compiled nothing
     eager = train(reference, data, test, TrainConfig(**{**config.__dict__, "compile": False}))
     assert [v for _, v in result.loss_curve] == pytest.approx([v for _, v in eager.loss_curve], rel=1e-4)
-    assert result.test_accuracy == eager.test_accuracy
+    # one prediction may flip: inductor's vector code rounds otherwise than the eager kernels
+    assert result.test_accuracy == pytest.approx(eager.test_accuracy, abs=1 / len(test.y) + 1e-9)
 
     keys = compile_stats()["compiled_keys"]
     torch.manual_seed(1)  # other parameter values, the same structure: the same compiled code

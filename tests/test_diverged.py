@@ -50,8 +50,10 @@ def test_the_diverged_run_is_off_every_front(diverged_study):
     study = optuna.load_study(study_name="div", storage=f"sqlite:///{db}")
     diverged = next(t for t in study.trials if t.user_attrs["train"]["diverged"])
     healthy = next(t for t in study.trials if not t.user_attrs["train"]["diverged"])
-    # the premise: by its values alone the diverged run dominates the healthy one
-    assert diverged.values[0] > healthy.values[0] and diverged.values[1] < healthy.values[1]
+    # the premise: by its values alone the diverged run is on the front (its similarity at
+    # initialization is lower); whether its chance accuracy also beats BN's collapsed run at lr 30
+    # depends on the CPU's rounding, and the front must leave it out either way
+    assert diverged.values[1] < healthy.values[1]
     assert [t.number for t in study.best_trials] == [healthy.number]  # Optuna's own front (the dashboard's)
     data = StudySource(f"sqlite:///{db}", "div").load()
     assert [r.number for r in data.pareto_rows] == [healthy.number]

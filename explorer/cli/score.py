@@ -44,24 +44,13 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from explorer.models import resolve_model
-    from explorer.spec import parse_spec
-
-    from explorer.compile import parse_compile_mode
+    from explorer.scoring import ScoreRequest
 
     _check_counts(args)
-    args.compile = parse_compile_mode(args.compile)
-    spec = parse_spec(args.spec)
-    resolve_model(args.model)  # unknown model or parameter: fail before loading anything
-    from explorer.scoring import ScoreError, check_batch_size, resolve_predictors
-
-    predictors = [p.name for p in resolve_predictors(args.predictors)]  # an unknown name lists the valid ones
-
-    check_batch_size(spec, args.batch_size)
-    import torch
-
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ScoreError("--device cuda was asked for but torch sees no CUDA device")
+    # every flag checked here, once, before any data is loaded; score() trusts the request
+    request = ScoreRequest.create(args.spec, model=args.model, predictors=args.predictors, seeds=args.seeds,
+                                  device=args.device, compile=args.compile)
+    request.check_batch_size(args.batch_size)
     from explorer.data import iter_batches, load_dataset
     from explorer.records import json_safe
     from explorer.scoring import score
@@ -69,9 +58,8 @@ def run_score(args: argparse.Namespace) -> int:
     limit = args.batch_size * args.batches if args.data in ("gaussian", "synthetic") else None
     data = load_dataset(args.data, "train", limit=limit, seed=0, device=args.device, root=args.data_dir,
                         download=args.download)
-    result = score(spec, model=args.model, inputs=iter_batches(data, args.batch_size, args.batches, seed=0),
-                   seeds=args.seeds, device=args.device, num_classes=data.num_classes, predictors=predictors,
-                   compile=args.compile)
+    result = score(request, inputs=iter_batches(data, args.batch_size, args.batches, seed=0),
+                   num_classes=data.num_classes)
     result["data"] = data.name
     result["batch_size"] = args.batch_size
     if args.json:
