@@ -1,5 +1,5 @@
 """Zero-cost proxies from the NAS literature as predictors: the baselines a normalizer predictor
-has to beat (definitions in :mod:`explorer.zero_cost` and docs/predictors.md).
+has to beat (definitions in :mod:`normx_plugins.zero_cost_proxies` and docs/predictors.md).
 
 Which pass each uses: ``naswot`` reads the shared forward (the probes' on/off pattern);
 ``weight_grad_norm`` and ``snip`` the shared backward, which then also computes the weight
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 
 from explorer import PredictorEntry, hookimpl
-from explorer import zero_cost as zc
 from explorer.predictors import BatchPass, SeedPass
+from normx_plugins import zero_cost_proxies as zc
 
 ABDELFATTAH = "Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS (ICLR 2021)"
 MELLOR = "Mellor et al., Neural Architecture Search without Training (ICML 2021)"

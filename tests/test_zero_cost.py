@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from explorer import zero_cost as zc
+from normx_plugins import zero_cost_proxies as zc
 
 
 def two_layer(w1, w2):

@@ -20,7 +20,8 @@ Definitions (``docs/predictors.md`` has the references and directions):
 "Layers" are the weights of the conv/linear ops: the parameters with two or more dimensions (a
 weight-normalized layer's direction and gain included); per-channel affine parameters are not.
 Every proxy here is "higher is better" as in the literature. ``plugins/zero_cost.py`` registers
-them as predictors; these are the definitions.
+them as predictors; these are the definitions. They live with the plugin, not in the core: nothing
+else uses them, and a third-party predictor package would carry its own the same way.
 """
 
 from __future__ import annotations
