@@ -24,12 +24,13 @@ Whether compiling pays is decided by :class:`CompileController` (``compile = "au
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -519,6 +520,19 @@ class CompileController:
         """From now on use compiled code already in the cache, compile nothing new (evaluation)."""
         for d in self._dispatch:
             d.allow_new = False
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """An evaluation in the middle of the run: nothing new is compiled (eval mode, another
+        batch size), and its seconds count towards no pass's time."""
+        allowed = [d.allow_new for d in self._dispatch]
+        self.freeze()
+        try:
+            yield
+        finally:
+            for d, allow in zip(self._dispatch, allowed):
+                d.allow_new = allow
+            self._last = clock()
 
     def close(self) -> None:
         """Restore the layers' eager forward."""

@@ -197,6 +197,10 @@ class TrainResult:
     steps: int = 0
     #: whether the run's generic layers ran compiled, and why (explorer.compile)
     compile: str = ""
+    #: the run measured on the way (``TrainConfig.checkpoints``): step, train_loss (mean since the
+    #: previous checkpoint), mean_train_accuracy (so far), test_accuracy, train_s (training seconds
+    #: so far, evaluations not counted)
+    checkpoints: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,4 +228,6 @@ class TrainResult:
             device=str(attrs.get("device", "cpu")),
             steps=int(attrs.get("steps", 0) or 0),
             compile=str(attrs.get("compile", "")),
+            checkpoints=[{str(k): to_float(v, math.nan) for k, v in c.items()}
+                         for c in attrs.get("checkpoints") or [] if isinstance(c, dict)],
         )

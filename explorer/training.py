@@ -58,6 +58,9 @@ class TrainConfig:
     curve_points: int = 100
     #: compile the generic normalization layers: "auto" (when it pays), True, False (explorer.compile)
     compile: str | bool = "auto"
+    #: steps after which the run is measured on the way (``TrainResult.checkpoints``): the
+    #: learning curve a tabular benchmark replays, and where successive halving compares runs
+    checkpoints: tuple[int, ...] = ()
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -116,13 +119,23 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512, auto
     return correct.item() / max(1, x.shape[0])
 
 
+def _chance(test_data: Any) -> float:
+    """A diverged model predicts nothing: chance level, not whatever argmax(NaN) returns (data
+    without ``num_classes``: the classes its labels reach, not 1 class and a perfect score)."""
+    classes = getattr(test_data, "num_classes", 0) or int(test_data.y.max().item()) + 1
+    return 1.0 / max(1, int(classes))
+
+
 def train(model: nn.Module, train_data: Any, test_data: Any | None = None, config: TrainConfig | None = None,
           progress: ProgressCallback | None = None, progress_every: int = 10,
           check_every: int | None = None) -> TrainResult:
     """Train ``model`` on ``train_data`` (an object with tensors ``x`` and ``y``) and test it.
 
     The model is trained in place. Returns a :class:`TrainResult`; a NaN or inf loss ends the run
-    early with ``diverged=True`` and the first non-finite step (1-based). The loss is checked every
+    early with ``diverged=True`` and the first non-finite step (1-based). At each of
+    ``config.checkpoints`` the run is measured (training loss since the last checkpoint, mean
+    training accuracy so far, test accuracy, training seconds so far without the evaluations);
+    a checkpoint after a divergence records it at chance. The loss is checked every
     ``check_every`` steps (default: every step on a CPU, where it is free, every 10 on a GPU, where
     it is a sync); a run that diverges between checks reports what it would have reported had every
     step been checked: its steps, loss curve and mean training accuracy end at the first bad step.
@@ -163,6 +176,10 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     last_checked = 0
     # Batches are always full (a partial one would recompile): a new permutation starts instead.
     compiler = CompileController(model, config.compile, planned=total, device=device)
+    # the last step's checkpoint is taken from the final evaluation, not a second one
+    checkpoints = sorted({int(c) for c in config.checkpoints if 0 < int(c) < total})
+    last_checkpoint = total in {int(c) for c in config.checkpoints}
+    evaluating_s = 0.0
     while step < total:
         if step == decay_step and step > 0:
             for group in optimizer.param_groups:
@@ -198,8 +215,17 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
             last_checked = step
         if report:
             progress(step, total, float(losses[step - 1].item()))
+        if checkpoints and step == checkpoints[0]:
+            started = time.perf_counter()
+            with compiler.paused():
+                result.checkpoints.append(_checkpoint(model, losses, correct, step, batch_size, test_data, config,
+                                                      device, memory_format, autocast,
+                                                      started - start_time - evaluating_s))
+            evaluating_s += time.perf_counter() - started
+            checkpoints.pop(0)
     if cuda:
         torch.cuda.synchronize(device)
+    trained_s = time.perf_counter() - start_time - evaluating_s
     compiler.freeze()  # evaluation is one pass with a partial last batch: it never pays to compile
     result.compile = compiler.decision
     result.steps = step
@@ -212,12 +238,41 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
             x_test = x_test.contiguous(memory_format=memory_format)
         result.test_accuracy = evaluate(model, x_test, test_data.y.to(device), config.eval_batch_size, autocast)
     elif test_data is not None:
-        # A diverged model predicts nothing: chance level, not whatever argmax(NaN) returns (data
-        # without ``num_classes``: the classes its labels reach, not 1 class and a perfect score).
-        classes = getattr(test_data, "num_classes", 0) or int(test_data.y.max().item()) + 1
-        result.test_accuracy = 1.0 / max(1, int(classes))
+        result.test_accuracy = _chance(test_data)
+    if last_checkpoint and not result.diverged:
+        since = max([0, *(c["step"] for c in result.checkpoints)])
+        result.checkpoints.append({"step": total, "train_loss": sum(loss_values[since:]) / max(1, total - since),
+                                   "mean_train_accuracy": result.mean_train_accuracy,
+                                   "test_accuracy": result.test_accuracy if test_data is not None else math.nan,
+                                   "train_s": trained_s})
+    for missed in [*checkpoints, *([total] if last_checkpoint else [])] if result.diverged else ():
+        # the run ended early: what it would be measured at is chance
+        result.checkpoints.append({"step": missed, "train_loss": math.nan,
+                                   "mean_train_accuracy": result.mean_train_accuracy,
+                                   "test_accuracy": _chance(test_data) if test_data is not None else math.nan,
+                                   "train_s": trained_s})
     compiler.close()
-    result.wall_time_s = time.perf_counter() - start_time
+    result.wall_time_s = time.perf_counter() - start_time - evaluating_s
     if progress is not None and result.diverged:
         progress(step, total, float("nan"))
     return result
+
+
+def _checkpoint(model: nn.Module, losses: Tensor, correct: Tensor, step: int, batch_size: int, test_data: Any,
+                config: TrainConfig, device: torch.device, memory_format: torch.memory_format, autocast: bool,
+                train_s: float) -> dict[str, float]:
+    """The run measured after ``step`` steps (see :func:`train`)."""
+    previous = 0
+    for c in config.checkpoints:
+        if previous < int(c) < step:
+            previous = int(c)
+    window = losses[previous:step].float()
+    test_accuracy = math.nan
+    if test_data is not None:
+        x_test = test_data.x.to(device)
+        if x_test.dim() == 4:
+            x_test = x_test.contiguous(memory_format=memory_format)
+        test_accuracy = evaluate(model, x_test, test_data.y.to(device), config.eval_batch_size, autocast)
+    return {"step": step, "train_loss": float(window.mean().item()),
+            "mean_train_accuracy": correct[:step].sum().item() / max(1, step * batch_size),
+            "test_accuracy": test_accuracy, "train_s": train_s}

@@ -153,6 +153,9 @@ class TrainingConfig:
     augment: bool = True
     device: str = "auto"
     compile: str | bool = _compile_key()
+    #: steps at which the run is measured on the way (test accuracy included): the curve NormBench
+    #: tables record; steps past the run's length are ignored
+    checkpoints: list[int] = field(default_factory=list)
 
     @property
     def enabled(self) -> bool:
@@ -213,7 +216,7 @@ def _kind(annotation: Any) -> Any:
         return _schema(annotation)
     origin = get_origin(annotation)
     if origin is list:
-        return "strs"
+        return "steps" if get_args(annotation) == (int,) else "strs"
     if origin is dict:
         return "table"
     return annotation
@@ -235,8 +238,8 @@ def _ranges(cls: type, section: str = "") -> dict[tuple[str, str], tuple[float, 
     return out
 
 
-# Types: int, float (ints accepted), bool, str, "strs" (a string or a list of strings),
-# "table" (free keys, checked by the caller), dict (a sub-schema).
+# Types: int, float (ints accepted), bool, str, "strs" (a string or a list of strings), "steps"
+# (a list of positive integers, increasing), "table" (free keys, checked by the caller), dict (a sub-schema).
 SCHEMA: dict[str, Any] = _schema(StudyConfig)
 #: The keys every study file must give: the fields without a default.
 REQUIRED = tuple(f.name for f in _keys(StudyConfig) if f.default is MISSING and f.default_factory is MISSING)
@@ -306,6 +309,12 @@ class _Checker:
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise self.fail(key, f"must be a string or a list of strings, got {type_name(value)}")
+        elif kind == "steps":
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                      for v in value):
+                raise self.fail(key, f"must be a list of positive step counts, got {value!r}")
+            if value != sorted(set(value)):
+                raise self.fail(key, f"must list each step once, in increasing order, got {value!r}")
         elif kind == "table":
             if not isinstance(value, dict):
                 raise self.fail(key, f"must be a table, got {type_name(value)}")
