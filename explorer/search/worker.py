@@ -55,6 +55,7 @@ MAX_CONSECUTIVE_REPEATS = 30
 
 
 def worker_name() -> str:
+    """``host:pid``: the name a worker writes into its trials (``worker``) and its events."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -90,6 +91,7 @@ class Worker:
 
     @property
     def recorder(self) -> Recorder:
+        """What ends this worker's trials (:mod:`explorer.search.recording`)."""
         return Recorder(self.study, self.target, self.emit)
 
     def emit(self, kind: str, **fields: Any) -> None:
@@ -201,7 +203,8 @@ class Worker:
                 if self._reused(trial, spec_text, claimed.composition.key):
                     return True
                 evaluation = Evaluator(self.ctx, self.study, self.emit).evaluate(trial, claimed.composition)
-                self.completed += recorder.record(trial, spec_text, evaluation, self.ctx.config)
+                if recorder.record(trial, spec_text, evaluation, self.ctx.config):
+                    self.completed += 1
             except InvalidComposition as err:
                 spec_text = err.spec or spec_text
                 if self._reused(trial, spec_text, spec_text):
