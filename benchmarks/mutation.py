@@ -8,7 +8,7 @@ and its tests, runs ``mutmut run`` there, and writes the score and every survivi
     python benchmarks/mutation.py explorer/search/policy.py            # the module's own test subset
     python benchmarks/mutation.py explorer/spec.py --tests tests/test_spec.py --max-children 2
     python benchmarks/mutation.py --list                               # modules and their tests
-    python benchmarks/mutation.py explorer/search/worker.py --mutants '*_reuse*'   # one function's mutants
+    python benchmarks/mutation.py explorer/search/reuse.py --mutants '*reuse_source*'   # one function's mutants
 
 Outputs: ``.mutation/<slug>/score.json`` and ``survivors.txt``, and the module's row merged into
 ``benchmarks/mutation_scores.json`` (the table in docs/mutation.md is made from it).
@@ -32,6 +32,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The worker's tests: the in-process ones only (test_search's end-to-end runs reach every function of
+#: the worker's modules and cost seconds per mutant; the subprocess tests are invisible to the stats run).
+WORKER_TESTS = [
+    "tests/test_reliability.py::test_an_interrupted_trial_is_recorded_its_retry_queued_and_run_on_resume",
+    "tests/test_reliability.py::test_a_space_of_presets_ends_exhausted_within_the_budget",
+    "tests/test_reliability.py::test_a_budget_of_two_runs_two_and_the_rest_waits",
+    "tests/test_reliability.py::test_a_trial_on_two_models_reports_its_stages_progress_and_end",
+    "tests/test_search.py::test_screening_prunes_with_the_reason_and_never_trains",
+    "tests/test_search.py::test_study_runs_dedups_records_the_schema_and_resumes", "tests/test_policy.py",
+    "tests/test_worker.py"]
+
 #: Module -> the tests that cover it (run in-process; mutmut runs only those that reach a mutant).
 MODULES: dict[str, list[str]] = {
     "explorer/search/policy.py": ["tests/test_screening_policy.py", "tests/test_policy.py"],
@@ -42,16 +53,12 @@ MODULES: dict[str, list[str]] = {
     "plugins/statistics.py": ["tests/test_reference.py", "tests/test_spec.py", "tests/test_bounded.py"],
     "explorer/scoring.py": ["tests/test_predictors.py", "tests/test_score_cli.py"],
     "explorer/training.py": ["tests/test_training.py"],
-    # worker and storage: the in-process tests only (test_search's end-to-end runs reach every
-    # function of both and cost seconds per mutant; the subprocess tests are invisible to the stats run)
-    "explorer/search/worker.py": [
-        "tests/test_reliability.py::test_an_interrupted_trial_is_recorded_its_retry_queued_and_run_on_resume",
-        "tests/test_reliability.py::test_a_space_of_presets_ends_exhausted_within_the_budget",
-        "tests/test_reliability.py::test_a_budget_of_two_runs_two_and_the_rest_waits",
-        "tests/test_reliability.py::test_a_trial_on_two_models_reports_its_stages_progress_and_end",
-        "tests/test_search.py::test_screening_prunes_with_the_reason_and_never_trains",
-        "tests/test_search.py::test_study_runs_dedups_records_the_schema_and_resumes", "tests/test_policy.py",
-        "tests/test_worker.py"],
+    # the worker, split by job (worker.py was measured before the split, docs/mutation.md), and the
+    # heartbeat and liveness checks it runs
+    **{module: WORKER_TESTS for module in (
+        "explorer/search/worker.py", "explorer/search/claiming.py", "explorer/search/reuse.py",
+        "explorer/search/evaluation.py", "explorer/search/recording.py", "explorer/search/liveness.py")},
+    # storage: the in-process tests only (the subprocess tests are invisible to the stats run)
     "explorer/search/storage.py": ["tests/test_storage_safety.py"],  # its PostgreSQL tests too (WITH_POSTGRES)
     "explorer/search/storage_files.py": ["tests/test_storage_safety.py"],
     "explorer/search/results/rows.py": ["tests/test_tui_model.py"],
@@ -144,7 +151,7 @@ def main() -> int:
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     parser.add_argument("--mutants", nargs="+", metavar="PATTERN",
-                        help="only the mutants whose names match (fnmatch, e.g. '*_reuse*'): for working on one "
+                        help="only the mutants whose names match (fnmatch, e.g. '*reuse_source*'): for working on one "
                              "function's survivors; the score is printed, not merged into the table")
     parser.add_argument("--report-only", action="store_true",
                         help="score the last run of MODULE again (e.g. one cut short) without running mutmut")

@@ -199,7 +199,7 @@ def test_training_aggregate_without_divergence_and_the_final_loss_is_the_last_po
 
 
 def test_a_diverged_training_is_named_with_its_step_and_model():
-    from explorer.search.worker import diverged_note
+    from explorer.search.recording import diverged_note
 
     assert diverged_note({"a": training(diverged=True, diverged_step=12), "b": training()}) == "diverged at step 12 (a)"
     assert diverged_note({"a": training(diverged=True, diverged_step=3), "b": training(diverged=True, diverged_step=5)}) \

@@ -219,6 +219,7 @@ def test_the_space_lists_its_leaves_with_the_params_that_draw_them(registry):
 
 
 def test_a_worker_finds_the_compositions_its_sampler_missed(tmp_path):
+    from explorer.search.claiming import unevaluated
     from explorer.search.context import prepare
     from explorer.search.storage import resolve_storage
     from explorer.search.worker import Worker
@@ -229,7 +230,7 @@ def test_a_worker_finds_the_compositions_its_sampler_missed(tmp_path):
     worker = Worker(prepare(config), resolve_storage(storage), 4, lambda e: None)
     worker.connect()
     evaluated = {t.user_attrs["spec"] for t in trials(storage, "missed")}
-    missing = worker._missing()
+    missing = unevaluated(worker.ctx, worker.study)
     assert len(evaluated) == 2 and len(missing) == 2
     drawn = {str(worker.ctx.space.sample(optuna.trial.FixedTrial(p)).spec) for p in missing}
     assert drawn | evaluated == {"mean(b) | std(b) | affine | relu", "mean(c) | std(c) | affine | relu",

@@ -24,7 +24,7 @@ from torch import nn
 
 from explorer import Primitive, hookimpl
 from explorer.errors import NormxError, SpecError
-from explorer.search import run_study
+from explorer.search import claiming, evaluation, recording, run_study
 from explorer.search import worker as worker_module
 from explorer.search.context import prepare
 from explorer.search.schema import RESULT_ATTRS
@@ -281,7 +281,7 @@ def test_the_earlier_of_two_draws_of_one_composition_is_evaluated_while_the_late
     one = worker_on(config, store, events, name="elsewhere:1")
     two = worker_on(config, store, events, name="elsewhere:2")
     first, second = one.claim(), two.claim()
-    assert (first.trial.number, second.trial.number) == (0, 1) and first.spec == second.spec == LN
+    assert (first.trial.number, second.trial.number) == (0, 1) and first.spec_text == second.spec_text == LN
     assert one.run_trial(first) is False  # evaluated: not a repeat
     assert two.run_trial(second) is True
     t = trials(store, "race")
@@ -452,7 +452,7 @@ def test_a_read_only_storage_stops_the_worker_before_any_trial(tmp_path):
 
 
 def test_an_interruption_the_storage_refuses_to_record_leaves_the_trial_running(tmp_path, monkeypatch):
-    monkeypatch.setattr(worker_module, "INTERRUPT_RECORD_ATTEMPTS", 2)  # one retry, 0.2 s later
+    monkeypatch.setattr(recording, "INTERRUPT_RECORD_ATTEMPTS", 2)  # one retry, 0.2 s later
     store = str(tmp_path / "intr.db")
     config = config_of("intr", n=1)
     events = Events()
@@ -485,7 +485,7 @@ def test_an_interruption_the_storage_refuses_to_record_leaves_the_trial_running(
 def test_an_interruption_is_recorded_once_a_busy_storage_frees_up(tmp_path, monkeypatch):
     """The lock is released 0.15 s later: the one retry (of 2 tries), 0.2 s after the first try,
     gets through, the trial is recorded interrupted and its retry is queued with the same baseline."""
-    monkeypatch.setattr(worker_module, "INTERRUPT_RECORD_ATTEMPTS", 2)
+    monkeypatch.setattr(recording, "INTERRUPT_RECORD_ATTEMPTS", 2)
     store = str(tmp_path / "late.db")
     config = config_of("late", n=1)
     events = Events()
@@ -647,7 +647,7 @@ def test_repeated_presets_of_a_space_without_slots_list_nothing(tmp_path, monkey
 
 def test_a_space_too_large_to_list_ends_after_the_repeats(tmp_path, monkeypatch):
     monkeypatch.setattr(worker_module, "MAX_CONSECUTIVE_REPEATS", 1)
-    monkeypatch.setattr(worker_module, "ENUMERATION_LIMIT", 1)
+    monkeypatch.setattr(claiming, "ENUMERATION_LIMIT", 1)
     store = str(tmp_path / "big.db")
     space = 'presets = ["mean(c) | std(c)", "mean(c) | std(c)"]\n' + TWO
     events = run(config_of("big", n=3, space=space), store)
@@ -725,10 +725,10 @@ def test_training_progress_is_written_to_the_trial_at_most_every_interval(tmp_pa
         return stored, events
 
     # an interval no run reaches, however busy the machine (the default's 2 s is reached under load)
-    monkeypatch.setattr(worker_module, "PROGRESS_WRITE_EVERY_S", 3600.0)
+    monkeypatch.setattr(evaluation, "PROGRESS_WRITE_EVERY_S", 3600.0)
     stored, events = study_run("slow")
     assert stored == [(3, 6, 0), (6, 6, 0)]
-    monkeypatch.setattr(worker_module, "PROGRESS_WRITE_EVERY_S", 0.0)
+    monkeypatch.setattr(evaluation, "PROGRESS_WRITE_EVERY_S", 0.0)
     stored, events = study_run("fast")
     assert stored == [(3, 6, 3), (6, 6, 6)]
     (trial,) = trials(store, "fast")

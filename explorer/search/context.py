@@ -18,7 +18,7 @@ from explorer.plugins import get_registry
 from explorer.registry import Registry
 from explorer.search.space import SearchSpace
 from explorer.search.study_file import StudyConfig, StudyFileError, locate
-from explorer.spec import parse_spec
+from explorer.spec import Spec, parse_spec
 from explorer.training import get_device
 
 
@@ -36,16 +36,17 @@ class StudyContext:
     site_widths: set[int] = field(default_factory=set)
     input_widths: set[int] = field(default_factory=set)
 
-    def equivalence_key(self, spec_text: str) -> str:
+    def equivalence_key(self, spec: str | Spec) -> str:
         """The spec resolved at every width the study's models normalize: two compositions with the
         same key compute the same thing on these models (``gn(group_size=16)`` on 16-wide layers is
-        LN), so the later one reuses the earlier one's results. The canonical spec when it cannot
-        be resolved."""
-        spec = parse_spec(spec_text, self.registry)
-        pre = any(step.get("at") == "pre" for step in spec.steps)
+        LN), so the later one reuses the earlier one's results. The spec as given (its canonical
+        text, for a parsed one) when it cannot be resolved."""
+        spec_text = spec if isinstance(spec, str) else str(spec)
+        parsed = parse_spec(spec, self.registry)
+        pre = any(step.get("at") == "pre" for step in parsed.steps)
         widths = sorted(self.site_widths | (self.input_widths if pre else set()))
         try:
-            resolved = [str(spec.resolved(w)) for w in widths]  # in width order: equal keys, equal at each width
+            resolved = [str(parsed.resolved(w)) for w in widths]  # in width order: equal keys, equal at each width
         except NormxError:
             return spec_text
         if not resolved:

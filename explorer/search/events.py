@@ -50,6 +50,8 @@ class TrialEvent:
 
 #: ``handler(event)``: a display of a running study.
 TrialEventHandler = Callable[[TrialEvent], None]
+#: ``emit(kind, **fields)``: one worker's event, its study and worker filled in (``Worker.emit``).
+Emit = Callable[..., None]
 
 
 def ignore(event: TrialEvent) -> None:

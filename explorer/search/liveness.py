@@ -18,6 +18,9 @@ storages are for one host; RDB storages have heartbeats for the rest).
 A lost trial is failed with an ``error`` saying so and retried like a heartbeat-stale one
 (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`: a WAITING copy with the system
 attribute ``failed_trial``), so it does not count in the budget and its composition runs again.
+
+A worker's own trial stays alive on an RDB storage through :class:`Heartbeat`, which beats while
+the trial runs.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import datetime
 import fcntl
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from explorer.search.schema import TrialAttr
@@ -81,6 +85,36 @@ class WorkerLiveness:
                 pass
             self._handle.close()  # releases the lock
             self._handle = None
+
+
+class Heartbeat:
+    """Record a running trial's heartbeat every interval in a thread (RDB storages; none without an
+    interval)."""
+
+    def __init__(self, storage: BaseStorage, trial_id: int, interval: float | None):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval:
+            self.storage.record_heartbeat(self.trial_id)
+            self._thread = threading.Thread(target=self._run, daemon=True, name="normx-heartbeat")
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
+                pass
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def worker_alive(target: StorageTarget, worker: str) -> bool | None:
