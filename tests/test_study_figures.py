@@ -16,7 +16,7 @@ from explorer.cli import main
 from explorer.search.results import StudySource
 
 pytest.importorskip("matplotlib")
-from explorer.tui import figures  # noqa: E402  (needs matplotlib, an optional extra)
+from explorer.plots import study_figures as figures  # noqa: E402  (needs matplotlib, an optional extra)
 
 
 @pytest.fixture(scope="module")

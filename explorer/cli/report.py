@@ -89,7 +89,7 @@ def run_report(args: argparse.Namespace) -> int:
 def _write_plots(data: object, directory: Path, resamples: int) -> None:
     """The study's figures into ``directory`` (reported on stderr, so that --json and --csv stay clean)."""
     try:
-        from explorer.tui.figures import describe, write_study_figures
+        from explorer.plots.study_figures import describe, write_study_figures
     except ImportError:
         print(PLOTS_HINT, file=sys.stderr)
         return

@@ -8,7 +8,9 @@
 - ``layers``: the per-layer activation variance and gradient norm of the best trials (the trial screen).
 
 Everything is read from :class:`explorer.search.results.StudyData`, as the viewer and ``normx report``
-read it. Matplotlib is optional: importing this module without it raises ImportError.
+read it. In :mod:`explorer.plots`, not :mod:`explorer.tui`: these figures are files for a paper, not
+terminal views, and share the claim figures' canvas (:mod:`explorer.plots.canvas`). Matplotlib is
+optional: importing this module without it raises ImportError.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from explorer.figures import _new, save_figure
+from explorer.plots.canvas import new_figure, save_figure
 from explorer.search.results import PREDICTORS, StudyData, TrialRow, finite, to_float
 from explorer.search.validation import MEASURES, ValidationError, trained_rows, validate_study
 
@@ -55,7 +57,7 @@ def figure_pareto(data: StudyData) -> Figure:
         raise ValueError("no complete trial with objective values")
     objectives = data.objectives
     pairs = list(itertools.combinations(range(len(objectives)), 2)) or [(None, 0)]
-    figure, axes = _new(4.2 * len(pairs), 3.8, columns=len(pairs))
+    figure, axes = new_figure(4.2 * len(pairs), 3.8, columns=len(pairs))
     front = [r for r in rows if r.pareto]
     for ax, (i, j) in zip(axes[0], pairs):
         def xs(rs: list[TrialRow]) -> list[float]:
@@ -79,7 +81,7 @@ def figure_tradeoff(data: StudyData) -> Figure:
     points = data.tradeoff_points()
     if not points:
         raise ValueError("no trial with both cosine similarity and explosion exponent")
-    figure, axes = _new(5.6, 4.2)
+    figure, axes = new_figure(5.6, 4.2)
     ax = axes[0][0]
     trained = [p for p in points if p[2] is not None]
     untrained = [p for p in points if p[2] is None]
@@ -117,7 +119,7 @@ def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
         why = ""
     measure = MEASURES[0]  # mean training accuracy: the paper's speed
     predictors = [k for k in PREDICTORS if any(k in r for r in rows)]
-    figure, axes = _new(3.8 * len(predictors), 3.6, columns=len(predictors), sharey=True)
+    figure, axes = new_figure(3.8 * len(predictors), 3.6, columns=len(predictors), sharey=True)
     for ax, key in zip(axes[0], predictors):
         ax.scatter([r[key] for r in rows], [r[measure] for r in rows], s=18, color="tab:blue", edgecolor="black",
                    linewidth=0.3)
@@ -168,7 +170,7 @@ def figure_layers(data: StudyData) -> Figure:
     models = [m for m in data.user_attrs.get("models", []) or []
               if any(m in (r.user_attrs.get("predictors_by_model") or {}) for r in rows)]
     panels: list[str | None] = list(models) if len(models) > 1 else [None]
-    figure, axes = _new(9.0, 3.2 * len(panels) + 1.2, columns=2, rows=len(panels))
+    figure, axes = new_figure(9.0, 3.2 * len(panels) + 1.2, columns=2, rows=len(panels))
     for line, model in zip(axes, panels):
         for row in rows:
             for ax, key in zip(line, ("activation_variance", "grad_norm")):
