@@ -5,8 +5,9 @@ read-only, loads its trials, names its objectives and computes its Pareto front.
 Plain Python over Optuna's storage (no rich, no textual), so it is tested without a terminal.
 Modules: :mod:`~explorer.search.results.locate` (finding a study),
 :mod:`~explorer.search.results.rdb_reader` (the fast reader of Optuna's RDB tables),
-:mod:`~explorer.search.results.rows` (a trial as a row; sorting and filtering) and
-:mod:`~explorer.search.results.study` (the study: objectives, Pareto front, summary, series).
+:mod:`~explorer.search.results.rows` (a trial as a row; sorting and filtering),
+:mod:`~explorer.search.results.study` (the study: objectives, Pareto front, summary, series) and
+:mod:`~explorer.search.results.export` (the report's data: ``normx report --json`` and ``--csv``).
 
 The public names below are loaded on first use: ``to_float`` or ``TrialRow`` (for the catalog
 tables of ``normx normalizers``) cost no import of optuna; ``StudyData`` and the readers do.
