@@ -48,7 +48,7 @@ from explorer.search.schema import RESULT_ATTRS, Stage, StudyAttr, TrialAttr, js
 from explorer.search.screening import Decision, RelativePolicy, candidate_values, relative_decision
 from explorer.search.signals import deferred_interrupts, interruption_handled, raise_if_interrupted
 from explorer.search.storage import StorageTarget, claim_lock, open_storage, storage_failure
-from explorer.search.study import budget_counts, composition_key, holds_a_place, make_sampler
+from explorer.search.optuna_study import budget_counts, composition_key, holds_a_place, make_sampler
 from explorer.spec import parse_spec
 from explorer.training import TrainConfig, train
 

@@ -1,7 +1,7 @@
 """A study's report as data for other tools: ``normx report --json`` (:func:`report_data`) and
 ``--csv`` (:func:`report_csv`), one flat record per trial (:func:`row_record`).
 
-Plain data read from :class:`~explorer.search.results.study.StudyData`, so it lives with the other
+Plain data read from :class:`~explorer.search.results.study_data.StudyData`, so it lives with the other
 readers of a study rather than with the terminal code: no rich, no textual. The rich report that
 prints the same study is ``explorer.cli.report``'s.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from explorer.records import json_safe
 from explorer.search.results.rows import PREDICTORS, TrialRow
-from explorer.search.results.study import StudyData
+from explorer.search.results.study_data import StudyData
 from explorer.search.validation import ValidationError, validate_study
 
 
