@@ -228,7 +228,7 @@ def figure_normfree(result: dict) -> Figure:
     return figure
 
 
-FIGURES: dict[str, Callable[[dict], Figure]] = {
+CLAIM_FIGURES: dict[str, Callable[[dict], Figure]] = {
     "claim1": figure_claim1, "claim2": figure_claim2, "claim3": figure_claim3, "claim4": figure_claim4,
     "fig6b": figure_fig6b, "fig9": figure_fig9, "normfree": figure_normfree,
 }
@@ -236,7 +236,7 @@ FIGURES: dict[str, Callable[[dict], Figure]] = {
 
 def create_figure(result: dict) -> Figure:
     """The paper-style figure of a claim's result; ValueError when the claim has none or too little data."""
-    draw = FIGURES.get(result.get("claim", ""))
+    draw = CLAIM_FIGURES.get(result.get("claim", ""))
     if draw is None:
         raise ValueError(f"no figure for {result.get('claim')!r}")
     gap = missing_data(result)

@@ -29,14 +29,14 @@ from explorer.search.validation import MEASURES, ValidationError, trained_rows, 
 
 #: how many trials the per-layer figure draws at most
 BEST_TRIALS = 6
-LABELS = {"cosine_similarity": "cosine similarity (↓ faster)", "grad_explosion_exponent": "gradient explosion exponent (↓ stabler)",
+AXIS_LABELS = {"cosine_similarity": "cosine similarity (↓ faster)", "grad_explosion_exponent": "gradient explosion exponent (↓ stabler)",
           "stable_rank": "stable rank", "variance_growth_rate": "variance growth rate",
           "test_accuracy": "test accuracy", "mean_train_accuracy": "mean training accuracy (speed)"}
 
 
 def _label(key: str, direction: str | None = None) -> str:
     arrow = {"maximize": " ↑", "minimize": " ↓"}.get(direction or "", "")
-    return LABELS.get(key, key).split(" (")[0] + arrow if direction else LABELS.get(key, key)
+    return AXIS_LABELS.get(key, key).split(" (")[0] + arrow if direction else AXIS_LABELS.get(key, key)
 
 
 def _title(figure: Figure, data: StudyData, what: str) -> None:
@@ -98,8 +98,8 @@ def figure_tradeoff(data: StudyData) -> Figure:
                    linewidth=1.2, label="Pareto front")
         for x, y, _, row in front:
             ax.annotate(f"#{row.number}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize="x-small")
-    ax.set_xlabel(LABELS["cosine_similarity"])
-    ax.set_ylabel(LABELS["grad_explosion_exponent"])
+    ax.set_xlabel(AXIS_LABELS["cosine_similarity"])
+    ax.set_ylabel(AXIS_LABELS["grad_explosion_exponent"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
     _title(figure, data, f"speed–stability trade-off ({len(points)} trials)")
@@ -131,9 +131,9 @@ def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
             ax.set_title(f"Kendall τ = {tau['value']:+.2f}{ci}", fontsize="small")
         else:
             ax.set_title(f"τ: {pair.get('note') or why or 'none'}", fontsize="x-small")
-        ax.set_xlabel(LABELS[key])
+        ax.set_xlabel(AXIS_LABELS[key])
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(LABELS[measure])
+    axes[0][0].set_ylabel(AXIS_LABELS[measure])
     _title(figure, data, f"init predictors vs training speed ({len(rows)} trained trials, 95% bootstrap CI)")
     return figure
 
@@ -189,7 +189,7 @@ def figure_layers(data: StudyData) -> Figure:
     return figure
 
 
-FIGURES: dict[str, Callable[[StudyData], Figure]] = {
+STUDY_FIGURES: dict[str, Callable[[StudyData], Figure]] = {
     "pareto": figure_pareto, "tradeoff": figure_tradeoff, "validation": figure_validation, "layers": figure_layers,
 }
 
@@ -198,7 +198,7 @@ def study_figures(data: StudyData, resamples: int = 1000) -> tuple[dict[str, Fig
     """Every figure the study has data for, and why each of the others is missing."""
     drawn: dict[str, Figure] = {}
     missing: dict[str, str] = {}
-    for name, draw in FIGURES.items():
+    for name, draw in STUDY_FIGURES.items():
         try:
             drawn[name] = draw(data, resamples) if name == "validation" else draw(data)  # type: ignore[call-arg]
         except ValueError as err:

@@ -19,14 +19,13 @@ from rich.table import Table
 from rich.text import Text
 
 from explorer.search.results import to_float
-from explorer.tui.formatting import COLUMNS, format_duration, format_number
+from explorer.tui.formatting import COLUMNS, PARETO_MARK, format_duration, format_number
 
 if TYPE_CHECKING:  # the study's types load optuna, which the generic helpers do not need
     from explorer.search.results import Objective, StudyData, Summary, TrialRow
 
 STATE_STYLES = {"complete": "green", "running": "cyan", "pruned": "yellow", "failed": "red", "interrupted": "magenta",
                 "waiting": "dim"}
-PARETO_MARK = "◆"
 
 # --------------------------------------------------------------------------- fitting 80 columns
 # A table fits a narrow terminal when each of its names is kept whole: stack the values of a row in one
