@@ -109,29 +109,30 @@ def test_search_imports_no_ui():
     assert violations(sources("explorer/search/**/*.py"), check) == []
 
 
-def test_tui_reads_search_only_through_its_read_side():
+def above_search(layer: str, read_side: tuple[str, ...], forbidden: tuple[str, ...],
+                 why: str) -> Callable[[str], str | None]:
+    """The rule of a layer above search: its ``read_side`` of explorer.search, none of ``forbidden``, no cli."""
     def check(module: str) -> str | None:
-        if within(module, "explorer.search") and not within(module, *TUI_MAY_IMPORT_FROM_SEARCH):
-            return f"explorer.tui imports from explorer.search only {', '.join(TUI_MAY_IMPORT_FROM_SEARCH)}"
-        if within(module, "matplotlib", "explorer.plots"):
-            return "explorer.tui is the terminal: figures are explorer.plots'"
+        if within(module, "explorer.search") and not within(module, *read_side):
+            return f"{layer} imports from explorer.search only {', '.join(read_side)}"
+        if within(module, *forbidden):
+            return why
         if within(module, "explorer.cli"):
-            return "explorer.tui imports no layer above it"
+            return f"{layer} imports no layer above it"
         return None
 
+    return check
+
+
+def test_tui_reads_search_only_through_its_read_side():
+    check = above_search("explorer.tui", TUI_MAY_IMPORT_FROM_SEARCH, ("matplotlib", "explorer.plots"),
+                         "explorer.tui is the terminal: figures are explorer.plots'")
     assert violations(sources("explorer/tui/**/*.py"), check) == []
 
 
 def test_plots_read_search_only_through_its_read_side_and_no_terminal():
-    def check(module: str) -> str | None:
-        if within(module, "explorer.search") and not within(module, *PLOTS_MAY_IMPORT_FROM_SEARCH):
-            return f"explorer.plots imports from explorer.search only {', '.join(PLOTS_MAY_IMPORT_FROM_SEARCH)}"
-        if within(module, "rich", "textual", "explorer.tui"):
-            return "explorer.plots draws files: no terminal code"
-        if within(module, "explorer.cli"):
-            return "explorer.plots imports no layer above it"
-        return None
-
+    check = above_search("explorer.plots", PLOTS_MAY_IMPORT_FROM_SEARCH, ("rich", "textual", "explorer.tui"),
+                         "explorer.plots draws files: no terminal code")
     assert violations(sources("explorer/plots/**/*.py"), check) == []
 
 
