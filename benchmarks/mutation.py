@@ -62,7 +62,7 @@ MODULES: dict[str, list[str]] = {
     "explorer/search/storage.py": ["tests/test_storage_safety.py"],  # its PostgreSQL tests too (WITH_POSTGRES)
     "explorer/search/storage_files.py": ["tests/test_storage_safety.py"],
     "explorer/search/results/rows.py": ["tests/test_tui_model.py"],
-    "explorer/search/results/study.py": ["tests/test_tui_model.py"],
+    "explorer/search/results/study_data.py": ["tests/test_tui_model.py"],
 }
 
 #: Modules whose PostgreSQL tests (marked ``postgres``, left out elsewhere) run too, on one server for the

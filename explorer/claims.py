@@ -4,7 +4,7 @@ Each function returns a JSON-able dict with ``rows`` (one per measured configura
 what the figure plots) and ``summary`` (the quantities the claim is about), and reports each
 measurement before it runs to an optional ``progress`` callback (a :class:`Step`). :func:`verdict`
 judges a result against the claim with the criteria of ``tests/test_claims.py``; ``normx
-reproduce`` writes the result as JSON, CSV and a figure (:mod:`explorer.figures`).
+reproduce`` writes the result as JSON, CSV and a figure (:mod:`explorer.plots.claim_figures`).
 """
 
 from __future__ import annotations

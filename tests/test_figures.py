@@ -14,7 +14,7 @@ from explorer import claims
 from explorer.cli import main
 
 pytest.importorskip("matplotlib")
-from explorer import figures  # noqa: E402  (needs matplotlib, an optional extra)
+from explorer.plots import claim_figures as figures  # noqa: E402  (needs matplotlib, an optional extra)
 
 #: The smallest scale every claim runs at: seconds per claim on a CPU.
 MICRO = claims.Scale(resnet="resnet(blocks=2, width=8)", cnn=["cnn10(width_multiplier=0.125)"], plaincnn_depth=4,

@@ -1,17 +1,26 @@
-"""The layers import only downwards: core <- search <- tui <- cli.
+"""The layers import only downwards: core <- search <- {tui, plots} <- cli.
 
 Checked by parsing every source file's imports with ``ast`` (nothing is imported, so a lazy import
 inside a function or under ``TYPE_CHECKING`` counts like any other). The rules:
 
 (a) core — ``explorer/*.py`` (the top level, but ``explorer/__main__.py``: ``python -m explorer``
-    is the command line) and ``plugins/`` — imports neither optuna, rich nor
-    textual, nor ``explorer.search``, ``explorer.tui`` or ``explorer.cli``;
-(b) ``explorer/search/`` imports neither rich nor textual, nor ``explorer.tui`` or ``explorer.cli``;
-(c) ``explorer/tui/`` reads the search layer only through its read side: ``explorer.search.results``
-    (finding, loading and summarising a study), ``explorer.search.validation`` (the predictor
-    validation, an analysis of those results) and ``explorer.search.events`` (the runner's event
-    stream that the live progress display reacts to). Never the runner, the search space, study
-    files or the writable storage; and never ``explorer.cli``.
+    is the command line) and ``plugins/`` — imports neither optuna, rich, textual nor matplotlib,
+    nor ``explorer.search``, ``explorer.tui``, ``explorer.plots`` or ``explorer.cli``;
+(b) ``explorer/search/`` imports neither rich, textual nor matplotlib, nor ``explorer.tui``,
+    ``explorer.plots`` or ``explorer.cli``;
+(c) ``explorer/tui/`` (the terminal: the viewer, the live progress) reads the search layer only
+    through its read side: ``explorer.search.results`` (finding, loading and summarising a study),
+    ``explorer.search.validation`` (the predictor validation, an analysis of those results) and
+    ``explorer.search.events`` (the runner's event stream that the live progress display reacts
+    to). Never the runner, the search space, study files or the writable storage; never matplotlib,
+    ``explorer.plots`` or ``explorer.cli``;
+(d) ``explorer/plots/`` (matplotlib figures, for files) reads the search layer through the same
+    read side as the terminal (``results``, ``validation``) and the core's claim results; it imports
+    neither rich nor textual, nor ``explorer.tui`` or ``explorer.cli``;
+(e) ``explorer/cli/`` is the top: every layer above imports nothing of it (checked by (a)-(d)), and
+    its command modules (the ones ``normx --help`` imports) import optuna, rich, textual, matplotlib,
+    ``explorer.tui``, ``explorer.plots`` and the modules of ``explorer.search`` only inside the
+    function that runs a command, so that the help stays fast.
 
 A failure lists every offending ``file:line`` with the import.
 """
@@ -26,6 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 TUI_MAY_IMPORT_FROM_SEARCH = ("explorer.search.results", "explorer.search.validation", "explorer.search.events")
+PLOTS_MAY_IMPORT_FROM_SEARCH = ("explorer.search.results", "explorer.search.validation")
+#: what a command module of ``explorer.cli`` imports only inside a function
+CLI_LAZY = ("optuna", "rich", "textual", "matplotlib", "explorer.tui", "explorer.plots")
 
 
 def module_name(path: Path) -> str:
@@ -76,9 +88,9 @@ def sources(*globs: str) -> list[Path]:
 
 def test_core_imports_no_search_ui_or_their_libraries():
     def check(module: str) -> str | None:
-        if within(module, "optuna", "rich", "textual"):
-            return "core imports neither optuna, rich nor textual"
-        if within(module, "explorer.search", "explorer.tui", "explorer.cli"):
+        if within(module, "optuna", "rich", "textual", "matplotlib"):
+            return "core imports neither optuna, rich, textual nor matplotlib"
+        if within(module, "explorer.search", "explorer.tui", "explorer.plots", "explorer.cli"):
             return "core imports no layer above it"
         return None
 
@@ -88,24 +100,72 @@ def test_core_imports_no_search_ui_or_their_libraries():
 
 def test_search_imports_no_ui():
     def check(module: str) -> str | None:
-        if within(module, "rich", "textual"):
-            return "explorer.search imports neither rich nor textual"
-        if within(module, "explorer.tui", "explorer.cli"):
+        if within(module, "rich", "textual", "matplotlib"):
+            return "explorer.search imports neither rich, textual nor matplotlib"
+        if within(module, "explorer.tui", "explorer.plots", "explorer.cli"):
             return "explorer.search imports no layer above it"
         return None
 
     assert violations(sources("explorer/search/**/*.py"), check) == []
 
 
-def test_tui_reads_search_only_through_its_read_side():
+def above_search(layer: str, read_side: tuple[str, ...], forbidden: tuple[str, ...],
+                 why: str) -> Callable[[str], str | None]:
+    """The rule of a layer above search: its ``read_side`` of explorer.search, none of ``forbidden``, no cli."""
     def check(module: str) -> str | None:
-        if within(module, "explorer.search") and not within(module, *TUI_MAY_IMPORT_FROM_SEARCH):
-            return f"explorer.tui imports from explorer.search only {', '.join(TUI_MAY_IMPORT_FROM_SEARCH)}"
+        if within(module, "explorer.search") and not within(module, *read_side):
+            return f"{layer} imports from explorer.search only {', '.join(read_side)}"
+        if within(module, *forbidden):
+            return why
         if within(module, "explorer.cli"):
-            return "explorer.tui imports no layer above it"
+            return f"{layer} imports no layer above it"
         return None
 
+    return check
+
+
+def test_tui_reads_search_only_through_its_read_side():
+    check = above_search("explorer.tui", TUI_MAY_IMPORT_FROM_SEARCH, ("matplotlib", "explorer.plots"),
+                         "explorer.tui is the terminal: figures are explorer.plots'")
     assert violations(sources("explorer/tui/**/*.py"), check) == []
+
+
+def test_plots_read_search_only_through_its_read_side_and_no_terminal():
+    check = above_search("explorer.plots", PLOTS_MAY_IMPORT_FROM_SEARCH, ("rich", "textual", "explorer.tui"),
+                         "explorer.plots draws files: no terminal code")
+    assert violations(sources("explorer/plots/**/*.py"), check) == []
+
+
+def top_level_imports(path: Path) -> list[tuple[int, str]]:
+    """The imports of ``path`` that run when it is imported: outside every function, and not under
+    ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    lazy = {id(inner) for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            or (isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"))
+            for inner in ast.walk(node)}
+    eager = {node.lineno for node in ast.walk(tree)
+             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in lazy}
+    return [(line, module) for line, module in imports(path) if line in eager]
+
+
+def test_cli_command_modules_import_the_layers_below_only_when_a_command_runs():
+    from explorer.cli import COMMANDS
+
+    def check(module: str) -> str | None:
+        if within(module, *CLI_LAZY):
+            return "a command module imports it inside the function that runs the command"
+        if within(module, "explorer.search") and module not in ("explorer.search", "explorer.search.default_storage"):
+            return "a command module imports explorer.search's modules inside the function that runs the command"
+        return None
+
+    modules = sorted({ROOT / (name.replace(".", "/") + ".py") for name in COMMANDS.values()}
+                     | {ROOT / "explorer/cli/__init__.py", ROOT / "explorer/cli/render.py"})
+    found = []
+    for path in modules:
+        found += [f"{path.relative_to(ROOT)}:{line}: imports {module} ({reason})"
+                  for line, module in top_level_imports(path) if (reason := check(module))]
+    assert found == []
 
 
 def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path, monkeypatch):
@@ -121,3 +181,5 @@ def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path, monkeypatch):
                                       (7, "explorer.search.results.StudyData")]
     assert violations([probe], lambda m: "above" if within(m, "explorer.search.runner") else None) == \
         ["explorer/tui/probe.py:2: imports explorer.search.runner (above)"]
+    assert top_level_imports(probe) == [(1, "rich.text"), (2, "explorer.search.runner"),  # not the function's
+                                        (7, "explorer.search.results.StudyData")]

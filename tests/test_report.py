@@ -100,7 +100,7 @@ def test_catalog_commands_render_through_the_shared_tables(capsys):
     # formulas with brackets are printed as text, never parsed as rich markup
     from rich.console import Console
 
-    from explorer.tui.tables import normalizers_table, score_table
+    from explorer.cli.catalog_tables import normalizers_table, score_table
 
     console = Console(file=io.StringIO(), width=200)
     console.print(normalizers_table([{"name": "x", "composition": "mean(bx)", "formula": "[b]A[/b] / σ", "params": {}}]))
@@ -114,7 +114,7 @@ def test_catalog_commands_render_through_the_shared_tables(capsys):
     text = console.file.getvalue()
     assert "0.2500" in text and "linear" in text and "1.000 2.000" in text
     assert main(["plugins"]) == 0 and "statistics" in capsys.readouterr().out
-    from explorer.tui.tables import models_table
+    from explorer.cli.catalog_tables import models_table
 
     console = Console(file=io.StringIO(), width=200)
     console.print(models_table([{"name": "resnet56", "params": {"variant": {"default": "standard", "choices": ["standard", "preact"]}},

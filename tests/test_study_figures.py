@@ -16,7 +16,7 @@ from explorer.cli import main
 from explorer.search.results import StudySource
 
 pytest.importorskip("matplotlib")
-from explorer.tui import figures  # noqa: E402  (needs matplotlib, an optional extra)
+from explorer.plots import study_figures as figures  # noqa: E402  (needs matplotlib, an optional extra)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_a_repeated_composition_is_drawn_once_in_the_layer_curves(data):
     original, as in a real study: the per-layer figure draws that composition once."""
     import dataclasses
 
-    from explorer.search.results.study import StudyData
+    from explorer.search.results.study_data import StudyData
 
     original = figures.best_trials(data)[0]
     repeat = dataclasses.replace(original, number=max(r.number for r in data.rows) + 1, reused_from=original.number)

@@ -319,14 +319,14 @@ def far_from_utc(monkeypatch):
 
 def test_rdb_reader_gives_local_times_like_optuna(tmp_path, far_from_utc):
     """The fast reader is the one used on SQLite, and its datetimes are Optuna's local ones, not UTC."""
-    from explorer.search.results import TrialRecord
+    from explorer.search.results import RawTrialRow
 
     url = f"sqlite:///{tmp_path / 'tz.db'}"
     write_study(url, n=4, running=1)
     storage = open_readonly(url)
     study_id = storage.get_study_id_from_name("demo")
     fast, slow = read_trials(storage, study_id), storage.get_all_trials(study_id, deepcopy=False)
-    assert all(isinstance(t, TrialRecord) for t in fast)
+    assert all(isinstance(t, RawTrialRow) for t in fast)
     assert [(t.datetime_start, t.datetime_complete) for t in fast] == \
            [(t.datetime_start, t.datetime_complete) for t in slow]
     running = next(r for r in load_study(storage, "demo").rows if r.state == "running")
@@ -627,7 +627,7 @@ def test_best_breaks_ties_by_the_earliest_trial_and_skips_diverged_and_infinite(
 def test_pareto_front_excludes_diverged_and_non_finite_trials_and_is_reset(tmp_path):
     from optuna.trial import TrialState as S
 
-    from explorer.search.results.study import mark_pareto
+    from explorer.search.results.study_data import mark_pareto
 
     url = hand_study(tmp_path, [
         (S.COMPLETE, [0.5, 0.5], {}, 0, 1),

@@ -34,7 +34,7 @@ from explorer.search.screening import (
     relative_decision,
 )
 from explorer.search.storage import StorageError, open_storage, resolve_storage
-from explorer.search.study import create_or_load_study, make_sampler
+from explorer.search.optuna_study import create_or_load_study, make_sampler
 from explorer.search.study_file import parse_study_text
 from explorer.search.worker import Worker
 from explorer.spec import parse_spec

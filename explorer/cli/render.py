@@ -1,5 +1,6 @@
-"""What the CLI commands print: one JSON document (``--json``) or rich tables built from the
-components in :mod:`explorer.tui.tables`, so that the viewer, the report and these commands render alike.
+"""What the CLI commands print: one JSON document (``--json``) or rich tables: the catalogue and a
+score result from :mod:`explorer.cli.catalog_tables`, a study's from :mod:`explorer.tui.tables`, so that
+the viewer, the report and these commands render alike.
 
 Rich and the tables are imported only when a table is printed: the command modules import this one at
 their top, and ``normx --help`` imports every command module.
@@ -68,39 +69,39 @@ def show(data: Any, as_json: bool, print_table: Callable[[Any], None]) -> int:
 
 
 def print_plugins(rows: list[dict[str, Any]]) -> None:
-    from explorer.tui.tables import plugins_table
+    from explorer.cli.catalog_tables import plugins_table
 
     console().print(plugins_table(rows))
 
 
 def print_normalizers(rows: list[dict[str, Any]]) -> None:
-    from explorer.tui.tables import normalizers_table
+    from explorer.cli.catalog_tables import normalizers_table
 
     console().print(normalizers_table(rows))
 
 
 def print_primitives(rows: list[dict[str, Any]]) -> None:
-    from explorer.tui.tables import primitives_table
+    from explorer.cli.catalog_tables import primitives_table
 
     console().print(primitives_table(rows))
 
 
 def print_predictors(rows: list[dict[str, Any]]) -> None:
-    from explorer.tui.tables import predictors_table
+    from explorer.cli.catalog_tables import predictors_table
 
     console().print(predictors_table(rows))
 
 
 def print_score(result: dict[str, Any]) -> None:
     """A score result (the fields of ``normx score --json``) as tables."""
-    from explorer.tui.tables import score_table
+    from explorer.cli.catalog_tables import score_table
 
     console().print(score_table(result))
 
 
 def print_models(rows: list[dict[str, Any]]) -> None:
     """The model architectures (``normx models``): name, parameters with defaults, description."""
-    from explorer.tui.tables import models_table
+    from explorer.cli.catalog_tables import models_table
 
     console().print(models_table(rows))
 

@@ -1,4 +1,11 @@
-"""``normx report STUDY``: a static report of a study (rich), or its data as JSON or CSV."""
+"""``normx report STUDY``: a static report of a study (rich), or its data as JSON or CSV.
+
+The rich report (:func:`report_renderables`) is built here, from the tables of
+:mod:`explorer.tui.tables` and the trade-off plot of :mod:`explorer.tui.charts` that the viewer
+shows too; the JSON and CSV data are :mod:`explorer.search.results.export`'s, the figures
+:mod:`explorer.plots.study_figures`'. Rich, optuna and matplotlib are imported only when the command
+runs, so that ``normx --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,14 @@ import sys
 import tempfile
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from explorer.cli.render import STORAGE_HELP_SECRET, storage_option
 from explorer.cli.render import PLOTS_HINT, check_out_dir
 from explorer.errors import NormxError
+
+if TYPE_CHECKING:
+    from explorer.search.results import StudyData
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +64,7 @@ def _write(text: str, output: str | None) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from explorer.search.results import StudySource, locate_study  # optuna: imported only when run
-    from explorer.tui.report import report_csv, report_data, report_renderables
+    from explorer.search.results.export import report_csv, report_data
 
     if args.resamples < 1:
         raise NormxError("--resamples must be at least 1")
@@ -85,11 +96,34 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_renderables(data: StudyData, resamples: int = 1000) -> list[Any]:
+    """The rich report, top to bottom."""
+    from rich.rule import Rule
+    from rich.text import Text
+
+    from explorer.search.results.export import validation_result
+    from explorer.tui.charts import tradeoff_plot
+    from explorer.tui.tables import best_table, pareto_table, summary_text, validation_table
+
+    parts: list[Any] = [Rule(f"study {data.name}"), summary_text(data.name, data.summary(), data.objectives)]
+    if not data.rows:
+        parts.append("(the study has no trials yet)")
+        return parts
+    parts += [best_table(data), pareto_table(data)]
+    if data.tradeoff_points():
+        parts.append(tradeoff_plot(data, height=14))
+    results = validation_result(data, resamples)
+    if isinstance(results, dict):
+        parts.append(validation_table(results))
+    else:
+        parts.append(Text(f"predictor validation: {results}", style="dim"))
+    return parts
+
 
 def _write_plots(data: object, directory: Path, resamples: int) -> None:
     """The study's figures into ``directory`` (reported on stderr, so that --json and --csv stay clean)."""
     try:
-        from explorer.tui.figures import describe, write_study_figures
+        from explorer.plots.study_figures import describe, write_study_figures
     except ImportError:
         print(PLOTS_HINT, file=sys.stderr)
         return

@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out_dir(out)
     try:
-        import explorer.figures as figures
+        import explorer.plots.claim_figures as figures
     except ImportError:
         figures = None
     display = _ProgressDisplay()

@@ -18,7 +18,7 @@ import optuna
 from explorer.search.context import StudyContext
 from explorer.search.evaluation import Composition, InvalidComposition
 from explorer.search.schema import TrialAttr
-from explorer.search.study import composition_key, holds_a_place
+from explorer.search.optuna_study import composition_key, holds_a_place
 from explorer.spec import parse_spec
 
 #: Spaces with more leaves than this are not listed (the repeats in a row then end the study).

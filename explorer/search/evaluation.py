@@ -27,7 +27,7 @@ from explorer.search.policy import aggregate_predictors, screening_verdict
 from explorer.search.schema import Stage, TrialAttr, json_safe
 from explorer.search.screening import Decision, RelativePolicy, candidate_values, relative_decision
 from explorer.search.signals import raise_if_interrupted
-from explorer.search.study import holds_a_place
+from explorer.search.optuna_study import holds_a_place
 from explorer.spec import Spec
 from explorer.training import TrainConfig, train
 

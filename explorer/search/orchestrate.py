@@ -29,7 +29,7 @@ from explorer.search.schema import StudyAttr, TrialAttr
 from explorer.search.screening import RelativePolicy
 from explorer.search.signals import ParentWatch, blocked_signals, interrupt_on_signals, unblock_interrupts
 from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub, storage_failure
-from explorer.search.study import budget_counts, create_or_load_study, make_sampler, state_counts
+from explorer.search.optuna_study import budget_counts, create_or_load_study, make_sampler, state_counts
 from explorer.search.study_file import StudyConfig, StudyFileError
 from explorer.search.worker import Worker, worker_name
 

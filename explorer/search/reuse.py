@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from explorer.search.recording import Ending, pruned
 from explorer.search.schema import RESULT_ATTRS, Stage, TrialAttr
-from explorer.search.study import composition_key, holds_a_place
+from explorer.search.optuna_study import composition_key, holds_a_place
 
 
 def reuse_source(study: optuna.Study, trial: optuna.Trial, spec_text: str, key: str | None) -> FrozenTrial | None:

@@ -90,7 +90,7 @@ def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0,
     return out
 
 
-def verdict(result: dict[str, Any], direction: Direction | None) -> str | None:
+def correlation_verdict(result: dict[str, Any], direction: Direction | None) -> str | None:
     """``agrees``/``reversed`` when τ's interval excludes 0 (as the direction expects, or
     against it), ``chance`` when it includes 0; None without a correlation."""
     tau = result.get("kendall_tau")
@@ -144,7 +144,7 @@ def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
             else:
                 result = correlate(xs, ys, n_boot=n_boot, seed=seed)
             pairs.append({"predictor": name, "measure": measure, "direction": directions[name], **result,
-                          "verdict": verdict(result, directions[name])})
+                          "verdict": correlation_verdict(result, directions[name])})
         groups.append(pairs)
     groups.sort(key=lambda g: (strength(g[0], g[0]["direction"]), strength(g[1], g[1]["direction"])), reverse=True)
     ranking = []

@@ -3,7 +3,7 @@
 One trial, in one worker, each step in its own module:
 
 1. **claim**: under the storage's claim lock, count the trials that hold a place in the budget
-   (:func:`explorer.search.study.budget_counts`) and ask Optuna for a trial only when there is
+   (:func:`explorer.search.optuna_study.budget_counts`) and ask Optuna for a trial only when there is
    room. A waiting trial (an enqueued baseline, or the retry of a trial whose worker died or was
    interrupted) is taken before a new one is sampled. Its composition is drawn and parsed once
    under the same lock (:mod:`explorer.search.claiming`): the baseline's spec, or one sampled from
@@ -45,7 +45,7 @@ from explorer.search.reuse import reused_ending
 from explorer.search.schema import Stage, StudyAttr, TrialAttr
 from explorer.search.signals import deferred_interrupts, interruption_handled, raise_if_interrupted
 from explorer.search.storage import StorageTarget, claim_lock, open_storage, storage_failure
-from explorer.search.study import budget_counts, make_sampler
+from explorer.search.optuna_study import budget_counts, make_sampler
 
 #: Seconds between two polls of an idle worker waiting for other workers' trials.
 IDLE_POLL_S = 1.0

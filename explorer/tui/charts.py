@@ -8,10 +8,9 @@ from __future__ import annotations
 from rich.text import Text
 
 from explorer.search.results import StudyData, TrialRow
-from explorer.tui.formatting import COLUMNS
+from explorer.tui.formatting import COLUMNS, PARETO_MARK
 from explorer.tui.plot import MISSING_COLOUR, Plot, Series, colour_for, scale_legend
 
-PARETO_MARK = "◆"
 LABELS = {"cosine_similarity": "cosine similarity", "grad_explosion_exponent": "gradient explosion exponent",
           "stable_rank": "stable rank", "variance_growth_rate": "activation variance growth rate",
           "test_accuracy": "test accuracy", "mean_train_accuracy": "mean train accuracy"}

@@ -8,6 +8,9 @@ from typing import Any
 
 from explorer.search.results import to_float
 
+#: how a Pareto-optimal trial is marked, in the tables and in the plots
+PARETO_MARK = "◆"
+
 #: the header of each column key (see :data:`explorer.search.results.COLUMN_GETTERS`) in tables and plots
 COLUMNS: dict[str, str] = {
     "number": "#",

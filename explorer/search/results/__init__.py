@@ -5,8 +5,9 @@ read-only, loads its trials, names its objectives and computes its Pareto front.
 Plain Python over Optuna's storage (no rich, no textual), so it is tested without a terminal.
 Modules: :mod:`~explorer.search.results.locate` (finding a study),
 :mod:`~explorer.search.results.rdb_reader` (the fast reader of Optuna's RDB tables),
-:mod:`~explorer.search.results.rows` (a trial as a row; sorting and filtering) and
-:mod:`~explorer.search.results.study` (the study: objectives, Pareto front, summary, series).
+:mod:`~explorer.search.results.rows` (a trial as a row; sorting and filtering),
+:mod:`~explorer.search.results.study_data` (the study: objectives, Pareto front, summary, series) and
+:mod:`~explorer.search.results.export` (the report's data: ``normx report --json`` and ``--csv``).
 
 The public names below are loaded on first use: ``to_float`` or ``TrialRow`` (for the catalog
 tables of ``normx normalizers``) cost no import of optuna; ``StudyData`` and the readers do.
@@ -23,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     "find_study_id": "locate",
     "locate_study": "locate",
     "study_names": "locate",
-    "TrialRecord": "rdb_reader",
+    "RawTrialRow": "rdb_reader",
     "read_trials": "rdb_reader",
     "ALIASES": "rows",
     "COLUMN_GETTERS": "rows",
@@ -38,15 +39,15 @@ _EXPORTS: dict[str, str] = {
     "row_from_trial": "rows",
     "sort_rows": "rows",
     "to_float": "rows",
-    "Objective": "study",
-    "StudyData": "study",
-    "StudySource": "study",
-    "Summary": "study",
-    "load_studies": "study",
-    "load_study": "study",
-    "mark_pareto": "study",
-    "pareto_mask": "study",
-    "study_budget": "study",
+    "Objective": "study_data",
+    "StudyData": "study_data",
+    "StudySource": "study_data",
+    "Summary": "study_data",
+    "load_studies": "study_data",
+    "load_study": "study_data",
+    "mark_pareto": "study_data",
+    "pareto_mask": "study_data",
+    "study_budget": "study_data",
     "StorageError": "explorer.search.storage",
     "mask_password": "explorer.search.storage",
     "open_readonly": "explorer.search.storage",
@@ -55,12 +56,12 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from explorer.search.results.locate import StudyNotFoundError, find_study_id, locate_study, study_names
-    from explorer.search.results.rdb_reader import TrialRecord, read_trials
+    from explorer.search.results.rdb_reader import RawTrialRow, read_trials
     from explorer.search.results.rows import (
         ALIASES, COLUMN_GETTERS, LAYER_CURVES, OUTCOMES, PREDICTORS, STATES, RowFilter, TrialRow, column_key, finite,
         row_from_trial, sort_rows, to_float,
     )
-    from explorer.search.results.study import (
+    from explorer.search.results.study_data import (
         Objective, StudyData, StudySource, Summary, load_studies, load_study, mark_pareto, pareto_mask, study_budget,
     )
     from explorer.search.storage import StorageError, mask_password, open_readonly

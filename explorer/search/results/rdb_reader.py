@@ -3,8 +3,11 @@
 Optuna's ``get_all_trials`` builds an ORM object per row of every trial table and then a
 validated ``FrozenTrial``; on a study of a few thousand trials that is most of the time the viewer
 takes to open. Readers need no ORM state: this module reads the same tables (named by Optuna's own
-models, so a renamed table or column fails loudly) with SQLAlchemy Core and builds light records
-with the attributes :func:`explorer.search.results.load_study` uses.
+models, so a renamed table or column fails loudly) with SQLAlchemy Core and builds light rows
+(:class:`RawTrialRow`) with the attributes :func:`explorer.search.results.load_study` uses. A raw
+row is what Optuna stored, before any decoding: the typed record of a trial's attributes is
+:class:`explorer.search.schema.TrialRecord`, the flattened trial of the tables and plots
+:class:`explorer.search.results.rows.TrialRow`.
 
 Checked against Optuna 5.0.0 (RDB schema version 12, alembic revision ``v3.2.0.a``) with
 SQLAlchemy 2.1: the tables ``trials``, ``trial_values``, ``trial_user_attributes`` and
@@ -39,8 +42,8 @@ CHECKED_SCHEMA_VERSION = 12
 
 
 @dataclass
-class TrialRecord:
-    """The part of a ``FrozenTrial`` the readers use."""
+class RawTrialRow:
+    """The part of a ``FrozenTrial`` the readers use, as stored (user attributes undecoded)."""
 
     number: int
     state: TrialState
@@ -59,7 +62,7 @@ def fast_reader_applies(storage: BaseStorage) -> bool:
             and hasattr(models.TrialModel, "_datetime_start_utc"))
 
 
-def read_trials(storage: BaseStorage, study_id: int) -> list[TrialRecord] | list[FrozenTrial]:
+def read_trials(storage: BaseStorage, study_id: int) -> list[RawTrialRow] | list[FrozenTrial]:
     """The study's trials in number order: light records from an RDB storage, else FrozenTrials."""
     if fast_reader_applies(storage):
         try:
@@ -74,7 +77,7 @@ def _local(utc: datetime | None) -> datetime | None:
     return None if utc is None else utc.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
 
 
-def _read_rdb(storage: RDBStorage, study_id: int) -> list[TrialRecord]:
+def _read_rdb(storage: RDBStorage, study_id: int) -> list[RawTrialRow]:
     trials_t = models.TrialModel.__table__
     values_t = models.TrialValueModel.__table__
     attrs_t = models.TrialUserAttributeModel.__table__
@@ -94,11 +97,11 @@ def _read_rdb(storage: RDBStorage, study_id: int) -> list[TrialRecord]:
         params = connection.execute(
             select(params_t.c.trial_id, params_t.c.param_name, params_t.c.param_value, params_t.c.distribution_json)
             .where(params_t.c.trial_id.in_(of_study)).order_by(params_t.c.param_id)).all()
-    by_id: dict[int, TrialRecord] = {}
+    by_id: dict[int, RawTrialRow] = {}
     records = []
     for trial_id, number, state, start, complete in trials:
         state = state if not isinstance(state, str) else TrialState[state]
-        record = TrialRecord(number, state, _local(start), _local(complete))
+        record = RawTrialRow(number, state, _local(start), _local(complete))
         by_id[trial_id] = record
         records.append(record)
     objective_values: dict[int, dict[int, float]] = defaultdict(dict)

@@ -18,7 +18,7 @@ from explorer.records import LAYER_PREDICTORS, SCALAR_PREDICTORS, to_float
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-    from explorer.search.results.rdb_reader import TrialRecord
+    from explorer.search.results.rdb_reader import RawTrialRow
 
 #: the scalar init predictors, in the order the UI shows them
 PREDICTORS: tuple[str, ...] = SCALAR_PREDICTORS
@@ -125,7 +125,7 @@ class TrialRow:
 
 
 
-def row_from_trial(trial: FrozenTrial | TrialRecord) -> TrialRow:
+def row_from_trial(trial: FrozenTrial | RawTrialRow) -> TrialRow:
     """The row of a trial read by :func:`~explorer.search.results.rdb_reader.read_trials`."""
     attrs = trial.user_attrs
     predictors = attrs.get("predictors")

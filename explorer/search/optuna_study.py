@@ -4,6 +4,9 @@ The study-wide budget counts distinct compositions: a trial holds a place when i
 pruned, running, or failed with an error (an error is a result: retrying it forever would never
 end the study), and only when no earlier such trial has its composition. Interrupted trials and
 trials whose worker died are retried, so they do not count.
+
+The writing side of a study, used by the runner and its workers; the study as its readers see it
+is :mod:`explorer.search.results.study_data`, the ``normx study`` commands :mod:`explorer.cli.study`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ and the series the plots draw.
 The viewer, the report, the live progress display, ``normx study list|pareto|validate`` and the
 predictor validation all read a study through :func:`load_study`; it never writes. Trials are read
 by :func:`~explorer.search.results.rdb_reader.read_trials`, so a study of a few thousand trials
-loads in a fraction of a second.
+loads in a fraction of a second. Named after what it holds (:class:`StudyData`): the Optuna study
+that a worker creates and runs is :mod:`explorer.search.optuna_study`'s, the ``normx study``
+commands are :mod:`explorer.cli.study`.
 """
 
 from __future__ import annotations

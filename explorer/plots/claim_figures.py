@@ -1,39 +1,32 @@
 """Figures of ``normx reproduce`` in the layout of the paper's (Lubana et al. 2021) figures.
 
 One function per claim draws a :class:`matplotlib.figure.Figure` from the claim's result dict
-(:mod:`explorer.claims`); :func:`write_figure` saves it as PNG and SVG. Matplotlib is an optional
-extra (``pip install 'norm-explorer[plots]'``): importing this module without it raises ImportError,
-which the CLI turns into a one-line hint. Figures are built on the Agg canvas directly, never through
-pyplot, so no state is shared between figures.
+(:mod:`explorer.claims`); :func:`write_figure` saves it as PNG and SVG. In :mod:`explorer.plots` with
+the study's figures, on the same canvas (:mod:`explorer.plots.canvas`): drawing is not the core's
+job, and the claims themselves stay free of matplotlib. Matplotlib is an optional extra
+(``pip install 'norm-explorer[plots]'``): importing this module without it raises ImportError,
+which the CLI turns into a one-line hint.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from explorer.claims import label, missing_data
+from explorer.plots.canvas import new_figure, save_figure
 
 #: one colour per normalizer, the same in every figure
 COLOURS = {"in": "tab:red", "bn": "tab:blue", "gn": "tab:green", "ln": "tab:purple", "wn": "tab:orange",
            "sws": "tab:brown", "dyt": "tab:cyan", "derf": "tab:olive", "seednorm": "tab:pink", "none": "black"}
-DPI = 100
 
 
 def _colour(spec: str) -> str:
     return COLOURS.get(spec.partition("(")[0], "tab:gray")
-
-
-def _new(width: float, height: float, columns: int = 1, rows: int = 1, **kw: Any) -> tuple[Figure, Any]:
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(rows, columns, squeeze=False, **kw)
 
 
 def _finite(values: list[Any]) -> list[float]:
@@ -54,7 +47,7 @@ def _subtitle(result: dict) -> str:
 
 def figure_claim1(result: dict) -> Figure:
     """Figure 2: activation variance over depth in a ResNet, one line per activation-based normalizer."""
-    figure, axes = _new(6.0, 3.8)
+    figure, axes = new_figure(6.0, 3.8)
     ax = axes[0][0]
     model = ""
     for (spec,), rows in _by(result["rows"], "spec").items():
@@ -76,7 +69,7 @@ VARIANT_TITLES = {"standard": "(a) standard ResNet", "skipinit": "(b) SkipInit",
 def figure_claim2(result: dict) -> Figure:
     """Figure 3: log activation variance over depth with WN and SWS, one panel per ResNet variant."""
     variants = list(dict.fromkeys(r["variant"] for r in result["rows"]))
-    figure, axes = _new(4.0 * len(variants), 3.6, columns=len(variants), sharey=True)
+    figure, axes = new_figure(4.0 * len(variants), 3.6, columns=len(variants), sharey=True)
     groups = _by(result["rows"], "variant", "spec")
     for ax, variant in zip(axes[0], variants):
         for (v, spec), rows in groups.items():
@@ -94,7 +87,7 @@ def figure_claim2(result: dict) -> Figure:
 
 def figure_claim3(result: dict) -> Figure:
     """Figure 6a: stable rank against sqrt(width / group size), with the least-squares line."""
-    figure, axes = _new(5.5, 4.0)
+    figure, axes = new_figure(5.5, 4.0)
     ax = axes[0][0]
     rows = result["rows"]
     x = [r["sqrt_width_over_group_size"] for r in rows]
@@ -130,7 +123,7 @@ def _group_positions(rows: list[dict]) -> tuple[list[float], list[str]]:
 
 def figure_fig6b(result: dict) -> Figure:
     """Figure 6b: penultimate cosine similarity against GN's group size, one line per model; LN last."""
-    figure, axes = _new(5.5, 4.0)
+    figure, axes = new_figure(5.5, 4.0)
     ax = axes[0][0]
     styles = ["o-", "s--", "^-.", "d:"]
     ticks: dict[float, str] = {}
@@ -151,7 +144,7 @@ def figure_claim4(result: dict) -> Figure:
     """Figure 8: gradient norm over depth (log scale), one panel per model and batch size."""
     panels = list(dict.fromkeys((r["model"], r["batch_size"]) for r in result["rows"]))
     columns = min(len(panels), 2)
-    figure, axes = _new(4.6 * columns, 3.4 * math.ceil(len(panels) / columns), columns=columns,
+    figure, axes = new_figure(4.6 * columns, 3.4 * math.ceil(len(panels) / columns), columns=columns,
                         rows=math.ceil(len(panels) / columns))
     groups = _by(result["rows"], "model", "batch_size", "spec")
     flat = [ax for row in axes for ax in row]
@@ -177,7 +170,7 @@ def figure_fig9(result: dict) -> Figure:
     test accuracy below when the result was trained."""
     models = list(dict.fromkeys(r["model"] for r in result["rows"]))
     trained = all("test_accuracy" in r for r in result["rows"])
-    figure, axes = _new(5.2 * len(models), 6.2 if trained else 3.8, columns=len(models), rows=2 if trained else 1,
+    figure, axes = new_figure(5.2 * len(models), 6.2 if trained else 3.8, columns=len(models), rows=2 if trained else 1,
                         sharex="col")
     for column, model in enumerate(models):
         rows = [r for r in result["rows"] if r["model"] == model]
@@ -217,7 +210,7 @@ def figure_normfree(result: dict) -> Figure:
     """Figures 2-3's layout for the 2025 question: log activation variance over depth per layer, one panel per
     model (a CNN, a ResNet), BN and GN beside DyT, Derf, SeeDNorm and no normalization."""
     models = list(dict.fromkeys(r["model"] for r in result["rows"]))
-    figure, axes = _new(4.4 * len(models), 3.8, columns=len(models))
+    figure, axes = new_figure(4.4 * len(models), 3.8, columns=len(models))
     groups = _by(result["rows"], "model", "spec")
     for ax, model in zip(axes[0], models):
         for (m, spec), rows in groups.items():
@@ -235,7 +228,7 @@ def figure_normfree(result: dict) -> Figure:
     return figure
 
 
-FIGURES: dict[str, Callable[[dict], Figure]] = {
+CLAIM_FIGURES: dict[str, Callable[[dict], Figure]] = {
     "claim1": figure_claim1, "claim2": figure_claim2, "claim3": figure_claim3, "claim4": figure_claim4,
     "fig6b": figure_fig6b, "fig9": figure_fig9, "normfree": figure_normfree,
 }
@@ -243,7 +236,7 @@ FIGURES: dict[str, Callable[[dict], Figure]] = {
 
 def create_figure(result: dict) -> Figure:
     """The paper-style figure of a claim's result; ValueError when the claim has none or too little data."""
-    draw = FIGURES.get(result.get("claim", ""))
+    draw = CLAIM_FIGURES.get(result.get("claim", ""))
     if draw is None:
         raise ValueError(f"no figure for {result.get('claim')!r}")
     gap = missing_data(result)
@@ -256,15 +249,3 @@ def write_figure(result: dict, stem: str | Path) -> list[Path]:
     """Save the claim's figure as ``stem.png`` and ``stem.svg``; each file appears whole or not at all."""
     return save_figure(create_figure(result), stem)
 
-
-def save_figure(figure: Figure, stem: str | Path) -> list[Path]:
-    """``figure`` as ``stem.png`` and ``stem.svg``, each written to a temporary name and renamed: whole or absent."""
-    stem = Path(stem)
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = stem.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp")
-        figure.savefig(tmp, format=suffix[1:], dpi=DPI, metadata={"Date": None} if suffix == ".svg" else None)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths

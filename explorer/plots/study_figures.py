@@ -8,7 +8,9 @@
 - ``layers``: the per-layer activation variance and gradient norm of the best trials (the trial screen).
 
 Everything is read from :class:`explorer.search.results.StudyData`, as the viewer and ``normx report``
-read it. Matplotlib is optional: importing this module without it raises ImportError.
+read it. In :mod:`explorer.plots`, not :mod:`explorer.tui`: these figures are files for a paper, not
+terminal views, and share the claim figures' canvas (:mod:`explorer.plots.canvas`). Matplotlib is
+optional: importing this module without it raises ImportError.
 """
 
 from __future__ import annotations
@@ -21,20 +23,20 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from explorer.figures import _new, save_figure
+from explorer.plots.canvas import new_figure, save_figure
 from explorer.search.results import PREDICTORS, StudyData, TrialRow, finite, to_float
 from explorer.search.validation import MEASURES, ValidationError, trained_rows, validate_study
 
 #: how many trials the per-layer figure draws at most
 BEST_TRIALS = 6
-LABELS = {"cosine_similarity": "cosine similarity (↓ faster)", "grad_explosion_exponent": "gradient explosion exponent (↓ stabler)",
+AXIS_LABELS = {"cosine_similarity": "cosine similarity (↓ faster)", "grad_explosion_exponent": "gradient explosion exponent (↓ stabler)",
           "stable_rank": "stable rank", "variance_growth_rate": "variance growth rate",
           "test_accuracy": "test accuracy", "mean_train_accuracy": "mean training accuracy (speed)"}
 
 
 def _label(key: str, direction: str | None = None) -> str:
     arrow = {"maximize": " ↑", "minimize": " ↓"}.get(direction or "", "")
-    return LABELS.get(key, key).split(" (")[0] + arrow if direction else LABELS.get(key, key)
+    return AXIS_LABELS.get(key, key).split(" (")[0] + arrow if direction else AXIS_LABELS.get(key, key)
 
 
 def _title(figure: Figure, data: StudyData, what: str) -> None:
@@ -55,7 +57,7 @@ def figure_pareto(data: StudyData) -> Figure:
         raise ValueError("no complete trial with objective values")
     objectives = data.objectives
     pairs = list(itertools.combinations(range(len(objectives)), 2)) or [(None, 0)]
-    figure, axes = _new(4.2 * len(pairs), 3.8, columns=len(pairs))
+    figure, axes = new_figure(4.2 * len(pairs), 3.8, columns=len(pairs))
     front = [r for r in rows if r.pareto]
     for ax, (i, j) in zip(axes[0], pairs):
         def xs(rs: list[TrialRow]) -> list[float]:
@@ -79,7 +81,7 @@ def figure_tradeoff(data: StudyData) -> Figure:
     points = data.tradeoff_points()
     if not points:
         raise ValueError("no trial with both cosine similarity and explosion exponent")
-    figure, axes = _new(5.6, 4.2)
+    figure, axes = new_figure(5.6, 4.2)
     ax = axes[0][0]
     trained = [p for p in points if p[2] is not None]
     untrained = [p for p in points if p[2] is None]
@@ -96,8 +98,8 @@ def figure_tradeoff(data: StudyData) -> Figure:
                    linewidth=1.2, label="Pareto front")
         for x, y, _, row in front:
             ax.annotate(f"#{row.number}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize="x-small")
-    ax.set_xlabel(LABELS["cosine_similarity"])
-    ax.set_ylabel(LABELS["grad_explosion_exponent"])
+    ax.set_xlabel(AXIS_LABELS["cosine_similarity"])
+    ax.set_ylabel(AXIS_LABELS["grad_explosion_exponent"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
     _title(figure, data, f"speed–stability trade-off ({len(points)} trials)")
@@ -117,7 +119,7 @@ def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
         why = ""
     measure = MEASURES[0]  # mean training accuracy: the paper's speed
     predictors = [k for k in PREDICTORS if any(k in r for r in rows)]
-    figure, axes = _new(3.8 * len(predictors), 3.6, columns=len(predictors), sharey=True)
+    figure, axes = new_figure(3.8 * len(predictors), 3.6, columns=len(predictors), sharey=True)
     for ax, key in zip(axes[0], predictors):
         ax.scatter([r[key] for r in rows], [r[measure] for r in rows], s=18, color="tab:blue", edgecolor="black",
                    linewidth=0.3)
@@ -129,9 +131,9 @@ def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
             ax.set_title(f"Kendall τ = {tau['value']:+.2f}{ci}", fontsize="small")
         else:
             ax.set_title(f"τ: {pair.get('note') or why or 'none'}", fontsize="x-small")
-        ax.set_xlabel(LABELS[key])
+        ax.set_xlabel(AXIS_LABELS[key])
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(LABELS[measure])
+    axes[0][0].set_ylabel(AXIS_LABELS[measure])
     _title(figure, data, f"init predictors vs training speed ({len(rows)} trained trials, 95% bootstrap CI)")
     return figure
 
@@ -168,7 +170,7 @@ def figure_layers(data: StudyData) -> Figure:
     models = [m for m in data.user_attrs.get("models", []) or []
               if any(m in (r.user_attrs.get("predictors_by_model") or {}) for r in rows)]
     panels: list[str | None] = list(models) if len(models) > 1 else [None]
-    figure, axes = _new(9.0, 3.2 * len(panels) + 1.2, columns=2, rows=len(panels))
+    figure, axes = new_figure(9.0, 3.2 * len(panels) + 1.2, columns=2, rows=len(panels))
     for line, model in zip(axes, panels):
         for row in rows:
             for ax, key in zip(line, ("activation_variance", "grad_norm")):
@@ -187,7 +189,7 @@ def figure_layers(data: StudyData) -> Figure:
     return figure
 
 
-FIGURES: dict[str, Callable[[StudyData], Figure]] = {
+STUDY_FIGURES: dict[str, Callable[[StudyData], Figure]] = {
     "pareto": figure_pareto, "tradeoff": figure_tradeoff, "validation": figure_validation, "layers": figure_layers,
 }
 
@@ -196,7 +198,7 @@ def study_figures(data: StudyData, resamples: int = 1000) -> tuple[dict[str, Fig
     """Every figure the study has data for, and why each of the others is missing."""
     drawn: dict[str, Figure] = {}
     missing: dict[str, str] = {}
-    for name, draw in FIGURES.items():
+    for name, draw in STUDY_FIGURES.items():
         try:
             drawn[name] = draw(data, resamples) if name == "validation" else draw(data)  # type: ignore[call-arg]
         except ValueError as err:

@@ -1,5 +1,10 @@
-"""The static report of a study: summary, best per objective, Pareto front, the trade-off plot and
-predictor validation as rich renderables, and the same content as JSON or CSV for other tools."""
+"""A study's report as data for other tools: ``normx report --json`` (:func:`report_data`) and
+``--csv`` (:func:`report_csv`), one flat record per trial (:func:`row_record`).
+
+Plain data read from :class:`~explorer.search.results.study_data.StudyData`, so it lives with the other
+readers of a study rather than with the terminal code: no rich, no textual. The rich report that
+prints the same study is ``explorer.cli.report``'s.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,13 @@ import io
 import math
 from typing import Any
 
-from rich.rule import Rule
-from rich.text import Text
-
-from explorer.search.results import PREDICTORS, StudyData, TrialRow
 from explorer.records import json_safe
+from explorer.search.results.rows import PREDICTORS, TrialRow
+from explorer.search.results.study_data import StudyData
 from explorer.search.validation import ValidationError, validate_study
-from explorer.tui.charts import tradeoff_plot
-from explorer.tui.tables import best_table, pareto_table, summary_text, validation_table
 
 
-def validation(data: StudyData, resamples: int = 1000) -> dict[str, Any] | str:
+def validation_result(data: StudyData, resamples: int = 1000) -> dict[str, Any] | str:
     """Rank correlations of the init predictors with training speed and accuracy (the search layer's
     :func:`explorer.search.validation.validate_study`), or why there are none yet."""
     try:
@@ -67,7 +68,7 @@ def report_data(data: StudyData, resamples: int = 1000) -> dict[str, Any]:
                         "value": _json_number(row.values[[o.name for o in data.objectives].index(name)])}
                  for name, row in best.items()},
         "pareto": [row_record(r, data) for r in data.pareto_rows],
-        "validation": validation(data, resamples),
+        "validation": validation_result(data, resamples),
         "trials": [{**row_record(r, data), **by_model(r)} for r in data.rows],
     }
 
@@ -97,19 +98,3 @@ def report_csv(data: StudyData) -> str:
         writer.writerow({k: "" if v is None else v for k, v in record.items()})
     return out.getvalue()
 
-
-def report_renderables(data: StudyData, resamples: int = 1000) -> list[Any]:
-    """The rich report, top to bottom."""
-    parts: list[Any] = [Rule(f"study {data.name}"), summary_text(data.name, data.summary(), data.objectives)]
-    if not data.rows:
-        parts.append("(the study has no trials yet)")
-        return parts
-    parts += [best_table(data), pareto_table(data)]
-    if data.tradeoff_points():
-        parts.append(tradeoff_plot(data, height=14))
-    results = validation(data, resamples)
-    if isinstance(results, dict):
-        parts.append(validation_table(results))
-    else:
-        parts.append(Text(f"predictor validation: {results}", style="dim"))
-    return parts
