@@ -20,7 +20,7 @@ import torch
 from explorer.data import iter_batches
 from explorer.errors import NormxError
 from explorer.models import create_model
-from explorer.scoring import predictor_record, score
+from explorer.scoring import ScoreRequest, predictor_record, score
 from explorer.search.context import StudyContext
 from explorer.search.events import Emit
 from explorer.search.policy import aggregate_predictors, screening_verdict
@@ -124,9 +124,9 @@ class Evaluator:
         for model in config.models:
             batches = list(iter_batches(self.ctx.train_data, s.batch_size, s.batches, seed=config.seed))
             try:
-                result = score(spec, model=model, inputs=batches, seeds=s.seeds, device=self.ctx.device,
-                               num_classes=self.ctx.train_data.num_classes, predictors=config.predictor_names(),
-                               compile=s.compile)
+                request = ScoreRequest.create(spec, model=model, predictors=config.predictor_names(), seeds=s.seeds,
+                                              device=self.ctx.device, compile=s.compile, registry=self.ctx.registry)
+                result = score(request, inputs=batches, num_classes=self.ctx.train_data.num_classes)
             except NormxError as err:
                 raise InvalidComposition(f"invalid composition on {model}: {err}") from None
             by_model[model] = predictor_record(result)
