@@ -60,6 +60,9 @@ class RelativePolicy:
     #: also train a candidate that no screened candidate dominates on the combined parts
     keep_nondominated: bool = True
 
+    def __post_init__(self) -> None:  # any spelling of a direction ("maximize", "higher", a Direction)
+        object.__setattr__(self, "direction", Direction.of(self.direction))
+
     @classmethod
     def of(cls, screening: Any) -> RelativePolicy:
         """The policy of a study file's ``[screening]`` section (a ScreeningConfig)."""
