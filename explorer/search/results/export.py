@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from explorer.records import json_safe
-from explorer.search.results.rows import PREDICTORS, TrialRow
+from explorer.search.results.rows import TrialRow
 from explorer.search.results.study_data import StudyData
 from explorer.search.validation import ValidationError, validate_study
 
@@ -35,12 +35,13 @@ def _json_number(value: Any) -> Any:
 
 
 def row_record(row: TrialRow, data: StudyData) -> dict[str, Any]:
-    """A trial as a flat record (CSV row, JSON object)."""
+    """A trial as a flat record (CSV row, JSON object): a column per scalar predictor the study
+    holds (:attr:`StudyData.scalar_predictors`: the paper's, then the others, a plugin's included)."""
     record: dict[str, Any] = {"number": row.number, "state": row.state, "stage": row.stage, "spec": row.spec,
                               "pareto": row.pareto}
     for k, objective in enumerate(data.objectives):
         record[f"value_{objective.name}"] = _json_number(row.values[k]) if k < len(row.values) else None
-    for key in PREDICTORS:
+    for key in data.scalar_predictors:
         record[key] = _json_number(row.value(key))
     record["variance_growth_kind"] = row.variance_growth_kind or None
     record["mean_train_accuracy"] = _json_number(row.mean_train_accuracy)
@@ -61,7 +62,7 @@ def report_data(data: StudyData, resamples: int = 1000) -> dict[str, Any]:
     best = data.best()
     return {
         "study": data.name,
-        "objectives": [{"name": o.name, "direction": o.direction} for o in data.objectives],
+        "objectives": [{"name": o.name, "direction": o.direction.optuna} for o in data.objectives],
         "summary": {"counts": summary.counts, "total": summary.total, "finished": summary.finished,
                     "budget": summary.budget, "rate_per_min": summary.rate_per_min, "eta_s": summary.eta_s},
         "best": {name: {"number": row.number, "spec": row.spec,

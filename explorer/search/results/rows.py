@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from explorer.records import LAYER_PREDICTORS, SCALAR_PREDICTORS, to_float
+from explorer.records import LAYER_PREDICTORS, SCALAR_PREDICTORS, predictor_value, to_float
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from explorer.search.results.rdb_reader import RawTrialRow
 
-#: the scalar init predictors, in the order the UI shows them
+#: the paper's scalar init predictors, in the order the UI shows them: every study's first columns
+#: (a study's own list, a plugin's predictors included, is
+#: :attr:`~explorer.search.results.study_data.StudyData.scalar_predictors`)
 PREDICTORS: tuple[str, ...] = SCALAR_PREDICTORS
 #: measured outcomes a predictor can be validated against
 OUTCOMES: tuple[str, ...] = ("test_accuracy", "mean_train_accuracy")
@@ -107,9 +109,14 @@ class TrialRow:
             return f"training {self.step}/{self.steps}" if self.steps else f"training {self.step}"
         return self.stage or self.state
 
+    def predictor(self, name: str) -> float | None:
+        """A stored scalar predictor by name (a plugin's too; ``variance_growth_rate`` from its
+        record), None when the trial does not hold it."""
+        return predictor_value(self.predictors, name)
+
     def value(self, key: str) -> Any:
-        """The value of column ``key`` (see :data:`COLUMN_GETTERS`), for sorting and filtering."""
-        return COLUMN_GETTERS[key](self)
+        """The value of column ``key`` (see :func:`column_getter`), for sorting and filtering."""
+        return column_getter(key)(self)
 
     def layer_curve(self, name: str) -> list[float | None]:
         """A per-layer predictor (``activation_variance`` or ``grad_norm``), in forward order."""
@@ -184,6 +191,13 @@ ALIASES: dict[str, str] = {
 }
 
 
+def column_getter(key: str) -> Callable[[TrialRow], Any]:
+    """The getter of column ``key``; a predictor with no column of its own (a plugin's, a zero-cost
+    baseline) is read from the trial's stored record by its name."""
+    getter = COLUMN_GETTERS.get(key)
+    return getter if getter is not None else (lambda row: row.predictor(key))
+
+
 def column_key(name: str) -> str | None:
     name = name.strip().lower()
     key = ALIASES.get(name, name)
@@ -192,7 +206,7 @@ def column_key(name: str) -> str | None:
 
 def sort_rows(rows: Iterable[TrialRow], key: str, reverse: bool = False) -> list[TrialRow]:
     """Rows sorted by column ``key``; blanks (None, NaN) always last, whatever the direction."""
-    getter = COLUMN_GETTERS[key]
+    getter = column_getter(key)
 
     def blank(v: Any) -> bool:
         return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
