@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from explorer.plots.canvas import new_figure, save_figure
 from explorer.direction import Direction
-from explorer.search.results import StudyData, TrialRow, finite, to_float
+from explorer.search.results import StudyData, TrialRow, finite
 from explorer.search.validation import MEASURES, ValidationError, trained_rows, validate_study
 
 #: how many trials the per-layer figure draws at most
@@ -161,9 +161,8 @@ def best_trials(data: StudyData, limit: int = BEST_TRIALS) -> list[TrialRow]:
 def _curves(row: TrialRow, model: str | None, key: str) -> list[float]:
     """A trial's per-layer curve on ``model`` (``predictors_by_model``), else its own (one-model studies)."""
     if model is not None:
-        by_model = row.user_attrs.get("predictors_by_model")
-        values = by_model.get(model, {}).get(key) if isinstance(by_model, dict) else None
-        raw = [to_float(v) for v in values] if isinstance(values, list) else []
+        predictors = row.record.predictors_by_model.get(model)
+        raw: list[float | None] = list(getattr(predictors, key)) if predictors is not None else []
     else:
         raw = row.layer_curve(key)
     return [v if v is not None and finite(v) and v > 0 else math.nan for v in raw]
@@ -176,7 +175,7 @@ def figure_layers(data: StudyData) -> Figure:
     if not rows:
         raise ValueError("no complete trial with per-layer predictors")
     models = [m for m in data.user_attrs.get("models", []) or []
-              if any(m in (r.user_attrs.get("predictors_by_model") or {}) for r in rows)]
+              if any(m in r.record.predictors_by_model for r in rows)]
     panels: list[str | None] = list(models) if len(models) > 1 else [None]
     figure, axes = new_figure(9.0, 3.2 * len(panels) + 1.2, columns=2, rows=len(panels))
     for line, model in zip(axes, panels):

@@ -105,8 +105,8 @@ def trial_details(row: TrialRow, data: StudyData) -> Table:
     table.add_row("stage", row.progress)
     if row.reason:
         table.add_row("pruned / error", Text(row.reason, style="yellow"))
-    screening = row.user_attrs.get("screening")
-    if isinstance(screening, dict) and screening.get("decision") == "train":
+    screening = row.record.screening
+    if screening is not None and screening.get("decision") == "train":
         table.add_row("screening", f"trained: {screening.get('why', '')}")
     for k, objective in enumerate(data.objectives):
         value = row.values[k] if k < len(row.values) else None

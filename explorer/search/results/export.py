@@ -16,6 +16,7 @@ from typing import Any
 from explorer.records import json_safe
 from explorer.search.results.rows import TrialRow
 from explorer.search.results.study_data import StudyData
+from explorer.search.schema import TrialAttr
 from explorer.search.validation import ValidationError, validate_study
 
 
@@ -48,8 +49,8 @@ def row_record(row: TrialRow, data: StudyData) -> dict[str, Any]:
     record["test_accuracy"] = _json_number(row.test_accuracy)
     record["diverged"] = row.diverged if row.train else None
     record["reason"] = row.reason or None
-    screening = row.user_attrs.get("screening")
-    record["screening"] = screening.get("why") if isinstance(screening, dict) else None
+    screening = row.record.screening
+    record["screening"] = screening.get("why") if screening is not None else None
     record["reused_from"] = row.reused_from
     record["worker"] = row.worker or None
     record["duration_s"] = round(row.duration_s, 3) if row.duration_s is not None else None
@@ -77,8 +78,8 @@ def report_data(data: StudyData, resamples: int = 1000) -> dict[str, Any]:
 def by_model(row: TrialRow) -> dict[str, Any]:
     """``{"by_model": {model: {"predictors": …, "train": …}}}`` for a trial of a study over several models
     (each transformer placement of ``studies/transformer_placement.toml``, say); ``{}`` otherwise."""
-    predictors = row.user_attrs.get("predictors_by_model")
-    train = row.user_attrs.get("train_by_model")
+    predictors = row.user_attrs.get(TrialAttr.PREDICTORS_BY_MODEL)
+    train = row.user_attrs.get(TrialAttr.TRAIN_BY_MODEL)
     predictors = predictors if isinstance(predictors, dict) else {}
     train = train if isinstance(train, dict) else {}
     if not predictors and not train:

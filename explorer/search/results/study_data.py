@@ -27,6 +27,7 @@ from explorer.records import SCALAR_PREDICTORS, direction_of, scalar_predictors
 from explorer.search.results.locate import find_study_id
 from explorer.search.results.rdb_reader import read_trials
 from explorer.search.results.rows import STATES, RowFilter, TrialRow, column_getter, finite, row_from_trial, sort_rows
+from explorer.search.schema import StudyAttr
 from explorer.search.storage import open_readonly
 
 if TYPE_CHECKING:
@@ -219,18 +220,19 @@ class StudyData:
 
 
 def study_budget(user_attrs: dict[str, Any]) -> int | None:
-    """The study-wide trial budget: the ``n_trials`` study attribute, else ``n_trials`` in the study file."""
-    for key in ("n_trials", "budget"):
+    """The study-wide trial budget: the ``n_trials`` study attribute (or ``budget``), else
+    ``n_trials`` in the study file."""
+    for key in (StudyAttr.N_TRIALS, "budget"):
         value = user_attrs.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    text = user_attrs.get("study_file")
+    text = user_attrs.get(StudyAttr.STUDY_FILE)
     if isinstance(text, str) and text:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
             return None
-        return _find_int(data, "n_trials")
+        return _find_int(data, StudyAttr.N_TRIALS)
     return None
 
 
@@ -250,7 +252,7 @@ def _objectives(user_attrs: dict[str, Any], directions: Sequence[Any]) -> list[O
     """The study's objectives: the names the runner stored (``objectives`` study attribute), else
     ``value`` for a single objective and ``objective K`` for several; directions from the storage."""
     names = [d.name.lower() for d in directions]  # StudyDirection.MAXIMIZE -> "maximize"
-    stored = user_attrs.get("objectives")
+    stored = user_attrs.get(StudyAttr.OBJECTIVES)
     objectives = []
     for k, direction in enumerate(names):
         name = f"objective {k}" if len(names) > 1 else "value"
