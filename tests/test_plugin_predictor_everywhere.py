@@ -50,6 +50,12 @@ def test_the_study_lists_the_plugin_predictor_after_the_papers(study):
     assert names[:4] == ("cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth_rate")
     assert PLUGIN in names[4:]
     assert str(data.predictor_direction(PLUGIN)) == "lower"
+    # sorted and filtered by it, as the viewer's filter box and a column sort do
+    values = [r.predictor(PLUGIN) for r in data.select(sort_key=PLUGIN)]
+    assert values == sorted(values)
+    cut = values[len(values) // 2]
+    assert {r.number for r in data.select(f"{PLUGIN}<={cut}")} == {
+        r.number for r in data.rows if r.predictor(PLUGIN) is not None and r.predictor(PLUGIN) <= cut}
 
 
 def test_report_json_and_csv_hold_it_per_trial(study, normx_exe):

@@ -233,7 +233,8 @@ _TERM = re.compile(r"^([#\w]+)\s*(>=|<=|!=|=|>|<|~)\s*(.+)$")
 class RowFilter:
     """A filter typed in the viewer's box: space-separated terms, all of which must hold.
 
-    ``acc>0.5``, ``cos<=0.3``, ``state=pruned``, ``spec~gx`` compare a column; ``pareto`` keeps the
+    ``acc>0.5``, ``cos<=0.3``, ``state=pruned``, ``spec~gx`` compare a column (or a stored predictor
+    by its name: ``dead_unit_fraction<0.5``); ``pareto`` keeps the
     Pareto front; any other word must occur (case-insensitively) in the composition, state, stage,
     or pruning reason.
     """
@@ -253,6 +254,8 @@ class RowFilter:
             return row.pareto
         match = _TERM.match(term)
         key = column_key(match.group(1)) if match else None
+        if match and key is None and row.predictor(match.group(1)) is not None:
+            key = match.group(1)  # a stored predictor with no column of its own (a plugin's, say)
         if match and key is not None:
             op, wanted = match.group(2), match.group(3)
             value = row.value(key)
