@@ -409,25 +409,29 @@ def test_regnorm_is_layernorm_plus_the_batch_mean_loss(shape, seed, strength):
 sequences = st.tuples(st.integers(1, 3), st.integers(1, 4), st.sampled_from([2, 4, 6]))
 
 
-@both_paths
-@settings(max_examples=8)
-@given(shape=sequences, seed=seeds)
-def test_sequences_are_normalized_per_token(fuse, shape, seed):
-    n, length, c = shape
-    x, grad = rand(seed, *shape) + 0.5, rand(seed + 1, *shape)
-    # ln: the usual per-token LayerNorm
+def assert_ln_and_rms_match_torch(c, fuse, seed, x, grad):
+    """ln against the usual LayerNorm over the last axis (C) and rms against nn.RMSNorm(C) with γ as
+    its weight: a token's features (sequences) or a sample's (features) alike."""
     ours = norm("ln", c, fuse)
     gamma, beta = set_affine(ours, seed)
     g, b = gamma.clone().requires_grad_(True), beta.clone().requires_grad_(True)
     assert_same(ours, [ours.affine.weight, ours.affine.bias], lambda t: F.layer_norm(t, (c,), g, b, EPS), [g, b],
                 x, grad)
-    # rms: nn.RMSNorm(C) with γ as its weight
     ours = norm("rms", c, fuse)
     gamma, _ = set_affine(ours, seed, bias=False)
     ref = nn.RMSNorm(c, eps=EPS).double()
     with torch.no_grad():
         ref.weight.copy_(gamma)
     assert_same(ours, [ours.affine.weight], ref, [ref.weight], x, grad)
+
+
+@both_paths
+@settings(max_examples=8)
+@given(shape=sequences, seed=seeds)
+def test_sequences_are_normalized_per_token(fuse, shape, seed):
+    n, length, c = shape
+    x, grad = rand(seed, *shape) + 0.5, rand(seed + 1, *shape)
+    assert_ln_and_rms_match_torch(c, fuse, seed, x, grad)
     # bn: BatchNorm1d over the N·L tokens (needs more than one token)
     if n * length > 1:
         ours, ref = norm("bn", c, fuse), nn.BatchNorm1d(c).double()
@@ -455,17 +459,7 @@ def test_features_match_torch(fuse, n, c, seed):
     assert_same(ours, [ours.affine.weight, ours.affine.bias], ref, [ref.weight, ref.bias], x, grad)
     ours.eval(), ref.eval()
     assert_same(ours, [ours.affine.weight, ours.affine.bias], ref, [ref.weight, ref.bias], x, grad)
-    ours = norm("ln", c, fuse)
-    gamma, beta = set_affine(ours, seed)
-    g, b = gamma.clone().requires_grad_(True), beta.clone().requires_grad_(True)
-    assert_same(ours, [ours.affine.weight, ours.affine.bias], lambda t: F.layer_norm(t, (c,), g, b, EPS), [g, b],
-                x, grad)
-    ours = norm("rms", c, fuse)
-    gamma, _ = set_affine(ours, seed, bias=False)
-    ref = nn.RMSNorm(c, eps=EPS).double()
-    with torch.no_grad():
-        ref.weight.copy_(gamma)
-    assert_same(ours, [ours.affine.weight], ref, [ref.weight], x, grad)
+    assert_ln_and_rms_match_torch(c, fuse, seed, x, grad)
 
 
 # ----------------------------------------------------------------------------- native kernel vs generic path

@@ -12,6 +12,7 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny_study import tiny_study
 
 import explorer
 from explorer import Primitive, hookimpl
@@ -20,28 +21,13 @@ from explorer.search.space import SearchSpace
 from explorer.search.storage import StorageError, mask_password, open_storage, resolve_storage
 from explorer.search.study_file import parse_study_text
 
-BASE = """\
-name = "{name}"
-models = ["mlp(depth=2, width=16)"]
-n_trials = {n}
-[objectives]
-test_accuracy = "maximize"
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 96
-test_limit = 32
-[space]
-{space}
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-{screening}
-[training]
-steps = {steps}
-batch_size = 32
-"""
+
+#: The study these tests run, a template (``{name}``, ``{n}``, ``{space}``, ``{screening}``, ``{steps}``):
+#: two objectives (one trained), 96 training examples; test_tui_model and test_screening_study reuse it.
+BASE = tiny_study("{name}", n="{n}",  # type: ignore[arg-type]
+                  objectives='test_accuracy = "maximize"\ncosine_similarity = "minimize"', space="{space}",
+                  screening="{screening}", training="steps = {steps}\nbatch_size = 32").replace(
+    "train_limit = 64", "train_limit = 96")
 
 
 def study(name="s", n=4, space='presets = ["bn"]', screening="", steps=3):

@@ -16,32 +16,16 @@ import pytest
 from optuna.trial import TrialState
 from tiny_study import tiny_study
 
-STUDY = """\
-name = "safety"
-models = ["mlp(depth=2, width=16)"]
-n_trials = {n}
-[objectives]
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 64
-test_limit = 32
-[space]
-presets = ["bn", "ln", "rms"]
-[screening]
-batch_size = 32
-batches = 1
-reject_variance_growth = []
-[training]
-steps = 0
-"""
+def safety_study(n: int = 2) -> str:
+    """The study these tests run: three presets, screened only."""
+    return tiny_study("safety", n=n, space='presets = ["bn", "ln", "rms"]')
 
 
 @pytest.fixture
 def study_file(tmp_path):
     def write(n: int = 2):
         path = tmp_path / "safety.toml"
-        path.write_text(STUDY.format(n=n))
+        path.write_text(safety_study(n))
         return path
 
     return write
@@ -266,7 +250,7 @@ def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, nor
     head, user, password, host_db = _postgres_url(postgres_url)
     name = f"pw-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     study = tmp_path / "pw.toml"
-    study.write_text(STUDY.format(n=1).replace('name = "safety"', f'name = "{name}"\n'
+    study.write_text(safety_study(1).replace('name = "safety"', f'name = "{name}"\n'
                                               f'storage = "{head}://{user}:{password}@{host_db}"'))
     url = f"{head}://{user}@{host_db}?password={password}"
     result = run(normx_exe, "study", "run", study, "--storage", url)
@@ -280,7 +264,7 @@ def test_a_password_in_the_query_string_is_masked_on_a_real_server(tmp_path, nor
 def test_the_stored_study_file_keeps_no_password_when_storage_points_elsewhere(tmp_path, normx_exe):
     """Item 11: the ``study_file`` attribute is readable by anyone who reads the study."""
     study = tmp_path / "pw.toml"
-    study.write_text(STUDY.format(n=1).replace('name = "safety"', 'name = "safety"\n'
+    study.write_text(safety_study(1).replace('name = "safety"', 'name = "safety"\n'
                                               'storage = "postgresql://me:s3cret-Pass@db.example/normx"'))
     target = tmp_path / "here.db"
     assert run(normx_exe, "study", "run", study, "--storage", target).returncode == 0

@@ -736,7 +736,7 @@ def test_objective_names_stored_or_defaulted(tmp_path):
                      directions=("maximize", "minimize", "minimize", "maximize"),
                      user_attrs={"objectives": [{"name": "acc"}, "oops", {"direction": "minimize"}]})  # fewer
     data = StudySource(url, "three").load()
-    assert [(o.name, o.direction) for o in data.objectives] == [
+    assert [(o.name, o.direction.optuna) for o in data.objectives] == [
         ("acc", "maximize"), ("objective 1", "minimize"), ("objective 2", "minimize"), ("objective 3", "maximize")]
     assert [o.maximize for o in data.objectives] == [True, False, False, True]
     import optuna

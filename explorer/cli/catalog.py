@@ -13,18 +13,16 @@ from explorer.spec import parse_spec
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plugins", help="list plugins with their versions and what each contributes")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run_plugins)
-    p = sub.add_parser("normalizers", help="list the preset normalizers with their compositions and formulas")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run_normalizers)
-    p = sub.add_parser("primitives", help="list the primitives by slot with their parameters")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run_primitives)
-    p = sub.add_parser("predictors", help="list the predictors at initialization: direction, needs, plugin")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run_predictors)
+    listings = (
+        ("plugins", "list plugins with their versions and what each contributes", run_plugins),
+        ("normalizers", "list the preset normalizers with their compositions and formulas", run_normalizers),
+        ("primitives", "list the primitives by slot with their parameters", run_primitives),
+        ("predictors", "list the predictors at initialization: direction, needs, plugin", run_predictors),
+    )
+    for name, help_text, run in listings:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(func=run)
     p = sub.add_parser("spec", help="parse a normalizer spec and print its canonical form")
     p.add_argument("spec", help="a preset or composition, e.g. 'gn(group_size=4) | tlu'")
     p.add_argument("--width", type=int, metavar="C",

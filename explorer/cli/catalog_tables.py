@@ -18,6 +18,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from explorer.direction import Direction
 from explorer.tui.formatting import format_number
 from explorer.tui.tables import stack
 
@@ -60,7 +61,7 @@ def predictors_table(rows: list[dict[str, Any]], width: int = 80) -> Group:
     for r in rows:
         line = Text()
         line.append(f"{r['name'] + ('*' if r.get('default') else ''):<{name_width}}", style="bold")
-        line.append(f"  {'↓' if r['direction'] == 'lower' else '↑'}  ")
+        line.append(f"  {Direction.of(r['direction']).arrow}  ")
         line.append(f"{_needs(r):<{need_width}}", style="cyan")
         line.append(f"  {r['plugin']}")
         lines.append(line)
@@ -154,7 +155,8 @@ def score_table(result: dict[str, Any]) -> Group:
                                                                   "stable_rank", "variance_growth")}
     for name, direction in directions.items():
         key = name
-        arrow = {"lower": "↓", "higher": "↑"}.get(direction, "")
+        parsed = Direction.parse(direction)
+        arrow = parsed.arrow if parsed else ""
         value = result.get(key)
         key = key.replace("_", " ")
         if name in missing:

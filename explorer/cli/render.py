@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 STORAGE_HELP_SECRET = "; keep passwords off the command line (visible in ps): set $NORMX_STORAGE instead"
 
 
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """``STUDY`` and ``--storage`` of the commands that read one study (``normx report``, ``normx view``):
+    a study name or the study file it was run from, whose storage is then the default."""
+    parser.add_argument("study", metavar="STUDY", help="study name, or the study file it was run from")
+    parser.add_argument("--storage", metavar="URL", help="Optuna storage URL or file (default: the study file's "
+                        "storage, else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET,
+                        type=storage_option)
+
+
 def storage_option(value: str) -> str:
     """``--storage``'s type: an empty value is a mistake, not a request for the default storage."""
     if not value.strip():

@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explorer.cli.render import STORAGE_HELP_SECRET, storage_option
-from explorer.cli.render import PLOTS_HINT, check_out_dir
+from explorer.cli.render import PLOTS_HINT, add_study_arguments, check_out_dir
 from explorer.errors import NormxError
 
 if TYPE_CHECKING:
@@ -31,10 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="print a study's Pareto front, best trials and predictor validation",
                        description="A static report of a study, read-only from its storage. STUDY is a study "
                                    "name or a study file (.toml).")
-    p.add_argument("study", metavar="STUDY", help="study name, or the study file it was run from")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage URL or file (default: the study file's "
-                   "storage, else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET,
-                   type=storage_option)
+    add_study_arguments(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print everything as one JSON object")
     fmt.add_argument("--csv", action="store_true", help="print one CSV row per trial")

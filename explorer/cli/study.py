@@ -97,7 +97,7 @@ def study_record(data: StudyData) -> dict[str, Any]:
     counts = {state: n for state, n in data.summary().counts.items() if n}
     starts = [r.started for r in data.rows if r.started is not None]
     return {"name": data.name, "trials": len(data.rows), "states": counts,
-            "objectives": [{"name": o.name, "direction": o.direction} for o in data.objectives],
+            "objectives": [{"name": o.name, "direction": o.direction.optuna} for o in data.objectives],
             "models": data.user_attrs.get("models", []), "data": data.user_attrs.get("data"),
             "started": min(starts).isoformat(timespec="seconds") if starts else None}
 

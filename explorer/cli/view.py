@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.cli.render import STORAGE_HELP_SECRET, storage_option
+from explorer.cli.render import add_study_arguments
 from explorer.errors import NormxError
 
 
@@ -13,10 +13,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("view", help="browse a study in the terminal: trials, Pareto front, trade-off plots",
                        description="An interactive, read-only viewer of a study; press ? inside for the keys. "
                                    "STUDY is a study name or a study file (.toml).")
-    p.add_argument("study", metavar="STUDY", help="study name, or the study file it was run from")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage URL or file (default: the study file's "
-                   "storage, else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET,
-                   type=storage_option)
+    add_study_arguments(p)
     p.add_argument("--refresh", type=float, default=5.0, metavar="SECONDS",
                    help="reload the study every SECONDS while the viewer is open (0: never; default 5)")
     p.set_defaults(func=run_view)

@@ -45,6 +45,17 @@ def _subtitle(result: dict) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def _finish_panel(figure: Figure, ax: Any, result: dict, title: str, xlabel: str, ylabel: str,
+                  legend_title: str) -> Figure:
+    """The axis labels, legend, grid and title (over the run's subtitle) of a one-panel figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(title=legend_title, fontsize="small")
+    ax.grid(alpha=0.3)
+    figure.suptitle(f"{title}\n{_subtitle(result)}", fontsize="medium")
+    return figure
+
+
 def figure_claim1(result: dict) -> Figure:
     """Figure 2: activation variance over depth in a ResNet, one line per activation-based normalizer."""
     figure, axes = new_figure(6.0, 3.8)
@@ -54,12 +65,8 @@ def figure_claim1(result: dict) -> Figure:
         model = rows[0].get("model", model)
         ax.plot([r["layer"] for r in rows], _finite([r["activation_variance"] for r in rows]), marker="o",
                 markersize=3, color=_colour(spec), label=label(spec))
-    ax.set_xlabel("layer (stem, then residual blocks)")
-    ax.set_ylabel("activation variance")
-    ax.legend(title="normalizer", fontsize="small")
-    ax.grid(alpha=0.3)
-    figure.suptitle(f"Figure 2 (Claim 1): linear variance growth in {model}\n{_subtitle(result)}", fontsize="medium")
-    return figure
+    return _finish_panel(figure, ax, result, f"Figure 2 (Claim 1): linear variance growth in {model}",
+                         "layer (stem, then residual blocks)", "activation variance", legend_title="normalizer")
 
 
 VARIANT_TITLES = {"standard": "(a) standard ResNet", "skipinit": "(b) SkipInit",
@@ -132,12 +139,9 @@ def figure_fig6b(result: dict) -> Figure:
         ticks.update(zip(positions, labels))
         ax.plot(positions, _finite([r["cosine_similarity"] for r in rows]), styles[i % len(styles)], label=model)
     ax.set_xticks(list(ticks), list(ticks.values()))
-    ax.set_xlabel("group size (IN = 1 … LN = whole layer)")
-    ax.set_ylabel("cosine similarity of penultimate activations")
-    ax.legend(title="model", fontsize="small")
-    ax.grid(alpha=0.3)
-    figure.suptitle(f"Figure 6b (Claim 3): similarity rises with group size\n{_subtitle(result)}", fontsize="medium")
-    return figure
+    return _finish_panel(figure, ax, result, "Figure 6b (Claim 3): similarity rises with group size",
+                         "group size (IN = 1 … LN = whole layer)", "cosine similarity of penultimate activations",
+                         legend_title="model")
 
 
 def figure_claim4(result: dict) -> Figure:

@@ -4,7 +4,9 @@
 - ``tradeoff``: cosine similarity against the gradient-explosion exponent, coloured by test accuracy
   (the viewer's trade-off tab; Figure 9's two axes for every composition of the study);
 - ``validation``: each init predictor against training speed (mean training accuracy), with Kendall's τ
-  and its bootstrap interval from :func:`explorer.search.validation.validate_study` (the same trials);
+  and its bootstrap interval from :func:`explorer.search.validation.validate_study` (the same trials):
+  a panel per scalar predictor the study holds (:attr:`StudyData.scalar_predictors`: the paper's,
+  then the parameter count, a zero-cost baseline or a plugin's, as the trials stored them);
 - ``layers``: the per-layer activation variance and gradient norm of the best trials (the trial screen).
 
 Everything is read from :class:`explorer.search.results.StudyData`, as the viewer and ``normx report``
@@ -24,7 +26,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from explorer.plots.canvas import new_figure, save_figure
-from explorer.search.results import PREDICTORS, StudyData, TrialRow, finite, to_float
+from explorer.direction import Direction
+from explorer.search.results import StudyData, TrialRow, finite
 from explorer.search.validation import MEASURES, ValidationError, trained_rows, validate_study
 
 #: how many trials the per-layer figure draws at most
@@ -34,9 +37,12 @@ AXIS_LABELS = {"cosine_similarity": "cosine similarity (↓ faster)", "grad_expl
           "test_accuracy": "test accuracy", "mean_train_accuracy": "mean training accuracy (speed)"}
 
 
-def _label(key: str, direction: str | None = None) -> str:
-    arrow = {"maximize": " ↑", "minimize": " ↓"}.get(direction or "", "")
-    return AXIS_LABELS.get(key, key).split(" (")[0] + arrow if direction else AXIS_LABELS.get(key, key)
+def _label(key: str, direction: Direction | None = None) -> str:
+    """An axis label: the built-in one (without its note when a direction's arrow follows), else the
+    name itself (a plugin's predictor), with the arrow of ``direction``."""
+    if direction is None:
+        return AXIS_LABELS.get(key, key)
+    return f"{AXIS_LABELS.get(key, key).split(' (')[0]} {direction.arrow}"
 
 
 def _title(figure: Figure, data: StudyData, what: str) -> None:
@@ -108,8 +114,10 @@ def figure_tradeoff(data: StudyData) -> Figure:
 
 def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
     """Each init predictor against training speed, over the trials the validation correlates, with its τ."""
-    rows = trained_rows(data)
-    if not rows:
+    # a panel per predictor, each over the trained trials that hold it (one list of trials when, as
+    # in a study run by normx, every trial stored the same predictors)
+    panels = {key: rows for key in data.scalar_predictors if (rows := trained_rows(data, (key,)))}
+    if not panels:
         raise ValueError("no trained trial with finite predictors")
     try:
         pairs = {(p["predictor"], p["measure"]): p for p in validate_study(data, n_boot=resamples)["pairs"]}
@@ -118,9 +126,8 @@ def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
     else:
         why = ""
     measure = MEASURES[0]  # mean training accuracy: the paper's speed
-    predictors = [k for k in PREDICTORS if any(k in r for r in rows)]
-    figure, axes = new_figure(3.8 * len(predictors), 3.6, columns=len(predictors), sharey=True)
-    for ax, key in zip(axes[0], predictors):
+    figure, axes = new_figure(3.8 * len(panels), 3.6, columns=len(panels), sharey=True)
+    for ax, (key, rows) in zip(axes[0], panels.items()):
         ax.scatter([r[key] for r in rows], [r[measure] for r in rows], s=18, color="tab:blue", edgecolor="black",
                    linewidth=0.3)
         pair = pairs.get((key, measure)) or {}
@@ -131,10 +138,11 @@ def figure_validation(data: StudyData, resamples: int = 1000) -> Figure:
             ax.set_title(f"Kendall τ = {tau['value']:+.2f}{ci}", fontsize="small")
         else:
             ax.set_title(f"τ: {pair.get('note') or why or 'none'}", fontsize="x-small")
-        ax.set_xlabel(AXIS_LABELS[key])
+        ax.set_xlabel(AXIS_LABELS[key] if key in AXIS_LABELS else _label(key, data.predictor_direction(key)))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(AXIS_LABELS[measure])
-    _title(figure, data, f"init predictors vs training speed ({len(rows)} trained trials, 95% bootstrap CI)")
+    trained = max(len(rows) for rows in panels.values())
+    _title(figure, data, f"init predictors vs training speed ({trained} trained trials, 95% bootstrap CI)")
     return figure
 
 
@@ -153,9 +161,8 @@ def best_trials(data: StudyData, limit: int = BEST_TRIALS) -> list[TrialRow]:
 def _curves(row: TrialRow, model: str | None, key: str) -> list[float]:
     """A trial's per-layer curve on ``model`` (``predictors_by_model``), else its own (one-model studies)."""
     if model is not None:
-        by_model = row.user_attrs.get("predictors_by_model")
-        values = by_model.get(model, {}).get(key) if isinstance(by_model, dict) else None
-        raw = [to_float(v) for v in values] if isinstance(values, list) else []
+        predictors = row.record.predictors_by_model.get(model)
+        raw: list[float | None] = list(getattr(predictors, key)) if predictors is not None else []
     else:
         raw = row.layer_curve(key)
     return [v if v is not None and finite(v) and v > 0 else math.nan for v in raw]
@@ -168,7 +175,7 @@ def figure_layers(data: StudyData) -> Figure:
     if not rows:
         raise ValueError("no complete trial with per-layer predictors")
     models = [m for m in data.user_attrs.get("models", []) or []
-              if any(m in (r.user_attrs.get("predictors_by_model") or {}) for r in rows)]
+              if any(m in r.record.predictors_by_model for r in rows)]
     panels: list[str | None] = list(models) if len(models) > 1 else [None]
     figure, axes = new_figure(9.0, 3.2 * len(panels) + 1.2, columns=2, rows=len(panels))
     for line, model in zip(axes, panels):

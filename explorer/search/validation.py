@@ -26,6 +26,7 @@ from explorer.direction import Direction
 from explorer.records import direction_of, predictor_value, scalar_predictors, to_float
 from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
 from explorer.search.results import PREDICTORS, StudyData
+from explorer.search.schema import TrialAttr
 
 __all__ = ["COMBINED", "COMBINED_PREDICTORS", "MEASURES", "ValidationError", "combined_rank_score", "correlate",
            "trained_rows", "trained_trials", "validate_study"]
@@ -48,12 +49,12 @@ def trained_trials(study: StudyData) -> list[tuple[int, dict[str, Any], dict[str
         if t.state != "complete":
             continue
         attrs = t.user_attrs
-        if "reused_from" in attrs or not isinstance(attrs.get("train"), dict) \
-                or not isinstance(attrs.get("predictors"), dict):
-            continue
-        measures = {key: to_float(attrs["train"].get(key)) for key in MEASURES}
+        if TrialAttr.REUSED_FROM in attrs or not isinstance(attrs.get(TrialAttr.TRAIN), dict) \
+                or not isinstance(attrs.get(TrialAttr.PREDICTORS), dict):
+            continue  # a repeat, or no training run or predictors stored (a hand-made study)
+        measures = {key: to_float(t.train.get(key)) for key in MEASURES}
         if all(v is not None and math.isfinite(v) for v in measures.values()):
-            out.append((t.number, attrs["predictors"], measures))  # type: ignore[arg-type]
+            out.append((t.number, t.predictors, measures))  # type: ignore[arg-type]
     return out
 
 

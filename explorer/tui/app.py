@@ -21,7 +21,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from explorer.tui.charts import layer_plot, loss_plot, predictor_plot, tradeoff_plot
-from explorer.search.results import PREDICTORS, StudyData, StudySource, TrialRow, mask_password
+from explorer.search.results import StudyData, StudySource, TrialRow, mask_password
 from explorer.tui.formatting import format_duration, format_number
 from explorer.tui.tables import state_text, summary_text
 from explorer.tui.widgets import MIN_HEIGHT, MIN_WIDTH, TABLE_COLUMNS, PlotView, TooSmall, TrialsTable
@@ -105,13 +105,13 @@ def trial_details(row: TrialRow, data: StudyData) -> Table:
     table.add_row("stage", row.progress)
     if row.reason:
         table.add_row("pruned / error", Text(row.reason, style="yellow"))
-    screening = row.user_attrs.get("screening")
-    if isinstance(screening, dict) and screening.get("decision") == "train":
+    screening = row.record.screening
+    if screening is not None and screening.get("decision") == "train":
         table.add_row("screening", f"trained: {screening.get('why', '')}")
     for k, objective in enumerate(data.objectives):
         value = row.values[k] if k < len(row.values) else None
-        table.add_row(f"{objective.name} {'↑' if objective.maximize else '↓'}", format_number(value, 4))
-    for key in PREDICTORS:
+        table.add_row(f"{objective.name} {objective.direction.arrow}", format_number(value, 4))
+    for key in data.scalar_predictors:
         table.add_row(key.replace("_", " "), format_number(row.value(key), 4))
     if row.variance_growth_kind:
         table.add_row("variance growth", row.variance_growth_kind)
@@ -206,7 +206,7 @@ class StudyApp(App):
         self.refresh_s = refresh_s
         self.data = data or source.load()
         self.filter_text = ""
-        self.predictor = PREDICTORS[0]
+        self.predictor = self.data.scalar_predictors[0]
         self.outcome = "test_accuracy"
         self._ticks = 0
         self.first_paint_at: float | None = None
@@ -325,7 +325,9 @@ class StudyApp(App):
         self.sort_by(self.table.sort_key, not self.table.reverse)
 
     def action_next_predictor(self) -> None:
-        self.predictor = PREDICTORS[(PREDICTORS.index(self.predictor) + 1) % len(PREDICTORS)]
+        """The predictor tab's next predictor: every scalar predictor the study holds, a plugin's too."""
+        names = self.data.scalar_predictors
+        self.predictor = names[(names.index(self.predictor) + 1) % len(names)] if self.predictor in names else names[0]
         self.main.query_one("#predictor-plot", PlotView).refresh()
 
     def action_toggle_outcome(self) -> None:

@@ -130,7 +130,7 @@ def progress_renderable(data: StudyData | None, budget: int | None = None,
         for k, objective in enumerate(data.objectives):
             row = summary.best.get(objective.name)
             if row is not None:
-                best.append(f"{COLUMNS.get(objective.name, objective.name)}{'↑' if objective.maximize else '↓'} ")
+                best.append(f"{COLUMNS.get(objective.name, objective.name)}{objective.direction.arrow} ")
                 best.append(format_number(row.values[k], 4), style="bold")
                 best.append(f" (#{row.number})  ", style="dim")
     else:

@@ -18,6 +18,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from explorer.direction import Direction
 from explorer.search.results import to_float
 from explorer.tui.formatting import COLUMNS, PARETO_MARK, format_duration, format_number
 
@@ -142,9 +143,9 @@ def best_table(data: StudyData) -> Group:
     for k, objective in enumerate(data.objectives):
         row = best.get(objective.name)
         if row is None:
-            table.add_row(objective.name, objective.direction, "-", Text("no complete trial", style="dim"))
+            table.add_row(objective.name, objective.direction.optuna, "-", Text("no complete trial", style="dim"))
         else:
-            table.add_row(objective.name, objective.direction, format_number(row.values[k], 4), str(row.number))
+            table.add_row(objective.name, objective.direction.optuna, format_number(row.values[k], 4), str(row.number))
             shown.append(row)
     return Group(table, compositions(shown)) if shown else Group(table)
 
@@ -155,8 +156,7 @@ def pareto_table(data: StudyData, title: str | None = None) -> Group:
     table = Table(title=title or f"Pareto front ({len(data.pareto_rows)} of {len(data.rows)} trials)")
     table.add_column("#", justify="right", no_wrap=True)
     for objective in data.objectives:
-        arrow = "↑" if objective.maximize else "↓"
-        table.add_column(f"{COLUMNS.get(objective.name, objective.name)} {arrow}", justify="right", no_wrap=True)
+        table.add_column(f"{COLUMNS.get(objective.name, objective.name)} {objective.direction.arrow}", justify="right", no_wrap=True)
     shown_objectives = {o.name for o in data.objectives}
     extra = [k for k in ("cosine_similarity", "grad_explosion_exponent", "test_accuracy", "mean_train_accuracy")
              if k not in shown_objectives]
@@ -229,7 +229,8 @@ def validation_table(validation: dict[str, Any]) -> Group:
         name = pair["predictor"]
         first = name != previous
         previous = name
-        arrow = {"lower": "↓", "higher": "↑"}.get(pair.get("direction") or "", "?") if first else ""
+        direction = Direction.parse(pair.get("direction"))
+        arrow = (direction.arrow if direction else "?") if first else ""
         measure = "speed" if pair.get("measure") == "mean_train_accuracy" else "test"
         tau, rho = cells(pair.get("kendall_tau")), cells(pair.get("spearman_rho"))
         note = pair.get("verdict") or pair.get("note") or ""
@@ -265,7 +266,7 @@ def studies_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         about = " · ".join(str(v) for v in (r.get("data"), r.get("started")) if v)
         states = [f"{n} {state}" for state, n in sorted(r["states"].items())]
-        objectives = [f"{o['name']} {'↑' if o['direction'] == 'maximize' else '↓'}" for o in r["objectives"]]
+        objectives = [f"{o['name']} {Direction.of(o['direction']).arrow}" for o in r["objectives"]]
         table.add_row(stack(Text(r["name"], style="bold"), *(Text(m, style="cyan") for m in r["models"]),
                             Text(about, style="dim") if about else None),
                       stack(f"{r['trials']} in all", *states), stack(*objectives) if objectives else "-")
@@ -291,7 +292,7 @@ def summary_text(name: str, summary: Summary, objectives: Sequence[Objective] = 
     for k, objective in enumerate(objectives):
         row = summary.best.get(objective.name)
         if row is not None:
-            text.append(f"  {COLUMNS.get(objective.name, objective.name)}{'↑' if objective.maximize else '↓'} ",
+            text.append(f"  {COLUMNS.get(objective.name, objective.name)}{objective.direction.arrow} ",
                         style="italic")
             text.append(f"{format_number(row.values[k], 3)}", style="bold")
             text.append(f" #{row.number}", style="dim")

@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "STATES": "rows",
     "RowFilter": "rows",
     "TrialRow": "rows",
+    "column_getter": "rows",
     "column_key": "rows",
     "finite": "rows",
     "row_from_trial": "rows",
@@ -58,8 +59,8 @@ if TYPE_CHECKING:
     from explorer.search.results.locate import StudyNotFoundError, find_study_id, locate_study, study_names
     from explorer.search.results.rdb_reader import RawTrialRow, read_trials
     from explorer.search.results.rows import (
-        ALIASES, COLUMN_GETTERS, LAYER_CURVES, OUTCOMES, PREDICTORS, STATES, RowFilter, TrialRow, column_key, finite,
-        row_from_trial, sort_rows, to_float,
+        ALIASES, COLUMN_GETTERS, LAYER_CURVES, OUTCOMES, PREDICTORS, STATES, RowFilter, TrialRow, column_getter,
+        column_key, finite, row_from_trial, sort_rows, to_float,
     )
     from explorer.search.results.study_data import (
         Objective, StudyData, StudySource, Summary, load_studies, load_study, mark_pareto, pareto_mask, study_budget,

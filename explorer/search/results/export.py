@@ -14,8 +14,9 @@ import math
 from typing import Any
 
 from explorer.records import json_safe
-from explorer.search.results.rows import PREDICTORS, TrialRow
+from explorer.search.results.rows import TrialRow
 from explorer.search.results.study_data import StudyData
+from explorer.search.schema import TrialAttr
 from explorer.search.validation import ValidationError, validate_study
 
 
@@ -35,20 +36,21 @@ def _json_number(value: Any) -> Any:
 
 
 def row_record(row: TrialRow, data: StudyData) -> dict[str, Any]:
-    """A trial as a flat record (CSV row, JSON object)."""
+    """A trial as a flat record (CSV row, JSON object): a column per scalar predictor the study
+    holds (:attr:`StudyData.scalar_predictors`: the paper's, then the others, a plugin's included)."""
     record: dict[str, Any] = {"number": row.number, "state": row.state, "stage": row.stage, "spec": row.spec,
                               "pareto": row.pareto}
     for k, objective in enumerate(data.objectives):
         record[f"value_{objective.name}"] = _json_number(row.values[k]) if k < len(row.values) else None
-    for key in PREDICTORS:
+    for key in data.scalar_predictors:
         record[key] = _json_number(row.value(key))
     record["variance_growth_kind"] = row.variance_growth_kind or None
     record["mean_train_accuracy"] = _json_number(row.mean_train_accuracy)
     record["test_accuracy"] = _json_number(row.test_accuracy)
     record["diverged"] = row.diverged if row.train else None
     record["reason"] = row.reason or None
-    screening = row.user_attrs.get("screening")
-    record["screening"] = screening.get("why") if isinstance(screening, dict) else None
+    screening = row.record.screening
+    record["screening"] = screening.get("why") if screening is not None else None
     record["reused_from"] = row.reused_from
     record["worker"] = row.worker or None
     record["duration_s"] = round(row.duration_s, 3) if row.duration_s is not None else None
@@ -61,7 +63,7 @@ def report_data(data: StudyData, resamples: int = 1000) -> dict[str, Any]:
     best = data.best()
     return {
         "study": data.name,
-        "objectives": [{"name": o.name, "direction": o.direction} for o in data.objectives],
+        "objectives": [{"name": o.name, "direction": o.direction.optuna} for o in data.objectives],
         "summary": {"counts": summary.counts, "total": summary.total, "finished": summary.finished,
                     "budget": summary.budget, "rate_per_min": summary.rate_per_min, "eta_s": summary.eta_s},
         "best": {name: {"number": row.number, "spec": row.spec,
@@ -76,8 +78,8 @@ def report_data(data: StudyData, resamples: int = 1000) -> dict[str, Any]:
 def by_model(row: TrialRow) -> dict[str, Any]:
     """``{"by_model": {model: {"predictors": …, "train": …}}}`` for a trial of a study over several models
     (each transformer placement of ``studies/transformer_placement.toml``, say); ``{}`` otherwise."""
-    predictors = row.user_attrs.get("predictors_by_model")
-    train = row.user_attrs.get("train_by_model")
+    predictors = row.user_attrs.get(TrialAttr.PREDICTORS_BY_MODEL)
+    train = row.user_attrs.get(TrialAttr.TRAIN_BY_MODEL)
     predictors = predictors if isinstance(predictors, dict) else {}
     train = train if isinstance(train, dict) else {}
     if not predictors and not train:

@@ -2,6 +2,10 @@
 ``docs/trial-schema.md`` says a trial stores, with the column getters that sorting and filtering share.
 
 Trials that lack some attributes (a study made by hand, a trial still screening) simply give blanks.
+The attribute keys are :mod:`explorer.search.schema`'s; a reader that wants a trial's typed record
+(:class:`~explorer.search.schema.TrialRecord`: its predictors and training runs per model, its
+screening) asks :attr:`TrialRow.record`, parsed on first use so that loading thousands of rows
+parses none.
 """
 
 from __future__ import annotations
@@ -11,16 +15,20 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from explorer.records import LAYER_PREDICTORS, SCALAR_PREDICTORS, to_float
+from explorer.records import LAYER_PREDICTORS, SCALAR_PREDICTORS, predictor_value, to_float
+from explorer.search.schema import Stage, TrialAttr, TrialRecord
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from explorer.search.results.rdb_reader import RawTrialRow
 
-#: the scalar init predictors, in the order the UI shows them
+#: the paper's scalar init predictors, in the order the UI shows them: every study's first columns
+#: (a study's own list, a plugin's predictors included, is
+#: :attr:`~explorer.search.results.study_data.StudyData.scalar_predictors`)
 PREDICTORS: tuple[str, ...] = SCALAR_PREDICTORS
 #: measured outcomes a predictor can be validated against
 OUTCOMES: tuple[str, ...] = ("test_accuracy", "mean_train_accuracy")
@@ -59,22 +67,26 @@ class TrialRow:
     params: dict[str, Any]
     pareto: bool = False
 
+    @cached_property
+    def record(self) -> TrialRecord:
+        """The trial's stored attributes as their typed record (docs/trial-schema.md), parsed once."""
+        return TrialRecord.from_attrs(self.user_attrs)
+
     @property
     def cosine_similarity(self) -> float | None:
-        return to_float(self.predictors.get("cosine_similarity"))
+        return self.predictor("cosine_similarity")
 
     @property
     def grad_explosion_exponent(self) -> float | None:
-        return to_float(self.predictors.get("grad_explosion_exponent"))
+        return self.predictor("grad_explosion_exponent")
 
     @property
     def stable_rank(self) -> float | None:
-        return to_float(self.predictors.get("stable_rank"))
+        return self.predictor("stable_rank")
 
     @property
     def variance_growth_rate(self) -> float | None:
-        growth = self.predictors.get("variance_growth")
-        return to_float(growth.get("rate")) if isinstance(growth, dict) else None
+        return self.predictor("variance_growth_rate")
 
     @property
     def variance_growth_kind(self) -> str:
@@ -103,13 +115,18 @@ class TrialRow:
     @property
     def progress(self) -> str:
         """Where the trial is: ``training 120/500``, ``screening``, ``done``…"""
-        if self.stage == "training" and self.step is not None:
+        if self.stage == Stage.TRAINING and self.step is not None:
             return f"training {self.step}/{self.steps}" if self.steps else f"training {self.step}"
         return self.stage or self.state
 
+    def predictor(self, name: str) -> float | None:
+        """A stored scalar predictor by name (a plugin's too; ``variance_growth_rate`` from its
+        record), None when the trial does not hold it."""
+        return predictor_value(self.predictors, name)
+
     def value(self, key: str) -> Any:
-        """The value of column ``key`` (see :data:`COLUMN_GETTERS`), for sorting and filtering."""
-        return COLUMN_GETTERS[key](self)
+        """The value of column ``key`` (see :func:`column_getter`), for sorting and filtering."""
+        return column_getter(key)(self)
 
     def layer_curve(self, name: str) -> list[float | None]:
         """A per-layer predictor (``activation_variance`` or ``grad_norm``), in forward order."""
@@ -123,31 +140,29 @@ class TrialRow:
         return [(float(p[0]), to_float(p[1])) for p in curve if isinstance(p, (list, tuple)) and len(p) == 2]
 
 
-
-
 def row_from_trial(trial: FrozenTrial | RawTrialRow) -> TrialRow:
     """The row of a trial read by :func:`~explorer.search.results.rdb_reader.read_trials`."""
     attrs = trial.user_attrs
-    predictors = attrs.get("predictors")
-    train = attrs.get("train")
+    predictors = attrs.get(TrialAttr.PREDICTORS)
+    train = attrs.get(TrialAttr.TRAIN)
     state = _STATE_NAMES.get(trial.state.name, trial.state.name.lower())
-    stage = str(attrs.get("stage") or "")
-    if state == "failed" and stage not in ("failed", ""):
+    stage = str(attrs.get(TrialAttr.STAGE) or "")
+    if state == "failed" and stage not in (Stage.FAILED, ""):
         state = "interrupted"
     if not stage:
-        stage = {"complete": "done", "failed": "failed", "pruned": "pruned"}.get(state, "")
-    reason = attrs.get("prune_reason") or attrs.get("error") or ""
+        stage = {"complete": Stage.DONE, "failed": Stage.FAILED, "pruned": Stage.PRUNED}.get(state, "")
+    reason = attrs.get(TrialAttr.PRUNE_REASON) or attrs.get(TrialAttr.ERROR) or ""
     if isinstance(train, dict) and train.get("diverged") and not reason:
         reason = f"diverged at step {train.get('diverged_step')}"
     values = tuple(trial.values) if trial.values is not None else ()
-    step, steps = attrs.get("step"), attrs.get("steps")
-    reused = attrs.get("reused_from")
+    step, steps = attrs.get(TrialAttr.STEP), attrs.get(TrialAttr.STEPS)
+    reused = attrs.get(TrialAttr.REUSED_FROM)
     return TrialRow(
-        number=trial.number, state=state, spec=str(attrs.get("spec") or ""), stage=stage,
+        number=trial.number, state=state, spec=str(attrs.get(TrialAttr.SPEC) or ""), stage=stage,
         step=step if isinstance(step, int) else None, steps=steps if isinstance(steps, int) else None,
         values=values, predictors=predictors if isinstance(predictors, dict) else {},
         train=train if isinstance(train, dict) else {}, reason=str(reason),
-        reused_from=reused if isinstance(reused, int) else None, worker=str(attrs.get("worker") or ""),
+        reused_from=reused if isinstance(reused, int) else None, worker=str(attrs.get(TrialAttr.WORKER) or ""),
         started=trial.datetime_start, completed=trial.datetime_complete, user_attrs=attrs,
         params=trial.params,
     )
@@ -184,6 +199,13 @@ ALIASES: dict[str, str] = {
 }
 
 
+def column_getter(key: str) -> Callable[[TrialRow], Any]:
+    """The getter of column ``key``; a predictor with no column of its own (a plugin's, a zero-cost
+    baseline) is read from the trial's stored record by its name."""
+    getter = COLUMN_GETTERS.get(key)
+    return getter if getter is not None else (lambda row: row.predictor(key))
+
+
 def column_key(name: str) -> str | None:
     name = name.strip().lower()
     key = ALIASES.get(name, name)
@@ -192,7 +214,7 @@ def column_key(name: str) -> str | None:
 
 def sort_rows(rows: Iterable[TrialRow], key: str, reverse: bool = False) -> list[TrialRow]:
     """Rows sorted by column ``key``; blanks (None, NaN) always last, whatever the direction."""
-    getter = COLUMN_GETTERS[key]
+    getter = column_getter(key)
 
     def blank(v: Any) -> bool:
         return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
@@ -211,7 +233,8 @@ _TERM = re.compile(r"^([#\w]+)\s*(>=|<=|!=|=|>|<|~)\s*(.+)$")
 class RowFilter:
     """A filter typed in the viewer's box: space-separated terms, all of which must hold.
 
-    ``acc>0.5``, ``cos<=0.3``, ``state=pruned``, ``spec~gx`` compare a column; ``pareto`` keeps the
+    ``acc>0.5``, ``cos<=0.3``, ``state=pruned``, ``spec~gx`` compare a column (or a stored predictor
+    by its name: ``dead_unit_fraction<0.5``); ``pareto`` keeps the
     Pareto front; any other word must occur (case-insensitively) in the composition, state, stage,
     or pruning reason.
     """
@@ -231,6 +254,8 @@ class RowFilter:
             return row.pareto
         match = _TERM.match(term)
         key = column_key(match.group(1)) if match else None
+        if match and key is None and row.predictor(match.group(1)) is not None:
+            key = match.group(1)  # a stored predictor with no column of its own (a plugin's, say)
         if match and key is not None:
             op, wanted = match.group(2), match.group(3)
             value = row.value(key)

@@ -17,13 +17,17 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from explorer.direction import Direction
+from explorer.records import SCALAR_PREDICTORS, direction_of, scalar_predictors
 from explorer.search.results.locate import find_study_id
 from explorer.search.results.rdb_reader import read_trials
-from explorer.search.results.rows import COLUMN_GETTERS, STATES, RowFilter, TrialRow, finite, row_from_trial, sort_rows
+from explorer.search.results.rows import STATES, RowFilter, TrialRow, column_getter, finite, row_from_trial, sort_rows
+from explorer.search.schema import StudyAttr
 from explorer.search.storage import open_readonly
 
 if TYPE_CHECKING:
@@ -32,14 +36,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Objective:
-    """One of the study's objectives, in the order of Optuna's ``study.directions``."""
+    """One of the study's objectives, in the order of Optuna's ``study.directions``; ``direction``
+    is built from Optuna's word (``"maximize"``, ``"minimize"``: what the report prints, as
+    ``direction.optuna``) or a :class:`Direction`."""
 
     name: str
-    direction: str  # "maximize" | "minimize"
+    direction: Direction
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", Direction.of(self.direction))
 
     @property
     def maximize(self) -> bool:
-        return self.direction == "maximize"
+        return self.direction is Direction.HIGHER
 
 
 
@@ -119,6 +128,23 @@ class StudyData:
     def row(self, number: int) -> TrialRow | None:
         return next((r for r in self.rows if r.number == number), None)
 
+    @cached_property
+    def scalar_predictors(self) -> tuple[str, ...]:
+        """The scalar predictors the viewer, the report and the figures show for this study: the
+        paper's (always, so that every study has the same first columns), then every other one its
+        trials' stored records hold (the parameter count, a zero-cost baseline, a plugin's), in
+        stored order. Read from the records, so a plugin's predictor needs no edit here."""
+        names = dict.fromkeys(SCALAR_PREDICTORS)
+        for row in self.rows:
+            names.update(dict.fromkeys(scalar_predictors(row.predictors)))
+        return tuple(names)
+
+    def predictor_direction(self, name: str) -> Direction | None:
+        """Which way predictor ``name`` is better, as its trials stored it (a built-in's known
+        without), or None when unknown."""
+        return next((d for d in (direction_of(r.predictors, name) for r in self.rows if r.predictors) if d),
+                    direction_of({}, name))
+
     @property
     def pareto_rows(self) -> list[TrialRow]:
         return [r for r in self.rows if r.pareto]
@@ -184,7 +210,7 @@ class StudyData:
 
     def predictor_points(self, predictor: str, outcome: str = "test_accuracy") -> list[tuple[float, float, TrialRow]]:
         """(predictor, outcome, row) for the trained trials where both are finite."""
-        getter_x, getter_y = COLUMN_GETTERS[predictor], COLUMN_GETTERS[outcome]
+        getter_x, getter_y = column_getter(predictor), column_getter(outcome)
         points = []
         for row in self.rows:
             x, y = getter_x(row), getter_y(row)
@@ -194,18 +220,19 @@ class StudyData:
 
 
 def study_budget(user_attrs: dict[str, Any]) -> int | None:
-    """The study-wide trial budget: the ``n_trials`` study attribute, else ``n_trials`` in the study file."""
-    for key in ("n_trials", "budget"):
+    """The study-wide trial budget: the ``n_trials`` study attribute (or ``budget``), else
+    ``n_trials`` in the study file."""
+    for key in (StudyAttr.N_TRIALS, "budget"):
         value = user_attrs.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    text = user_attrs.get("study_file")
+    text = user_attrs.get(StudyAttr.STUDY_FILE)
     if isinstance(text, str) and text:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
             return None
-        return _find_int(data, "n_trials")
+        return _find_int(data, StudyAttr.N_TRIALS)
     return None
 
 
@@ -225,7 +252,7 @@ def _objectives(user_attrs: dict[str, Any], directions: Sequence[Any]) -> list[O
     """The study's objectives: the names the runner stored (``objectives`` study attribute), else
     ``value`` for a single objective and ``objective K`` for several; directions from the storage."""
     names = [d.name.lower() for d in directions]  # StudyDirection.MAXIMIZE -> "maximize"
-    stored = user_attrs.get("objectives")
+    stored = user_attrs.get(StudyAttr.OBJECTIVES)
     objectives = []
     for k, direction in enumerate(names):
         name = f"objective {k}" if len(names) > 1 else "value"
