@@ -4,7 +4,8 @@ A trained candidate costs its recorded training seconds (and steps), a screened 
 screening seconds, a candidate stopped at a checkpoint the seconds up to that checkpoint. A
 strategy has *found* a composition when it has trained it to the end: the best-so-far curve is
 the best final test accuracy among those, and the cost to reach the noise band is what it paid
-until the first composition inside ``Table.band`` of the best was trained in full.
+until the first composition inside ``Table.band`` of the best was trained in full. A run stops
+there (its curve stays at what it found): every strategy is judged by that cost.
 
 The project's policies decide with the functions the study worker calls
 (:func:`~explorer.search.screening.relative_decision`,
@@ -49,6 +50,11 @@ class Trace:
     best: list[float] = field(default_factory=list)
     #: (seconds, steps) paid when the first composition inside the band was trained to the end
     found: tuple[float, float] = (math.inf, math.inf)
+
+    @property
+    def done(self) -> bool:
+        """A run stops once it has found the band: what it cost to get there is the measure."""
+        return math.isfinite(self.found[0])
 
     def pay(self, seconds: float, steps: int, accuracy: float | None, in_band: bool) -> None:
         """Record one event: its cost, and a final accuracy when it trained a composition to the end."""
@@ -122,6 +128,8 @@ def random_search(replay: Replay, seed: int) -> Trace:
     trace = Trace()
     for row in order:
         replay.train(trace, row)
+        if trace.done:
+            break
     return trace
 
 
@@ -134,6 +142,8 @@ def oracle(replay: Replay, seed: int) -> Trace:
     trace = Trace()
     for row in first + rest:
         replay.train(trace, row)
+        if trace.done:
+            break
     return trace
 
 
@@ -170,6 +180,8 @@ def screening_policy(screening: ScreeningConfig) -> Strategy:
             replay.screen(trace, row)
             if train:
                 replay.train(trace, row)
+            if trace.done:
+                break
         return trace
 
     return run
@@ -209,7 +221,7 @@ def optuna_search(sampler: Callable[[int], optuna.samplers.BaseSampler],
             else:
                 replay.train(trace, row)
                 study.tell(trial, row.test_accuracy)
-            if len(seen) == len(replay.trained):
+            if trace.done or len(seen) == len(replay.trained):
                 break
         return trace
 
