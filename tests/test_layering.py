@@ -1,4 +1,4 @@
-"""The layers import only downwards: core <- search <- {tui, plots} <- cli.
+"""The layers import only downwards: core <- search <- {normbench, tui, plots} <- cli.
 
 Checked by parsing every source file's imports with ``ast`` (nothing is imported, so a lazy import
 inside a function or under ``TYPE_CHECKING`` counts like any other). The rules:
@@ -17,6 +17,10 @@ inside a function or under ``TYPE_CHECKING`` counts like any other). The rules:
 (d) ``explorer/plots/`` (matplotlib figures, for files) reads the search layer through the same
     read side as the terminal (``results``, ``validation``) and the core's claim results; it imports
     neither rich nor textual, nor ``explorer.tui`` or ``explorer.cli``;
+(f) ``explorer/normbench/`` (tables of whole spaces, searches replayed on them) builds on search
+    (the runner, the policies) and imports neither rich, textual nor matplotlib, nor
+    ``explorer.tui``, ``explorer.plots`` or ``explorer.cli``; its ``table`` module (what ``load``
+    reads) imports neither optuna nor torch; core and search import nothing of it;
 (e) ``explorer/cli/`` is the top: every layer above imports nothing of it (checked by (a)-(d)), and
     its command modules (the ones ``normx --help`` imports) import optuna, rich, textual, matplotlib,
     ``explorer.tui``, ``explorer.plots`` and the modules of ``explorer.search`` only inside the
@@ -90,7 +94,7 @@ def test_core_imports_no_search_ui_or_their_libraries():
     def check(module: str) -> str | None:
         if within(module, "optuna", "rich", "textual", "matplotlib"):
             return "core imports neither optuna, rich, textual nor matplotlib"
-        if within(module, "explorer.search", "explorer.tui", "explorer.plots", "explorer.cli"):
+        if within(module, "explorer.search", "explorer.normbench", "explorer.tui", "explorer.plots", "explorer.cli"):
             return "core imports no layer above it"
         return None
 
@@ -102,11 +106,24 @@ def test_search_imports_no_ui():
     def check(module: str) -> str | None:
         if within(module, "rich", "textual", "matplotlib"):
             return "explorer.search imports neither rich, textual nor matplotlib"
-        if within(module, "explorer.tui", "explorer.plots", "explorer.cli"):
+        if within(module, "explorer.normbench", "explorer.tui", "explorer.plots", "explorer.cli"):
             return "explorer.search imports no layer above it"
         return None
 
     assert violations(sources("explorer/search/**/*.py"), check) == []
+
+
+def test_normbench_builds_on_search_and_its_tables_load_without_optuna():
+    def check(module: str) -> str | None:
+        if within(module, "rich", "textual", "matplotlib"):
+            return "explorer.normbench imports neither rich, textual nor matplotlib"
+        if within(module, "explorer.tui", "explorer.plots", "explorer.cli"):
+            return "explorer.normbench imports no layer above it"
+        return None
+
+    assert violations(sources("explorer/normbench/**/*.py"), check) == []
+    light = [ROOT / "explorer/normbench/__init__.py", ROOT / "explorer/normbench/table.py"]
+    assert violations(light, lambda m: "load() stays light" if within(m, "optuna", "torch") else None) == []
 
 
 def above_search(layer: str, read_side: tuple[str, ...], forbidden: tuple[str, ...],

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "study": "explorer.cli.study",
     "view": "explorer.cli.view",
     "report": "explorer.cli.report",
+    "table": "explorer.cli.table",
 }
 
 

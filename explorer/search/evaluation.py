@@ -86,7 +86,9 @@ class Evaluator:
                 and composition.spec.uses_batch_statistics(self.ctx.registry):
             return Evaluation({}, prune_reason=f"uses batch statistics, which need a training batch of at least 2 "
                                                f"samples (training.batch_size = {config.training.batch_size})")
+        started = time.perf_counter()
         predictors_by_model = self._screen(composition.spec)
+        trial.set_user_attr(TrialAttr.SCREENING_S, time.perf_counter() - started)
         raise_if_interrupted()  # one swallowed while screening: the trial is interrupted, not trained
         trial.set_user_attr(TrialAttr.PREDICTORS_BY_MODEL, json_safe(predictors_by_model))
         trial.set_user_attr(TrialAttr.PREDICTORS, json_safe(aggregate_predictors(predictors_by_model)))

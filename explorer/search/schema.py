@@ -77,6 +77,7 @@ class TrialAttr:
     WORKER = "worker"
     BASELINE = "baseline"
     RETRY_OF = "retry_of"
+    SCREENING_S = "screening_s"
 
 
 # Plain strings, not enum members: they go to every storage driver (sqlite3, psycopg2, journal
@@ -96,7 +97,8 @@ TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainResult))
 
 #: The results a trial that computes the same thing as an earlier one copies from it.
 RESULT_ATTRS: tuple[str, ...] = (TrialAttr.PREDICTORS, TrialAttr.PREDICTORS_BY_MODEL, TrialAttr.TRAIN,
-                                 TrialAttr.TRAIN_BY_MODEL, TrialAttr.PRUNE_REASON, TrialAttr.SCREENING)
+                                 TrialAttr.TRAIN_BY_MODEL, TrialAttr.PRUNE_REASON, TrialAttr.SCREENING,
+                                 TrialAttr.SCREENING_S)
 
 
 @dataclass
@@ -119,6 +121,7 @@ class TrialRecord:
     worker: str | None = None
     baseline: str | None = None
     retry_of: int | None = None
+    screening_s: float | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The attributes to store: JSON-safe, without those that are not set."""
@@ -171,4 +174,5 @@ class TrialRecord:
             worker=text(TrialAttr.WORKER),
             baseline=text(TrialAttr.BASELINE),
             retry_of=integer(TrialAttr.RETRY_OF),
+            screening_s=to_float(attrs.get(TrialAttr.SCREENING_S)),
         )

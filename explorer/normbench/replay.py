@@ -1,0 +1,325 @@
+"""Replaying searches on a table: each strategy runs by lookup, paying what the table recorded.
+
+A trained candidate costs its recorded training seconds (and steps), a screened one its recorded
+screening seconds, a candidate stopped at a checkpoint the seconds up to that checkpoint. A
+strategy has *found* a composition when it has trained it to the end: the best-so-far curve is
+the best final test accuracy among those, and the cost to reach the noise band is what it paid
+until the first composition inside ``Table.band`` of the best was trained in full. A run stops
+there (its curve stays at what it found): every strategy is judged by that cost.
+
+The project's policies decide with the functions the study worker calls
+(:func:`~explorer.search.screening.relative_decision`,
+:func:`~explorer.search.policy.screening_verdict`) on the same stored-record form of the
+predictors (:meth:`Row.record`); Optuna's samplers draw from the table's own search space
+(:class:`~explorer.search.space.SearchSpace` on its study file) and its pruners read the recorded
+checkpoints as intermediate values. Repeats of a composition a run already evaluated cost nothing,
+for every strategy alike (the study worker reuses them too).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import optuna
+
+from explorer.normbench.table import Row, Table
+from explorer.search.combined import COMBINED
+from explorer.search.policy import screening_verdict
+from explorer.search.screening import (RelativePolicy, candidate_values, predictor_direction,
+                                       relative_decision)
+from explorer.search.study_file import ScreeningConfig, StudyConfig, parse_study_text
+
+__all__ = ["STRATEGIES", "Replay", "Trace", "default_strategies", "replay", "screening_decisions", "summarize"]
+
+#: how many draws an Optuna run may make, per distinct composition of the table, before it stops
+DRAWS_PER_COMPOSITION = 3
+
+
+@dataclass
+class Trace:
+    """One run of a strategy: after each paid event, the cumulative cost and the best so far."""
+
+    seconds: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    #: the best final test accuracy among the compositions trained to the end so far (-inf: none yet)
+    best: list[float] = field(default_factory=list)
+    #: (seconds, steps) paid when the first composition inside the band was trained to the end
+    found: tuple[float, float] = (math.inf, math.inf)
+
+    @property
+    def done(self) -> bool:
+        """A run stops once it has found the band: what it cost to get there is the measure."""
+        return math.isfinite(self.found[0])
+
+    def pay(self, seconds: float, steps: int, accuracy: float | None, in_band: bool) -> None:
+        """Record one event: its cost, and a final accuracy when it trained a composition to the end."""
+        total_s = (self.seconds[-1] if self.seconds else 0.0) + seconds
+        total_steps = (self.steps[-1] if self.steps else 0) + steps
+        best = self.best[-1] if self.best else -math.inf
+        if accuracy is not None and math.isfinite(accuracy):
+            best = max(best, accuracy)
+        self.seconds.append(total_s)
+        self.steps.append(total_steps)
+        self.best.append(best)
+        if in_band and accuracy is not None and not math.isfinite(self.found[0]):
+            self.found = (total_s, float(total_steps))
+
+
+class Replay:
+    """A table with what every strategy needs: its rows by key, its study file, its space."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.config: StudyConfig = parse_study_text(table.metadata.get("study_file") or "", f"{table.name}.toml")
+        self.trained = table.trained
+        self.final_step = max((r.steps for r in self.trained), default=0)
+        self._space: Any = None
+        self._keys: dict[str, str] = {}
+
+    # -- costs ------------------------------------------------------------------------------
+
+    def train(self, trace: Trace, row: Row) -> None:
+        """Train ``row`` to the end."""
+        trace.pay(row.train_s, row.steps, row.test_accuracy if row.trained else None, self.table.in_band(row))
+
+    def stop_at(self, trace: Trace, row: Row, step: int) -> None:
+        """Train ``row`` up to its checkpoint at ``step``, then stop (no final accuracy is known)."""
+        c = row.at(step)
+        trace.pay(c["train_s"], step, None, False)
+
+    def screen(self, trace: Trace, row: Row) -> None:
+        trace.pay(row.screening_s, 0, None, False)
+
+    # -- the space, for Optuna's samplers -----------------------------------------------------
+
+    def space(self) -> Any:
+        """The table's search space and a key function (built once: it loads the data to size the models)."""
+        if self._space is None:
+            from explorer.search.context import prepare
+
+            ctx = prepare(self.config)
+            self._space = ctx
+        return self._space
+
+    def row_of(self, candidate: Any) -> Row | None:
+        """The table's row of a sampled candidate (None: invalid, or not in the table)."""
+        text = candidate.text
+        if text not in self._keys:
+            ctx = self.space()
+            self._keys[text] = text if candidate.spec is None else ctx.equivalence_key(candidate.spec)
+        return self.table.row(self._keys[text])
+
+
+# --------------------------------------------------------------------------- strategies
+# Each takes (replay, seed) and returns a Trace.
+
+Strategy = Callable[[Replay, int], Trace]
+
+
+def random_search(replay: Replay, seed: int) -> Trace:
+    """Draw compositions at random, train each to the end."""
+    order = list(replay.trained)
+    random.Random(seed).shuffle(order)
+    trace = Trace()
+    for row in order:
+        replay.train(trace, row)
+        if trace.done:
+            break
+    return trace
+
+
+def oracle(replay: Replay, seed: int) -> Trace:
+    """The lower bound of every search: the cheapest composition inside the band first, then the
+    rest best first."""
+    table = replay.table
+    first = sorted((r for r in replay.trained if table.in_band(r)), key=lambda r: (r.train_s, r.trial))[:1]
+    rest = sorted((r for r in replay.trained if r not in first), key=lambda r: (-r.test_accuracy, r.trial))
+    trace = Trace()
+    for row in first + rest:
+        replay.train(trace, row)
+        if trace.done:
+            break
+    return trace
+
+
+def screening_decisions(replay: Replay, screening: ScreeningConfig, order: Sequence[Row]) -> list[bool]:
+    """Whether the study worker would train each of ``order``, arriving in that order: the
+    thresholds (:func:`screening_verdict`), then for policy "relative" the rank against every
+    candidate screened before it (:func:`relative_decision`), on the stored form of its predictors."""
+    policy = RelativePolicy.of(screening) if screening.policy == "relative" else None
+    model = replay.config.models[0]
+    screened: list[dict[str, float | None]] = []
+    decisions, trained = [], 0
+    for row in order:
+        record = row.record()
+        train = screening_verdict(screening, {model: record}) is None
+        values = candidate_values(record)
+        if train and policy is not None:
+            train = relative_decision(policy, values, screened, trained).train
+        screened.append(values)
+        trained += train
+        decisions.append(train)
+    return decisions
+
+
+def screening_policy(screening: ScreeningConfig) -> Strategy:
+    """This project's screening as the study worker runs it: candidates arrive in random order,
+    each is screened (paying its screening seconds) and trained when :func:`screening_decisions`
+    says so."""
+
+    def run(replay: Replay, seed: int) -> Trace:
+        order = [r for r in replay.table.rows if r.invalid is None]
+        random.Random(seed).shuffle(order)
+        trace = Trace()
+        for row, train in zip(order, screening_decisions(replay, screening, order)):
+            replay.screen(trace, row)
+            if train:
+                replay.train(trace, row)
+            if trace.done:
+                break
+        return trace
+
+    return run
+
+
+def optuna_search(sampler: Callable[[int], optuna.samplers.BaseSampler],
+                  pruner: Callable[[Replay], optuna.pruners.BasePruner] | None = None) -> Strategy:
+    """What an Optuna user runs instead: a sampler over the table's space, maximizing the final
+    test accuracy, with a pruner that reads the recorded checkpoints as intermediate values."""
+
+    def run(replay: Replay, seed: int) -> Trace:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        ctx = replay.space()
+        study = optuna.create_study(direction="maximize", sampler=sampler(seed),
+                                    pruner=pruner(replay) if pruner else optuna.pruners.NopPruner())
+        trace, seen = Trace(), set()
+        steps = [s for s in replay.table.checkpoint_steps if s < replay.final_step]
+        for _ in range(DRAWS_PER_COMPOSITION * len(replay.table.rows)):
+            trial = study.ask()
+            row = replay.row_of(ctx.space.sample(trial))
+            if row is None or not row.trained:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                continue
+            if row.key in seen:  # a repeat: its result is known, nothing is paid
+                study.tell(trial, row.test_accuracy)
+                continue
+            seen.add(row.key)
+            pruned_at = None
+            for step in steps:
+                trial.report(row.at(step)["test_accuracy"], step)
+                if trial.should_prune():
+                    pruned_at = step
+                    break
+            if pruned_at is not None:
+                replay.stop_at(trace, row, pruned_at)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                replay.train(trace, row)
+                study.tell(trial, row.test_accuracy)
+            if trace.done or len(seen) == len(replay.trained):
+                break
+        return trace
+
+    return run
+
+
+def _tpe(seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _hyperband(replay: Replay) -> optuna.pruners.BasePruner:
+    first = min(replay.table.checkpoint_steps or [1])
+    return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=replay.final_step, reduction_factor=3)
+
+
+def _halving(replay: Replay) -> optuna.pruners.BasePruner:
+    first = min(replay.table.checkpoint_steps or [1])
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
+
+
+#: The strategies every replay runs (name -> factory of the table's replay).
+STRATEGIES: dict[str, Callable[[Replay], Strategy]] = {
+    "oracle": lambda r: oracle,
+    "random": lambda r: random_search,
+    "tpe": lambda r: optuna_search(_tpe),
+    "tpe+hyperband": lambda r: optuna_search(_tpe, _hyperband),
+    "tpe+halving": lambda r: optuna_search(_tpe, _halving),
+    "thresholds": lambda r: screening_policy(replace(r.config.screening, policy="thresholds")),
+    "default": lambda r: screening_policy(r.config.screening),
+}
+
+
+def default_strategies(replay: Replay) -> dict[str, Strategy]:
+    """Every strategy: the fixed ones, and the relative policy ranking by the combined score and by
+    each scalar predictor the table holds (``parameter_count`` among them)."""
+    out = {name: make(replay) for name, make in STRATEGIES.items()}
+    screening = replace(replay.config.screening, policy="relative")
+    for score in [COMBINED, *replay.table.predictor_names()]:
+        if score == COMBINED or predictor_direction(score) is not None:
+            out[f"relative:{score}"] = screening_policy(replace(screening, score=score))
+    return out
+
+
+def replay(table: Table, seeds: int = 100, strategies: Sequence[str] | None = None) -> dict[str, list[Trace]]:
+    """Every (or the named) strategy's traces over ``seeds`` seeds (arrival orders, sampler seeds)."""
+    runner = Replay(table)
+    every = default_strategies(runner)
+    if strategies:
+        unknown = [s for s in strategies if s not in every]
+        if unknown:
+            from explorer.normbench.table import TableError
+            from explorer.errors import suggestion
+
+            raise TableError(f"unknown strategy {unknown[0]!r}; {suggestion(unknown[0], list(every))}")
+        every = {name: every[name] for name in strategies}
+    out: dict[str, list[Trace]] = {}
+    for name, strategy in every.items():
+        runs = 1 if name == "oracle" else seeds
+        out[name] = [strategy(runner, seed) for seed in range(runs)]
+    return out
+
+
+def _quantile(values: Any, q: float, axis: int | None = None) -> Any:
+    """A quantile that is one of the values (no interpolation between ±inf)."""
+    return np.quantile(values, q, axis=axis, method="inverted_cdf")
+
+
+def _interval(values: Sequence[float]) -> dict[str, float]:
+    finite = np.asarray(values, dtype=float)
+    return {"median": float(_quantile(finite, 0.5)), "low": float(_quantile(finite, 0.025)),
+            "high": float(_quantile(finite, 0.975))}
+
+
+def summarize(table: Table, traces: dict[str, list[Trace]], points: int = 40) -> dict[str, Any]:
+    """Cost to reach the band (median and 95 % interval over seeds, seconds and steps), the share
+    of seeds that reached it, and the best-so-far curve on a cost grid, per strategy."""
+    total = sum(r.train_s for r in table.trained) + sum(r.screening_s for r in table.rows)
+    low = min((r.screening_s for r in table.rows if r.screening_s > 0), default=1e-3)
+    grid = np.geomspace(max(low, 1e-3), max(total, low * 10), points)
+    out: dict[str, Any] = {"table": table.name, "band": table.band, "best": table.best.test_accuracy,
+                           "sigma": table.noise_sigma, "total_seconds": total, "grid_seconds": grid.tolist(),
+                           "strategies": {}}
+    for name, runs in traces.items():
+        curves = []
+        for t in runs:
+            seconds = np.asarray(t.seconds or [0.0])
+            best = np.asarray(t.best or [-math.inf])
+            index = np.searchsorted(seconds, grid, side="right") - 1
+            curve = np.where(index >= 0, best[np.clip(index, 0, None)], -np.inf)
+            curves.append(curve)
+        stacked = np.asarray(curves)
+        out["strategies"][name] = {
+            "runs": len(runs),
+            "reached": sum(math.isfinite(t.found[0]) for t in runs) / len(runs),
+            "seconds_to_band": _interval([t.found[0] for t in runs]),
+            "steps_to_band": _interval([t.found[1] for t in runs]),
+            "curve": {"median": _quantile(stacked, 0.5, axis=0).tolist(),
+                      "low": _quantile(stacked, 0.025, axis=0).tolist(),
+                      "high": _quantile(stacked, 0.975, axis=0).tolist()},
+        }
+    return out
