@@ -15,48 +15,20 @@ import time
 
 import optuna
 import pytest
+from tiny_study import tiny_study
 
 from explorer.normbench import Row, Table, TableError, load
-from explorer.normbench.build import build_table, default_checkpoints, export_table, noise_sample, table_study
+from explorer.normbench.build import build_table, default_checkpoints, noise_sample, table_study
 from explorer.normbench.replay import Replay, oracle, random_search, replay, screening_decisions, summarize
-from explorer.search.study_file import load_study_file, parse_study_text
+from explorer.search.study_file import parse_study_text
 from explorer.spec import parse_spec
 
-TINY = """
-name = "tiny"
-models = ["mlp(depth=2, width=8)"]
-seed = 0
-[objectives]
-test_accuracy = "maximize"
-cosine_similarity = "minimize"
-[data]
-name = "gaussian"
-train_limit = 64
-test_limit = 32
-[space]
-presets = ["bn", "ln", "rms"]
-fixed = "affine | relu"
-tie_axes = true
-[space.slots]
-center = ["none", "mean"]
-scale = ["std", "root_mean_square"]
-[space.params]
-axes = ["bx", "cx"]
-[screening]
-batch_size = 16
-batches = 1
-policy = "relative"
-warmup = 2
-top_fraction = 0.3
-keep_nondominated = false
-reject_variance_growth = []
-[training]
-steps = STEPS
-batch_size = 16
-[workers]
-heartbeat_interval = 1
-grace_period = 3
-"""
+TINY = tiny_study(
+    "tiny", objectives='test_accuracy = "maximize"\ncosine_similarity = "minimize"',
+    space=('presets = ["bn", "ln", "rms"]\nfixed = "affine | relu"\ntie_axes = true\n[space.slots]\n'
+           'center = ["none", "mean"]\nscale = ["std", "root_mean_square"]\n[space.params]\naxes = ["bx", "cx"]'),
+    screening='policy = "relative"\nwarmup = 2\ntop_fraction = 0.3\nkeep_nondominated = false',
+    training="steps = STEPS\nbatch_size = 16", extra="[workers]\nheartbeat_interval = 1\ngrace_period = 3")
 
 
 def hand_made(accuracies: list[float], costs: list[float], noise: dict[int, list[float]] | None = None) -> Table:

@@ -9,6 +9,7 @@ tests/test_tui_app.py`` and review the diff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 
 import pytest
@@ -47,6 +48,15 @@ def still(app: StudyApp) -> StudyApp:
     return app
 
 
+@contextlib.asynccontextmanager
+async def viewer(url: str, size: tuple[int, int]):
+    """The viewer on study "demo", without periodic reloads, run headlessly at ``size`` until its first screen."""
+    app = still(StudyApp(StudySource(url, "demo"), refresh_s=None))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        yield app, pilot
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -58,9 +68,7 @@ def table_numbers(app: StudyApp) -> list[int]:
 
 def test_navigate_sort_filter_open_help_quit(url):
     async def scenario():
-        app = still(StudyApp(StudySource(url, "demo"), refresh_s=None))
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause()
+        async with viewer(url, (100, 30)) as (app, pilot):
             assert isinstance(app.screen, MainScreen)
             assert table_numbers(app) == list(range(40))
             # sort: 's' moves to the next column (composition), clicking a header sorts by it
@@ -109,9 +117,7 @@ def test_navigate_sort_filter_open_help_quit(url):
 
 def test_snapshots_at_100x30(url):
     async def scenario():
-        app = still(StudyApp(StudySource(url, "demo"), refresh_s=None))
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause()
+        async with viewer(url, (100, 30)) as (app, pilot):
             check_snapshot("view_trials_100x30", screen_text(app) + "\n")
             await pilot.press("2")
             await pilot.pause()
@@ -125,9 +131,7 @@ def test_snapshots_at_100x30(url):
 
 def test_usable_at_80x24_and_message_when_too_small(url):
     async def scenario():
-        app = still(StudyApp(StudySource(url, "demo"), refresh_s=None))
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause()
+        async with viewer(url, (80, 24)) as (app, pilot):
             text = screen_text(app)
             assert "test acc" in text and "composition" in text and "q quit" in text
             assert app.table.row_count == 40

@@ -25,6 +25,23 @@ if TYPE_CHECKING:
 STORAGE_HELP_SECRET = "; keep passwords off the command line (visible in ps): set $NORMX_STORAGE instead"
 
 
+def add_command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command with subcommands (``normx study``, ``normx table``): its subparsers; alone it prints its help."""
+    group = sub.add_parser(name, help=help)
+    commands = group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND", parser_class=type(group))
+    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+    return commands
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``STUDY.toml``, ``--storage`` and ``--workers`` of the commands that run a study file's studies
+    (``normx study run``, ``normx table build``)."""
+    parser.add_argument("study_file", metavar="STUDY.toml")
+    parser.add_argument("--storage", type=storage_option, help="Optuna storage URL or file (default: the file's "
+                        "storage, else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET)
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default 1)")
+
+
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     """``STUDY`` and ``--storage`` of the commands that read one study (``normx report``, ``normx view``):
     a study name or the study file it was run from, whose storage is then the default."""

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from explorer.cli.render import STORAGE_HELP_SECRET, console, show, storage_option
+from explorer.cli.render import STORAGE_HELP_SECRET, add_command_group, add_run_arguments, console, show, storage_option
 from explorer.errors import NormxError
 from explorer.search import default_storage
 
@@ -15,16 +15,11 @@ if TYPE_CHECKING:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    study = sub.add_parser("study", help="run and inspect searches over normalizer compositions")
-    commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND", parser_class=type(study))
-    study.set_defaults(func=lambda args: (study.print_help(), 2)[1])
+    commands = add_command_group(sub, "study", "run and inspect searches over normalizer compositions")
 
     p = commands.add_parser("run", help="create or resume a study from a study file and run it")
-    p.add_argument("study_file", metavar="STUDY.toml")
-    p.add_argument("--storage", type=storage_option, help="Optuna storage URL or file (default: the file's storage, "
-                   "else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET)
+    add_run_arguments(p)
     p.add_argument("--n-trials", type=int, help="study-wide trial budget (default: the file's n_trials)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default 1)")
     p.add_argument("--data-dir", help="where CIFAR lives (default $NORMX_DATA, else ~/.cache/normx/data)")
     p.add_argument("--download", action="store_true", help="fetch CIFAR into the data directory when missing")
     p.set_defaults(func=run_run)

@@ -9,20 +9,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from explorer.cli.render import STORAGE_HELP_SECRET, console, storage_option
+from explorer.cli.render import add_command_group, add_run_arguments, console
 from explorer.errors import NormxError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    table = sub.add_parser("table", help="NormBench: build tables of whole spaces, replay searches on them")
-    commands = table.add_subparsers(dest="table_command", metavar="SUBCOMMAND", parser_class=type(table))
-    table.set_defaults(func=lambda args: (table.print_help(), 2)[1])
+    commands = add_command_group(sub, "table", "NormBench: build tables of whole spaces, replay searches on them")
 
     p = commands.add_parser("build", help="train every composition of a study file's space once (resumable)")
-    p.add_argument("study_file", metavar="STUDY.toml")
-    p.add_argument("--storage", type=storage_option, help="Optuna storage of the build's studies (default: the file's "
-                   "storage, else $NORMX_STORAGE, else sqlite:///normx.db)" + STORAGE_HELP_SECRET)
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    add_run_arguments(p)
     p.add_argument("--noise-seeds", type=int, default=3,
                    help="training seeds of the noise sample, the first run included (default 3)")
     p.add_argument("--noise-fraction", type=float, default=0.1,
