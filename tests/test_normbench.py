@@ -19,7 +19,8 @@ from tiny_study import tiny_study
 
 from explorer.normbench import Row, Table, TableError, load
 from explorer.normbench.build import build_table, default_checkpoints, noise_sample, table_study
-from explorer.normbench.replay import Replay, oracle, random_search, replay, screening_decisions, summarize
+from explorer.normbench.replay import (Replay, oracle, random_search, replay, replay_fronts, screening_decisions,
+                                       summarize)
 from explorer.search.study_file import parse_study_text
 from explorer.spec import parse_spec
 
@@ -105,6 +106,15 @@ def test_the_summary_gives_medians_and_intervals_per_strategy():
     assert summary["strategies"]["random"]["reached"] == 1.0
     with pytest.raises(TableError, match="unknown strategy 'randm'; closest: random"):
         replay(table, seeds=1, strategies=["randm"])
+
+
+def test_several_objectives_are_judged_by_the_hypervolume_covered():
+    # test accuracy up, cosine similarity (= the index) down: c0 (0.5, 0) and c2 (0.9, 2) are the front
+    table = hand_made([0.5, 0.4, 0.9, 0.3], [1.0, 1.0, 1.0, 1.0], noise={0: [0.5, 0.5]})
+    fronts = replay_fronts(table, seeds=20)
+    assert fronts["objectives"] == {"test_accuracy": "maximize", "cosine_similarity": "minimize"}
+    every = fronts["strategies"]["random"]
+    assert every["reached"] == 1.0 and 2.0 <= every["seconds_to_front"]["median"] <= 4.0  # needs c0 and c2
 
 
 def test_default_checkpoints_are_the_rungs_of_halving():

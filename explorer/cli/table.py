@@ -114,7 +114,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     from explorer.normbench import load
-    from explorer.normbench.replay import replay, summarize
+    from explorer.normbench.replay import replay, replay_fronts, summarize
 
     if args.seeds < 1:
         raise NormxError(f"--seeds must be at least 1, got {args.seeds}")
@@ -123,6 +123,7 @@ def run_replay(args: argparse.Namespace) -> int:
     table = load(args.name)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
     summary = summarize(table, replay(table, seeds=args.seeds, strategies=strategies))
+    summary["fronts"] = None if strategies else replay_fronts(table, seeds=args.seeds)
     if args.plots:
         from explorer.plots.replay_figures import save_replay_figure
 
@@ -132,9 +133,11 @@ def run_replay(args: argparse.Namespace) -> int:
 
         print(json.dumps(json_safe(summary), indent=1))
         return 0
-    from explorer.cli.table_render import replay_table
+    from explorer.cli.table_render import fronts_table, replay_table
 
     console().print(replay_table(summary))
+    if summary["fronts"]:
+        console().print(fronts_table(summary["fronts"]))
     if "figure" in summary:
         console().print(f"figure: {summary['figure']}")
     return 0

@@ -61,6 +61,19 @@ def correlations_table(entries: list[dict[str, Any]]) -> RichTable:
     return out
 
 
+def fronts_table(fronts: dict[str, Any]) -> RichTable:
+    names = ", ".join(f"{n} ({w})" for n, w in fronts["objectives"].items())
+    out = RichTable(title=f"cost to cover {100 * fronts['share']:.0f} % of the table's hypervolume on {names}; "
+                          "median [95 %] over runs")
+    for column in ("strategy", "reached", "seconds"):
+        out.add_column(column, justify="left" if column == "strategy" else "right")
+    for name, s in sorted(fronts["strategies"].items(), key=lambda kv: kv[1]["seconds_to_front"]["median"]):
+        sec = s["seconds_to_front"]
+        out.add_row(name, f"{100 * s['reached']:.0f} %",
+                    f"{_number(sec['median'], 1)} [{_number(sec['low'], 1)}, {_number(sec['high'], 1)}]")
+    return out
+
+
 def replay_table(summary: dict[str, Any]) -> RichTable:
     out = RichTable(title=f"{summary['table']}: cost to train a composition inside the band of the best "
                           f"(best {summary['best']:.4f}, band {summary['band']:.4f}); median [95 %] over runs")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from explorer.direction import Direction
 from explorer.normbench.table import Row, Table
 from explorer.search.combined import COMBINED
 from explorer.search.policy import screening_verdict
@@ -34,7 +35,8 @@ from explorer.search.screening import (RelativePolicy, candidate_values, predict
                                        relative_decision)
 from explorer.search.study_file import ScreeningConfig, StudyConfig, parse_study_text
 
-__all__ = ["STRATEGIES", "Replay", "Trace", "default_strategies", "replay", "screening_decisions", "summarize"]
+__all__ = ["FRONT_SHARE", "STRATEGIES", "Replay", "Trace", "default_strategies", "replay", "replay_fronts",
+           "screening_decisions", "summarize"]
 
 #: how many draws an Optuna run may make, per distinct composition of the table, before it stops
 DRAWS_PER_COMPOSITION = 3
@@ -322,4 +324,146 @@ def summarize(table: Table, traces: dict[str, list[Trace]], points: int = 40) ->
                       "low": _quantile(stacked, 0.025, axis=0).tolist(),
                       "high": _quantile(stacked, 0.975, axis=0).tolist()},
         }
+    return out
+
+
+# --------------------------------------------------------------------------- several objectives
+# With several objectives the question is how fast a search covers the table's Pareto front:
+# the hypervolume of the compositions it trained, as a fraction of the whole table's, against cost.
+
+#: A multi-objective run has covered the front when its hypervolume reaches this share of the table's.
+FRONT_SHARE = 0.9
+
+
+class FrontReplay:
+    """The table's objectives as losses in [0, 1] (0 best, each objective's range over the trained
+    compositions), and the hypervolume they dominate up to the reference point (1.1, …)."""
+
+    def __init__(self, replay: Replay):
+        from optuna._hypervolume import compute_hypervolume  # Optuna's own (WFG); no public name yet
+
+        self.replay = replay
+        self._hv = compute_hypervolume
+        self.objectives = dict(replay.config.objectives)
+        raw: dict[str, list[float]] = {}
+        rows = []
+        for row in replay.trained:
+            values = [self._value(row, name) for name in self.objectives]
+            if all(math.isfinite(v) for v in values):
+                rows.append(row)
+                for name, v in zip(self.objectives, values):
+                    raw.setdefault(name, []).append(v)
+        self.rows = rows
+        self.points: dict[str, np.ndarray] = {}
+        for i, row in enumerate(rows):
+            point = []
+            for name, words in self.objectives.items():
+                low, high = min(raw[name]), max(raw[name])
+                loss = Direction.of(words).badness(raw[name][i])
+                best, worst = sorted(Direction.of(words).badness(v) for v in (low, high))
+                point.append((loss - best) / (worst - best) if worst > best else 0.0)
+            self.points[row.key] = np.asarray(point)
+        self.reference = np.full(len(self.objectives), 1.1)
+        self.total = self.volume(list(self.points.values()))
+
+    @staticmethod
+    def _value(row: Row, name: str) -> float:
+        if name in ("test_accuracy", "mean_train_accuracy"):
+            return getattr(row, name)
+        return row.predictors.get(name, math.nan)
+
+    def volume(self, points: list[np.ndarray]) -> float:
+        return float(self._hv(np.asarray(points), self.reference)) if points else 0.0
+
+
+@dataclass
+class FrontTrace:
+    """One multi-objective run: cumulative cost and the hypervolume share after each paid event."""
+
+    seconds: list[float] = field(default_factory=list)
+    share: list[float] = field(default_factory=list)
+    covered: float = math.inf
+    points: list[np.ndarray] = field(default_factory=list)
+
+    def pay(self, front: FrontReplay, seconds: float, row: Row | None) -> None:
+        if row is not None and row.key in front.points:
+            self.points.append(front.points[row.key])
+        share = front.volume(self.points) / front.total if front.total > 0 else 1.0
+        self.seconds.append((self.seconds[-1] if self.seconds else 0.0) + seconds)
+        self.share.append(share)
+        if share >= FRONT_SHARE and not math.isfinite(self.covered):
+            self.covered = self.seconds[-1]
+
+
+def _front_random(front: FrontReplay, seed: int) -> FrontTrace:
+    order = list(front.replay.trained)
+    random.Random(seed).shuffle(order)
+    trace = FrontTrace()
+    for row in order:
+        trace.pay(front, row.train_s, row)
+        if math.isfinite(trace.covered):
+            break
+    return trace
+
+
+def _front_policy(screening: ScreeningConfig) -> Callable[[FrontReplay, int], FrontTrace]:
+    def run(front: FrontReplay, seed: int) -> FrontTrace:
+        order = [r for r in front.replay.table.rows if r.invalid is None]
+        random.Random(seed).shuffle(order)
+        trace = FrontTrace()
+        for row, train in zip(order, screening_decisions(front.replay, screening, order)):
+            trace.pay(front, row.screening_s + (row.train_s if train else 0.0), row if train else None)
+            if math.isfinite(trace.covered):
+                break
+        return trace
+
+    return run
+
+
+def _front_optuna(sampler: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[[FrontReplay, int], FrontTrace]:
+    def run(front: FrontReplay, seed: int) -> FrontTrace:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        replay = front.replay
+        ctx = replay.space()
+        directions = [Direction.of(w).optuna for w in front.objectives.values()]
+        study = optuna.create_study(directions=directions, sampler=sampler(seed))
+        trace, seen = FrontTrace(), set()
+        for _ in range(DRAWS_PER_COMPOSITION * len(replay.table.rows)):
+            trial = study.ask()
+            row = replay.row_of(ctx.space.sample(trial))
+            values = [FrontReplay._value(row, n) for n in front.objectives] if row is not None else []
+            if row is None or not row.trained or not all(math.isfinite(v) for v in values):
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                continue
+            if row.key not in seen:
+                seen.add(row.key)
+                trace.pay(front, row.train_s, row)
+            study.tell(trial, values)
+            if math.isfinite(trace.covered) or len(seen) == len(replay.trained):
+                break
+        return trace
+
+    return run
+
+
+def replay_fronts(table: Table, seeds: int = 100) -> dict[str, Any] | None:
+    """With several objectives: each strategy's cost to cover :data:`FRONT_SHARE` of the table's
+    hypervolume (median and 95 % interval over seeds); None for a single-objective table."""
+    runner = Replay(table)
+    if len(runner.config.objectives) < 2:
+        return None
+    front = FrontReplay(runner)
+    strategies: dict[str, Callable[[FrontReplay, int], FrontTrace]] = {
+        "random": _front_random,
+        "tpe (multi-objective)": _front_optuna(lambda seed: optuna.samplers.TPESampler(seed=seed)),
+        "nsga2": _front_optuna(lambda seed: optuna.samplers.NSGAIISampler(seed=seed)),
+        "default": _front_policy(runner.config.screening),
+    }
+    out: dict[str, Any] = {"objectives": front.objectives, "share": FRONT_SHARE, "compositions": len(front.rows),
+                           "strategies": {}}
+    for name, strategy in strategies.items():
+        traces = [strategy(front, seed) for seed in range(seeds)]
+        out["strategies"][name] = {"runs": len(traces),
+                                   "reached": sum(math.isfinite(t.covered) for t in traces) / len(traces),
+                                   "seconds_to_front": _interval([t.covered for t in traces])}
     return out
