@@ -64,6 +64,11 @@ ELSEWHERE: dict[str, str] = {
     "normx reproduce claim3 --small --out runs/reproduce": "test_score_cli.py::test_reproduce_claim3_small_for_real",
     "normx reproduce claim4 --data cifar100 --download": "downloads CIFAR-100",
     "normx reproduce fig9 --small --train-epochs 4": "trains six group sizes (minutes)",
+    "normx table build studies/normbench/digits.toml --workers 2 --storage runs/normbench.db":
+        "about an hour of 2 cores; test_normbench.py builds (and kills and resumes) a tiny table",
+    "normx table list": "test_normbench.py::test_the_table_commands",
+    "normx table show digits": "test_normbench.py::test_the_table_commands (on the built tiny table)",
+    "normx table replay digits --plots figures/": "test_normbench.py::test_the_table_commands (a tiny table)",
 }
 
 

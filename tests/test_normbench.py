@@ -203,3 +203,29 @@ def test_a_killed_build_resumes_without_training_a_finished_composition_again(tm
     trained = [t.user_attrs["equivalence_key"] for t in trials if "train" in t.user_attrs and "reused_from" not in t.user_attrs]
     assert len(trained) == len(set(trained)) == 9
     assert len(load(tmp_path / "k.jsonl").rows) == 9
+
+
+def test_the_table_commands(built, tmp_path, normx_exe):
+    folder, table, path = built
+
+    def normx(*args):
+        return subprocess.run([*normx_exe, "table", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+    listed = normx("list", "--json")
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
+    shown = normx("show", path, "--json", "--bootstrap", "20")
+    assert shown.returncode == 0, shown.stderr
+    predictors = {e["predictor"] for e in json.loads(shown.stdout)["correlations"]}
+    assert {"cosine_similarity", "parameter_count", "combined"} <= predictors
+    replayed = normx("replay", path, "--seeds", "3", "--json", "--plots", tmp_path / "figs")
+    assert replayed.returncode == 0, replayed.stderr
+    summary = json.loads(replayed.stdout)
+    assert {"oracle", "random", "tpe+hyperband", "default", "relative:parameter_count"} <= set(summary["strategies"])
+    assert (tmp_path / "figs" / "replay_tiny.png").exists() and summary["fronts"]["strategies"]["random"]["runs"] == 3
+    text = normx("replay", path, "--seeds", "2", "--strategies", "oracle,random")
+    assert text.returncode == 0 and "oracle" in text.stdout
+    for args, message in [(("show", "nosuch"), "unknown table 'nosuch'"),
+                          (("replay", path, "--seeds", "0"), "--seeds must be at least 1"),
+                          (("replay", path, "--strategies", "randm"), "unknown strategy 'randm'; closest: random")]:
+        bad = normx(*args)
+        assert bad.returncode == 2 and bad.stderr.strip().startswith(f"normx: error: {message}"), bad.stderr
