@@ -70,12 +70,11 @@ PAPER_PREDICTORS: dict[str, Direction] = {
 DEFAULT_PREDICTORS: tuple[str, ...] = (
     "cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth", "parameter_count",
 )
-#: Which way each built-in predictor is better, for records stored before they said so themselves
-#: (a record's ``directions`` wins).
-BUILTIN_DIRECTIONS: dict[str, Direction] = {
-    **PAPER_PREDICTORS, "variance_growth_rate": Direction.LOWER,
-    **dict.fromkeys(("parameter_count", "forward_flops", "weight_grad_norm", "snip", "synflow", "naswot",
-                     "jacob_cov"), Direction.HIGHER),
+#: Which way each default predictor is better: known without loading the plugins (reading a study
+#: file stays cheap), and for records stored before they said so themselves (a record's
+#: ``directions`` wins). Every other predictor's direction is its plugin's.
+DEFAULT_DIRECTIONS: dict[str, Direction] = {
+    **PAPER_PREDICTORS, "variance_growth_rate": Direction.LOWER, "parameter_count": Direction.HIGHER,
 }
 #: Every scalar predictor, in the order reports show them (the variance growth's rate included).
 SCALAR_PREDICTORS: tuple[str, ...] = (*PAPER_PREDICTORS, "variance_growth_rate")
@@ -175,7 +174,7 @@ def direction_of(record: dict[str, Any], name: str) -> Direction | None:
     """Which way a stored predictor is better, or None when unknown."""
     directions = record.get("directions") if isinstance(record.get("directions"), dict) else {}
     base = name[:-5] if name.endswith("_rate") and name[:-5] in directions else name
-    return Direction.parse(directions.get(base)) or BUILTIN_DIRECTIONS.get(name)
+    return Direction.parse(directions.get(base)) or DEFAULT_DIRECTIONS.get(name)
 
 
 #: The fixed keys of a stored predictor record (docs/trial-schema.md); each extra predictor adds its own.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.direction import Direction
-from explorer.records import BUILTIN_DIRECTIONS, PAPER_PREDICTORS, to_float
+from explorer.records import DEFAULT_DIRECTIONS, PAPER_PREDICTORS, to_float
 from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
 
 #: The predictors of the combined score and their directions.
@@ -38,8 +38,8 @@ def predictor_direction(name: str) -> Direction | None:
     """Which way a predictor a study names (objective, screening score) is better, None when no
     such scalar predictor is registered. Built-in names are known without loading the plugins
     (reading a study file must stay cheap); any other name asks the plugin registry."""
-    if name in BUILTIN_DIRECTIONS:
-        return BUILTIN_DIRECTIONS[name]
+    if name in DEFAULT_DIRECTIONS:
+        return DEFAULT_DIRECTIONS[name]
     from explorer.plugins import get_registry  # a plugin's predictor: load the plugins once
 
     entry = get_registry().predictors.get(name)

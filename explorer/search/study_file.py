@@ -19,7 +19,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from explorer.errors import NormxError, suggestion
 from explorer.direction import Direction
-from explorer.records import BUILTIN_DIRECTIONS, DEFAULT_PREDICTORS, PAPER_PREDICTORS, VARIANCE_GROWTH_KINDS
+from explorer.records import DEFAULT_DIRECTIONS, DEFAULT_PREDICTORS, PAPER_PREDICTORS, VARIANCE_GROWTH_KINDS
 from explorer.registry import SLOTS
 from explorer.search.schema import TrialAttr
 from explorer.search.screening import COMBINED, POLICIES, SCORES, predictor_direction
@@ -435,7 +435,7 @@ def _predictor_list(check: _Checker, key: tuple[str, ...], names: list[str]) -> 
     for name in names:
         if name == "default":
             out += DEFAULT_PREDICTORS
-        elif name in BUILTIN_DIRECTIONS or name in NOT_SCALAR:
+        elif name in DEFAULT_DIRECTIONS or name in NOT_SCALAR:
             out.append(name)
         else:
             from explorer.plugins import get_registry  # "all" or a plugin's predictor: load the plugins
