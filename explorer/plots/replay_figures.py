@@ -47,8 +47,9 @@ def save_replay_figure(summary: dict[str, Any], out: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("cost paid (seconds of screening and training, as recorded)")
     ax.set_ylabel("best final test accuracy trained so far")
-    ax.set_title(f"{summary['table']}: searches replayed ({max(s['runs'] for s in summary['strategies'].values())} "
-                 "runs each; median and 95 % interval; grey: the relative policy by other predictors)")
+    runs = max(s["runs"] for s in summary["strategies"].values())
+    ax.set_title(f"{summary['table']}: searches replayed, {runs} runs each, until one reaches the band\n"
+                 "(median and 95 % interval; grey lines: the relative policy by the other predictors)", fontsize=10)
     finite = [v for s in summary["strategies"].values() for v in s["curve"]["median"] if np.isfinite(v)]
     if finite:
         ax.set_ylim(max(min(finite), best - 20 * max(band, 1e-3)), best + max(band, 1e-3))
