@@ -213,7 +213,9 @@ def _path_of(name: str | Path) -> Path:
     candidate = TABLES_DIR / f"{name}.jsonl"
     if candidate.exists():
         return candidate
-    raise TableError(f"unknown table {str(name)!r}; {suggestion(str(name), list_tables())}")
+    known = list_tables()
+    hint = suggestion(str(name), known) if known else "no table is installed (normx table build makes one)"
+    raise TableError(f"unknown table {str(name)!r}; {hint}")
 
 
 def load(name: str | Path) -> Table:
