@@ -117,6 +117,13 @@ def test_several_objectives_are_judged_by_the_hypervolume_covered():
     assert every["reached"] == 1.0 and 2.0 <= every["seconds_to_front"]["median"] <= 4.0  # needs c0 and c2
 
 
+def test_a_replay_in_several_processes_gives_the_same_runs():
+    table = hand_made([0.9, 0.5, 0.6, 0.7, 0.85], [1.0, 2.0, 3.0, 4.0, 5.0], noise={0: [0.9, 0.89]})
+    alone = replay(table, seeds=7, strategies=["random", "default"])
+    pooled = replay(table, seeds=7, strategies=["random", "default"], processes=2)
+    assert {k: [t.found for t in v] for k, v in alone.items()} == {k: [t.found for t in v] for k, v in pooled.items()}
+
+
 def test_default_checkpoints_are_the_rungs_of_halving():
     assert default_checkpoints(300) == [33, 100, 300] and default_checkpoints(2) == [2]
 

@@ -40,6 +40,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME|FILE.jsonl")
     p.add_argument("--seeds", type=int, default=100, help="runs per strategy (arrival orders, sampler seeds; default 100)")
     p.add_argument("--strategies", metavar="A,B", help="only these strategies (default: all)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="processes to run the strategies in (default: the usable CPU cores, at most 8)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plots", metavar="DIR", help="write the best-so-far figure into DIR")
     p.set_defaults(func=run_replay)
@@ -118,11 +120,16 @@ def run_replay(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise NormxError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.processes is not None and args.processes < 1:
+        raise NormxError(f"--processes must be at least 1, got {args.processes}")
     if args.plots is not None and not args.plots.strip():
         raise NormxError("--plots needs a directory")
     table = load(args.name)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
-    summary = summarize(table, replay(table, seeds=args.seeds, strategies=strategies))
+    from explorer.search.orchestrate import usable_cores
+
+    processes = args.processes or min(8, usable_cores())
+    summary = summarize(table, replay(table, seeds=args.seeds, strategies=strategies, processes=processes))
     summary["fronts"] = None if strategies else replay_fronts(table, seeds=args.seeds)
     if args.plots:
         from explorer.plots.replay_figures import save_replay_figure

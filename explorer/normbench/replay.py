@@ -267,23 +267,41 @@ def default_strategies(replay: Replay) -> dict[str, Strategy]:
     return out
 
 
-def replay(table: Table, seeds: int = 100, strategies: Sequence[str] | None = None) -> dict[str, list[Trace]]:
-    """Every (or the named) strategy's traces over ``seeds`` seeds (arrival orders, sampler seeds)."""
-    runner = Replay(table)
-    every = default_strategies(runner)
-    if strategies:
-        unknown = [s for s in strategies if s not in every]
-        if unknown:
-            from explorer.normbench.table import TableError
-            from explorer.errors import suggestion
+_RUNNERS: dict[int, Replay] = {}
 
-            raise TableError(f"unknown strategy {unknown[0]!r}; {suggestion(unknown[0], list(every))}")
-        every = {name: every[name] for name in strategies}
-    out: dict[str, list[Trace]] = {}
-    for name, strategy in every.items():
-        runs = 1 if name == "oracle" else seeds
-        out[name] = [strategy(runner, seed) for seed in range(runs)]
-    return out
+
+def _traces(table: Table, name: str, seeds: Sequence[int]) -> list[Trace]:
+    """``name``'s runs for ``seeds`` (in a pool's process: its replay is built once per table)."""
+    runner = _RUNNERS.get(id(table)) or _RUNNERS.setdefault(id(table), Replay(table))
+    strategy = default_strategies(runner)[name]
+    return [strategy(runner, seed) for seed in seeds]
+
+
+def replay(table: Table, seeds: int = 100, strategies: Sequence[str] | None = None,
+           processes: int = 1) -> dict[str, list[Trace]]:
+    """Every (or the named) strategy's traces over ``seeds`` seeds (arrival orders, sampler seeds),
+    in ``processes`` processes (each run is independent; the results do not depend on how many)."""
+    every = list(default_strategies(Replay(table)))
+    names = list(strategies) if strategies else every
+    unknown = [s for s in names if s not in every]
+    if unknown:
+        from explorer.errors import suggestion
+        from explorer.normbench.table import TableError
+
+        raise TableError(f"unknown strategy {unknown[0]!r}; {suggestion(unknown[0], every)}")
+    tasks = [(name, list(range(1 if name == "oracle" else seeds))) for name in names]
+    if processes <= 1:
+        return {name: _traces(table, name, runs) for name, runs in tasks}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [(name, runs[i::processes]) for name, runs in tasks for i in range(min(processes, len(runs)))]
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_traces, [table] * len(chunks), [c[0] for c in chunks], [c[1] for c in chunks]))
+    out: dict[str, list[tuple[int, Trace]]] = {name: [] for name in names}
+    for (name, runs), traces in zip(chunks, results):
+        out[name].extend(zip(runs, traces))
+    return {name: [t for _, t in sorted(pairs, key=lambda p: p[0])] for name, pairs in out.items()}
 
 
 def _quantile(values: Any, q: float, axis: int | None = None) -> Any:
