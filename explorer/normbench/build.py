@@ -220,7 +220,8 @@ def export_table(config: StudyConfig, storage: str, noise_seeds: int, noise_frac
                       "seeds": config.screening.seeds},
         "noise": {"seeds": noise_seeds, "fraction": noise_fraction, "compositions": len(chosen)},
         "compositions": len(table.rows), "trained": len(trained),
-        "sigma": table.noise_sigma, "band": table.band, "band_fraction": table.band_fraction,
+        "sigma": table.noise_sigma, "sigma_random": table.noise_sigma_random, "band": table.band,
+        "band_fraction": table.band_fraction,
         "best": table.best.spec if trained else None,
         "cpu_hours": (sum(r.screening_s + r.train_s for r in table.rows)
                       + sum(r.train_s * (len(r.seeds) - 1) for r in table.rows)) / 3600,

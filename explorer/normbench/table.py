@@ -151,11 +151,30 @@ class Table:
         return [int(s) for s in self.metadata.get("checkpoints", [])]
 
     @cached_property
-    def noise_sigma(self) -> float:
-        """The seed noise of the final test accuracy: the pooled standard deviation over the
-        compositions trained with several seeds (NaN when none were)."""
-        variances = [statistics.variance(list(r.seeds.values())) for r in self.rows if len(r.seeds) >= 2]
+    def top(self) -> list[Row]:
+        """The best ``noise.fraction`` of the trained compositions by final test accuracy: the
+        top sample of the noise runs, and what the noise band is about."""
+        fraction = float((self.metadata.get("noise") or {}).get("fraction", 0.1))
+        ranked = sorted(self.trained, key=lambda r: (-r.test_accuracy, r.trial))
+        return ranked[:max(1, math.ceil(fraction * len(ranked)))] if ranked else []
+
+    @staticmethod
+    def _pooled(rows: list[Row]) -> float:
+        variances = [statistics.variance(list(r.seeds.values())) for r in rows if len(r.seeds) >= 2]
         return math.sqrt(sum(variances) / len(variances)) if variances else math.nan
+
+    @cached_property
+    def noise_sigma(self) -> float:
+        """The seed noise of the best compositions' final test accuracy: the pooled standard
+        deviation over the top sample retrained with several seeds (NaN when none were)."""
+        return self._pooled(self.top)
+
+    @cached_property
+    def noise_sigma_random(self) -> float:
+        """The same over the random sample: larger where unstable compositions (no normalizer,
+        some gates) train well with one seed and diverge with another."""
+        top = {r.key for r in self.top}
+        return self._pooled([r for r in self.rows if r.key not in top])
 
     @cached_property
     def best(self) -> Row:
