@@ -129,6 +129,16 @@ def test_default_checkpoints_are_the_rungs_of_halving():
     assert default_checkpoints(300) == [33, 100, 300] and default_checkpoints(2) == [2]
 
 
+def test_a_space_too_large_to_list_is_one_line_before_anything_runs(tmp_path, monkeypatch):
+    import explorer.normbench.build as build_module
+
+    monkeypatch.setattr(build_module, "ENUMERATION_LIMIT", 4)  # the tiny space has 8 leaves
+    (tmp_path / "big.toml").write_text(TINY.replace("STEPS", "2"))
+    with pytest.raises(Exception, match=r"big.toml:\d+: space: more than 4 compositions to list"):
+        build_table(tmp_path / "big.toml", storage=str(tmp_path / "h.db"))
+    assert not (tmp_path / "h.db").exists()
+
+
 def test_a_table_needs_a_fixed_number_of_steps_and_the_accuracy():
     with pytest.raises(Exception, match="training.steps"):
         table_study(parse_study_text(TINY.replace("steps = STEPS", "epochs = 1"), "t.toml"))

@@ -30,7 +30,7 @@ from explorer import __version__
 from explorer.errors import NormxError
 from explorer.normbench.table import TABLES_DIR, Row, Table, parse_checkpoint
 from explorer.records import direction_of, predictor_value, scalar_predictors, to_float
-from explorer.search.claiming import unevaluated
+from explorer.search.claiming import ENUMERATION_LIMIT, unevaluated
 from explorer.search.context import StudyContext, file_error, prepare
 from explorer.search.events import TrialEventHandler
 from explorer.search.optuna_study import composition_key, create_or_load_study, holds_a_place, make_sampler
@@ -81,8 +81,11 @@ def _distinct(ctx: StudyContext) -> dict[str, str]:
     for preset in ctx.config.space.presets:  # enqueued as they are written (no fixed steps added)
         spec = parse_spec(preset, ctx.registry)
         out.setdefault(ctx.equivalence_key(spec), str(spec))
-    leaves = ctx.space.enumerate(10**6) if ctx.space.is_searchable() else []
-    for _, candidate in leaves or []:
+    leaves = ctx.space.enumerate(ENUMERATION_LIMIT) if ctx.space.is_searchable() else []
+    if leaves is None:
+        raise file_error(ctx.config, ("space",), f"more than {ENUMERATION_LIMIT} compositions to list: a table "
+                                                 "trains every one; narrow the slots or the parameters")
+    for _, candidate in leaves:
         key = candidate.text if candidate.spec is None else ctx.equivalence_key(candidate.spec)
         out.setdefault(key, candidate.text)
     return out
@@ -91,6 +94,7 @@ def _distinct(ctx: StudyContext) -> dict[str, str]:
 def _enqueue_space(ctx: StudyContext, storage: str) -> int:
     """Create (or load) the build's study, enqueue every composition not evaluated or queued yet;
     the number of distinct compositions of the space (the build's budget)."""
+    budget = len(_distinct(ctx))  # a space too large to list is refused before anything is stored
     target = resolve_storage(storage)
     study, _ = create_or_load_study(ctx.config, open_storage(target), make_sampler(ctx.config))
     queued = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False)
@@ -98,7 +102,7 @@ def _enqueue_space(ctx: StudyContext, storage: str) -> int:
     for params in unevaluated(ctx, study) or []:
         if params not in queued:
             study.enqueue_trial(params)
-    return len(_distinct(ctx))
+    return budget
 
 
 def _trained_rows(trials: list[optuna.trial.FrozenTrial]) -> dict[str, optuna.trial.FrozenTrial]:
