@@ -27,7 +27,8 @@ from explorer.search.context import StudyContext, prepare
 from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
 from explorer.search.schema import StudyAttr, TrialAttr
 from explorer.search.screening import RelativePolicy
-from explorer.search.signals import ParentWatch, blocked_signals, interrupt_on_signals, unblock_interrupts
+from explorer.search.signals import (ParentWatch, blocked_signals, deferred_interrupts, interrupt_on_signals,
+                                     unblock_interrupts)
 from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub, storage_failure
 from explorer.search.optuna_study import budget_counts, create_or_load_study, make_sampler, state_counts
 from explorer.search.study_file import StudyConfig, StudyFileError
@@ -216,9 +217,13 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
             block = False
 
     try:
-        with blocked_signals():  # each worker inherits the mask and unblocks once its handlers are set
+        # each worker inherits the blocked mask and unblocks once its handlers are set; the parent
+        # holds a Ctrl-C until every worker has its start-up data (a signal taken by another of its
+        # threads would otherwise interrupt start() half-way: the worker's "EOFError: Ran out of input")
+        with deferred_interrupts() as held, blocked_signals():
             for p in processes:
                 p.start()
+        held.raise_pending()
         while any(p.is_alive() for p in processes):
             drain(block=True)
             if errors:  # a storage that is full fails every worker: stop the others at once
