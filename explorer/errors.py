@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 
 
@@ -44,6 +45,18 @@ class PluginError(NormxError):
 
 class PredictorError(NormxError, ValueError):
     """An unknown predictor name, or a predictor asked for where it cannot be used."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\x07``): an error
+    that quotes the user's input must not let that input drive the terminal (set its title, clear
+    it, ring its bell)."""
+    def shown(c: str) -> str:
+        if unicodedata.category(c) != "Cc":
+            return c
+        return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+    return "".join(shown(c) for c in text)
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:

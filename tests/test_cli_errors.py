@@ -173,3 +173,18 @@ def test_spec_errors_are_value_errors_too():
     with pytest.raises(ValueError):
         explorer.parse_spec("bn |")
     assert issubclass(SpecError, NormxError)
+
+
+def test_control_characters_in_the_input_are_escaped_in_its_error(tmp_path, normx_exe):
+    """An escape sequence in a spec (here: set the terminal's title, ring the bell) is shown, not run."""
+    for args in (["spec", "bn | \x1b]0;PWNED\x07relu"], ["score", "bn", "--model", "cnn\x1b[2J10"]):
+        done = subprocess.run([*normx_exe, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.startswith("normx: error: ")
+        assert "\x1b" not in done.stderr and "\x07" not in done.stderr, repr(done.stderr)
+        assert "\\x1b" in done.stderr
+    study = tmp_path / "s.toml"
+    study.write_text('name = "s"\nmodels = ["cnn10"]\n[objectives]\ntest_accuracy = "maximize"\n'
+                     '[space]\npresets = ["bn\\u001b]0;PWNED\\u0007"]\n')
+    done = subprocess.run([*normx_exe, "study", "run", str(study), "--storage", str(tmp_path / "s.db")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "\x1b" not in done.stderr and "\\x1b" in done.stderr, repr(done.stderr)

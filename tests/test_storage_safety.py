@@ -1076,3 +1076,17 @@ def test_a_postgres_database_without_optuna_tables_is_not_an_optuna_storage(post
         open_readonly(missing)
     assert str(err.value).startswith(f"cannot open storage {mask_password(missing)}: ") \
         and str(err.value).endswith('FATAL: database "no_such_db" does not exist'), str(err.value)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_storage_is_refused_before_anything_runs(tmp_path, url, normx_exe):
+    """Issue 24, item 10: a whole study ran and was thrown away (58 lines of KeyError with --workers 2)."""
+    study = tmp_path / "m.toml"
+    study.write_text(tiny_study("m", n=2))
+    for workers in ("1", "2"):
+        done = subprocess.run([*normx_exe, "study", "run", str(study), "--storage", url, "--workers", workers],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        assert done.stderr.strip() == (f"normx: error: storage {url} is an in-memory SQLite database: the study "
+                                       "would be thrown away when the run ends (and each worker would get its "
+                                       "own); give a file, e.g. sqlite:///study.db")

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from explorer import __version__
-from explorer.errors import NormxError
+from explorer.errors import NormxError, printable
 
 #: subcommand -> module in explorer.cli whose ``add_parsers(subparsers)`` adds it, with the function that
 #: runs it as the parser's ``func`` default (one module may add several subcommands).
@@ -32,7 +32,7 @@ COMMANDS: dict[str, str] = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other input error
-        self.exit(2, f"normx: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"normx: error: {printable(message)} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NormxError as err:
-        print(f"normx: error: {err}", file=sys.stderr)
+        print(f"normx: error: {printable(str(err))}", file=sys.stderr)
         return getattr(err, "exit_code", 2)
     except KeyboardInterrupt:
         print("normx: interrupted", file=sys.stderr)

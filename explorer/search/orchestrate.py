@@ -55,6 +55,10 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
     """
     on_event = on_trial_event or PlainLines()
     target = resolve_storage(storage or config.storage or default_storage())
+    if target.kind == "sqlite" and target.path is None:  # sqlite:// and sqlite:///:memory:
+        raise StorageError(f"storage {target.display} is an in-memory SQLite database: the study would be thrown "
+                           "away when the run ends (and each worker would get its own); give a file, e.g. "
+                           "sqlite:///study.db")
     budget = n_trials if n_trials is not None else config.n_trials
     if budget < 1:
         raise StudyFileError("--n-trials must be at least 1")
