@@ -1090,3 +1090,15 @@ def test_an_in_memory_sqlite_storage_is_refused_before_anything_runs(tmp_path, u
         assert done.stderr.strip() == (f"normx: error: storage {url} is an in-memory SQLite database: the study "
                                        "would be thrown away when the run ends (and each worker would get its "
                                        "own); give a file, e.g. sqlite:///study.db")
+
+
+def test_a_query_password_holding_an_at_sign_is_refused_masked():
+    """Issue 24, item 19: ``?password=`` with an ``@`` leaked a fragment through the driver's
+    "failed to resolve host" message; it is refused like the ``user:pass@host`` form."""
+    with pytest.raises(StorageError) as err:
+        resolve_storage("postgresql+psycopg2://me@127.0.0.1:9/db?password=se@cret&sslmode=disable")
+    assert str(err.value) == ("storage postgresql+psycopg2://me@127.0.0.1:9/db?password=***&sslmode=disable: the "
+                              "password contains '@'; write it percent-encoded as %40 (or set the URL in "
+                              "$NORMX_STORAGE)")
+    assert "cret" not in str(err.value)
+    assert resolve_storage("postgresql+psycopg2://me@127.0.0.1:9/db?password=se%40cret").kind == "postgresql"

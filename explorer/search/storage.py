@@ -168,6 +168,11 @@ def resolve_storage(value: str) -> StorageTarget:
     if scheme.startswith("sqlite"):
         path = value.split(":///", 1)[1].split("?", 1)[0] if ":///" in value else ""
         return StorageTarget(value, "sqlite", os.path.abspath(path) if path and path != ":memory:" else None)
+    if any("@" in p for p in (m.group("password") for m in _QUERY_PASSWORD.finditer(value)) if p):
+        # the driver reads the query's password the same way: an "@" in it ends up in a host name
+        # that the driver prints in its error message
+        raise StorageError(f"storage {mask_password(value)}: the password contains '@'; write it "
+                           "percent-encoded as %40 (or set the URL in $NORMX_STORAGE)")
     if value.split("://", 1)[1].split("?", 1)[0].count("@") > 1:
         # SQLAlchemy would end the password at the first "@" and send the rest to the driver as the
         # host name, which then prints it in its error message.
