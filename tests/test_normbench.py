@@ -176,7 +176,12 @@ def test_the_replayed_policy_decides_as_the_study_worker_did(built, tmp_path):
     """The same compositions in the same order: a real study with the relative policy, and the
     replay's decisions on the table's rows."""
     folder, table, _ = built
-    config = parse_study_text(TINY.replace("STEPS", "4").replace('name = "tiny"', 'name = "policy"'), "p.toml")
+    # a cosine threshold at the table's median similarity: some candidates are pruned by the
+    # thresholds, the rest by the relative policy's rank
+    cosine = sorted(r.predictors["cosine_similarity"] for r in table.trained)[len(table.trained) // 2]
+    config = parse_study_text(TINY.replace("STEPS", "4").replace('name = "tiny"', 'name = "policy"')
+                              .replace('policy = "relative"', f'policy = "relative"\nmax_cosine_similarity = {cosine}'),
+                              "p.toml")
     from explorer.search import run_study
 
     storage = f"sqlite:///{tmp_path / 'p.db'}"
@@ -190,6 +195,7 @@ def test_the_replayed_policy_decides_as_the_study_worker_did(built, tmp_path):
     rows = [_row(t) for t in trials]
     assert screening_decisions(Replay(table), config.screening, rows) == worker
     assert False in worker and True in worker  # both decisions were taken
+    assert any("max_cosine_similarity" in str(t.user_attrs.get("prune_reason")) for t in trials)
 
 
 def test_a_killed_build_resumes_without_training_a_finished_composition_again(tmp_path, normx_exe):

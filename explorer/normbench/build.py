@@ -32,7 +32,6 @@ from explorer.normbench.table import TABLES_DIR, Row, Table, parse_checkpoint
 from explorer.records import direction_of, predictor_value, scalar_predictors, to_float
 from explorer.search.claiming import ENUMERATION_LIMIT, unevaluated
 from explorer.search.context import StudyContext, file_error, prepare
-from explorer.search.events import TrialEventHandler
 from explorer.search.optuna_study import composition_key, create_or_load_study, holds_a_place, make_sampler
 from explorer.search.orchestrate import run_study
 from explorer.search.schema import Stage, TrialAttr
@@ -124,8 +123,7 @@ def _row(trial: optuna.trial.FrozenTrial) -> Row:
     if not isinstance(stored, dict):
         row.invalid = str(attrs.get(TrialAttr.PRUNE_REASON) or attrs.get(TrialAttr.ERROR) or "not measured")
         return row
-    row.predictors = {n: predictor_value(stored, n) for n in scalar_predictors(stored)}
-    row.predictors = {n: (math.nan if v is None else v) for n, v in row.predictors.items()}
+    row.predictors = {n: to_float(predictor_value(stored, n), math.nan) for n in scalar_predictors(stored)}
     row.directions = {n: str(direction_of(stored, n)) for n in row.predictors if direction_of(stored, n)}
     row.missing = {str(k): str(v) for k, v in (stored.get("missing") or {}).items()}
     growth = stored.get("variance_growth")
@@ -267,7 +265,6 @@ def build_table(path: str | Path, storage: str | None = None, workers: int = 1, 
 
 def _run_phase(config: StudyConfig, storage: str, budget: int, workers: int, ctx: StudyContext | None,
                events: Any) -> None:
-    handler: TrialEventHandler | None = None
     if events is None:
         run_study(config, storage=storage, n_trials=budget, workers=workers, ctx=ctx)
         return

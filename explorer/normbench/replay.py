@@ -267,12 +267,19 @@ def default_strategies(replay: Replay) -> dict[str, Strategy]:
     return out
 
 
-_RUNNERS: dict[int, Replay] = {}
+#: the replay of a pool's process, built once by its initializer
+_POOL_RUNNER: Replay | None = None
 
 
-def _traces(table: Table, name: str, seeds: Sequence[int]) -> list[Trace]:
-    """``name``'s runs for ``seeds`` (in a pool's process: its replay is built once per table)."""
-    runner = _RUNNERS.get(id(table)) or _RUNNERS.setdefault(id(table), Replay(table))
+def _start_pool_process(table: Table) -> None:
+    global _POOL_RUNNER
+    _POOL_RUNNER = Replay(table)
+
+
+def _traces(name: str, seeds: Sequence[int], runner: Replay | None = None) -> list[Trace]:
+    """``name``'s runs for ``seeds``, on ``runner`` (in a pool's process: the one it was started with)."""
+    runner = runner or _POOL_RUNNER
+    assert runner is not None, "a pool process runs _start_pool_process first"
     strategy = default_strategies(runner)[name]
     return [strategy(runner, seed) for seed in seeds]
 
@@ -281,7 +288,8 @@ def replay(table: Table, seeds: int = 100, strategies: Sequence[str] | None = No
            processes: int = 1) -> dict[str, list[Trace]]:
     """Every (or the named) strategy's traces over ``seeds`` seeds (arrival orders, sampler seeds),
     in ``processes`` processes (each run is independent; the results do not depend on how many)."""
-    every = list(default_strategies(Replay(table)))
+    runner = Replay(table)
+    every = list(default_strategies(runner))
     names = list(strategies) if strategies else every
     unknown = [s for s in names if s not in every]
     if unknown:
@@ -291,13 +299,14 @@ def replay(table: Table, seeds: int = 100, strategies: Sequence[str] | None = No
         raise TableError(f"unknown strategy {unknown[0]!r}; {suggestion(unknown[0], every)}")
     tasks = [(name, list(range(1 if name == "oracle" else seeds))) for name in names]
     if processes <= 1:
-        return {name: _traces(table, name, runs) for name, runs in tasks}
+        return {name: _traces(name, runs, runner) for name, runs in tasks}
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     chunks = [(name, runs[i::processes]) for name, runs in tasks for i in range(min(processes, len(runs)))]
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = list(pool.map(_traces, [table] * len(chunks), [c[0] for c in chunks], [c[1] for c in chunks]))
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_pool_process, initargs=(table,)) as pool:
+        results = list(pool.map(_traces, [c[0] for c in chunks], [c[1] for c in chunks]))
     out: dict[str, list[tuple[int, Trace]]] = {name: [] for name in names}
     for (name, runs), traces in zip(chunks, results):
         out[name].extend(zip(runs, traces))
