@@ -99,13 +99,15 @@ def report_renderables(data: StudyData, resamples: int = 1000) -> list[Any]:
 
     from explorer.search.results.export import validation_result
     from explorer.tui.charts import tradeoff_plot
-    from explorer.tui.tables import best_table, pareto_table, summary_text, validation_table
+    from explorer.tui.tables import best_table, halving_table, pareto_table, summary_text, validation_table
 
     parts: list[Any] = [Rule(f"study {data.name}"), summary_text(data.name, data.summary(), data.objectives)]
     if not data.rows:
         parts.append("(the study has no trials yet)")
         return parts
     parts += [best_table(data), pareto_table(data)]
+    if (rungs := halving_table(data)) is not None:
+        parts.append(rungs)
     if data.tradeoff_points():
         parts.append(tradeoff_plot(data, height=14))
     results = validation_result(data, resamples)

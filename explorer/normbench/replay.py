@@ -30,8 +30,9 @@ import optuna
 from explorer.direction import Direction
 from explorer.normbench.table import Row, Table
 from explorer.search.combined import COMBINED
+from explorer.search.halving import HalvingPolicy, promotion_decision, rung_objective_values
 from explorer.search.policy import screening_verdict
-from explorer.search.screening import (RelativePolicy, candidate_values, predictor_direction,
+from explorer.search.screening import (RANKING_POLICIES, RelativePolicy, candidate_values, predictor_direction,
                                        relative_decision)
 from explorer.search.study_file import ScreeningConfig, StudyConfig, parse_study_text
 
@@ -153,7 +154,7 @@ def screening_decisions(replay: Replay, screening: ScreeningConfig, order: Seque
     """Whether the study worker would train each of ``order``, arriving in that order: the
     thresholds (:func:`screening_verdict`), then for policy "relative" the rank against every
     candidate screened before it (:func:`relative_decision`), on the stored form of its predictors."""
-    policy = RelativePolicy.of(screening) if screening.policy == "relative" else None
+    policy = RelativePolicy.of(screening) if screening.policy in RANKING_POLICIES else None
     model = replay.config.models[0]
     screened: list[dict[str, float | None]] = []
     decisions, trained = [], 0
@@ -182,6 +183,72 @@ def screening_policy(screening: ScreeningConfig) -> Strategy:
             replay.screen(trace, row)
             if train:
                 replay.train(trace, row)
+            if trace.done:
+                break
+        return trace
+
+    return run
+
+
+@dataclass(frozen=True)
+class Step:
+    """One paid event of a halving run: ``row`` trained up to ``step`` (0: screened only);
+    ``final`` when that is the end of its run."""
+
+    row: Row
+    step: int
+    final: bool
+
+
+def halving_steps(replay: Replay, screening: ScreeningConfig, order: Sequence[Row]) -> list[Step]:
+    """What successive halving from initialization does with ``order``, arriving in that order
+    and each one run to its last rung before the next arrives (one worker): rung 0 by
+    :func:`screening_decisions` (the top 1/eta by the score), then each training rung by
+    :func:`~explorer.search.halving.promotion_decision` on the study's objectives measured at the
+    rung, read from the table's checkpoints; the same functions the study worker calls."""
+    policy = HalvingPolicy.of(screening, replay.final_step)
+    missing = [s for s in policy.rungs if s != replay.final_step and s not in replay.table.checkpoint_steps]
+    if missing:
+        from explorer.normbench.table import TableError
+
+        raise TableError(f"table {replay.table.name!r} has no checkpoint at step(s) {missing} that halving's rungs "
+                         f"{list(policy.rungs)} need (checkpoints: {list(replay.table.checkpoint_steps)})")
+    objectives = {name: Direction.of(d) for name, d in replay.config.objectives.items()}
+    names, directions = list(objectives), list(objectives.values())
+    model = replay.config.models[0]
+    reached: dict[int, list[list[float]]] = {}
+    out: list[Step] = []
+    for row, go in zip(order, screening_decisions(replay, replace(screening, policy="halving"), order)):
+        if not go or not row.trained:
+            out.append(Step(row, 0, True))
+            continue
+        for rung, step in enumerate(policy.rungs, 1):
+            if step >= replay.final_step:
+                out.append(Step(row, replay.final_step, True))
+                break
+            values = rung_objective_values(objectives, {model: row.at(step)}, row.record(), replay.config.aggregate)
+            decision = promotion_decision(policy, rung, values, reached.setdefault(rung, []), directions, names)
+            reached[rung].append(values)
+            if not decision.train:
+                out.append(Step(row, step, True))
+                break
+    return out
+
+
+def halving_search(screening: ScreeningConfig) -> Strategy:
+    """Successive halving from initialization as the study worker runs it (:func:`halving_steps`):
+    each candidate pays its screening, then its training up to the rung where it stopped."""
+
+    def run(replay: Replay, seed: int) -> Trace:
+        order = [r for r in replay.table.rows if r.invalid is None]
+        random.Random(seed).shuffle(order)
+        trace = Trace()
+        for event in halving_steps(replay, screening, order):
+            replay.screen(trace, event.row)
+            if event.step >= replay.final_step:
+                replay.train(trace, event.row)
+            elif event.step > 0:
+                replay.stop_at(trace, event.row, event.step)
             if trace.done:
                 break
         return trace
@@ -253,6 +320,7 @@ STRATEGIES: dict[str, Callable[[Replay], Strategy]] = {
     "tpe+halving": lambda r: optuna_search(_tpe, _halving),
     "thresholds": lambda r: screening_policy(replace(r.config.screening, policy="thresholds")),
     "default": lambda r: screening_policy(r.config.screening),
+    "halving": lambda r: halving_search(replace(r.config.screening, policy="halving")),
 }
 
 
@@ -447,6 +515,24 @@ def _front_policy(screening: ScreeningConfig) -> Callable[[FrontReplay, int], Fr
     return run
 
 
+def _front_halving(screening: ScreeningConfig) -> Callable[[FrontReplay, int], FrontTrace]:
+    def run(front: FrontReplay, seed: int) -> FrontTrace:
+        replay = front.replay
+        order = [r for r in replay.table.rows if r.invalid is None]
+        random.Random(seed).shuffle(order)
+        trace = FrontTrace()
+        for event in halving_steps(replay, screening, order):
+            row, step = event.row, event.step
+            paid = row.screening_s + (row.train_s if step >= replay.final_step
+                                      else row.at(step)["train_s"] if step > 0 else 0.0)
+            trace.pay(front, paid, row if step >= replay.final_step else None)
+            if math.isfinite(trace.covered):
+                break
+        return trace
+
+    return run
+
+
 def _front_optuna(sampler: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[[FrontReplay, int], FrontTrace]:
     def run(front: FrontReplay, seed: int) -> FrontTrace:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -485,6 +571,7 @@ def replay_fronts(table: Table, seeds: int = 100) -> dict[str, Any] | None:
         "tpe (multi-objective)": _front_optuna(lambda seed: optuna.samplers.TPESampler(seed=seed)),
         "nsga2": _front_optuna(lambda seed: optuna.samplers.NSGAIISampler(seed=seed)),
         "default": _front_policy(runner.config.screening),
+        "halving": _front_halving(replace(runner.config.screening, policy="halving")),
     }
     out: dict[str, Any] = {"objectives": front.objectives, "share": FRONT_SHARE, "compositions": len(front.rows),
                            "strategies": {}}

@@ -7,6 +7,7 @@ prepares its own context.
 
 from __future__ import annotations
 
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,9 @@ class StudyContext:
     #: widths of every model's normalization sites, and of its normalized ops' inputs
     site_widths: set[int] = field(default_factory=set)
     input_widths: set[int] = field(default_factory=set)
+    #: policy "halving": the study's artifact store for training checkpoints (an Optuna
+    #: ``ArtifactStore``), set by the worker once it knows the storage
+    artifacts: Any = None
 
     def equivalence_key(self, spec: str | Spec) -> str:
         """The spec resolved at every width the study's models normalize: two compositions with the

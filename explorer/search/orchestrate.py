@@ -26,7 +26,8 @@ from explorer.search import default_storage
 from explorer.search.context import StudyContext, prepare
 from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
 from explorer.search.schema import StudyAttr, TrialAttr
-from explorer.search.screening import RelativePolicy
+from explorer.search.halving import HalvingPolicy
+from explorer.search.screening import RANKING_POLICIES, RelativePolicy
 from explorer.search.signals import (ParentWatch, blocked_signals, deferred_interrupts, interrupt_on_signals,
                                      unblock_interrupts)
 from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub, storage_failure
@@ -126,8 +127,13 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
 def screening_summary(config: StudyConfig, budget: int) -> str:
     """How the study screens, said once when it starts."""
     s = config.screening
-    if s.policy != "relative" or not config.needs_training():
+    if s.policy not in RANKING_POLICIES or not config.needs_training():
         return "screening by thresholds only"
+    if s.policy == "halving":
+        policy = HalvingPolicy.of(s, config.training.steps or 0)
+        return (f"successive halving: after {s.warmup} trained, the top 1/{s.eta} by {RelativePolicy.of(s).describe()}"
+                f"{' or non-dominated' if s.keep_nondominated else ''} train, to rungs at "
+                f"{', '.join(map(str, policy.rungs))} steps; the top 1/{s.eta} of each rung by Pareto rank go on")
     text = (f"relative screening: after {s.warmup} trained, the top {100 * s.top_fraction:.3g} % by "
             f"{RelativePolicy.of(s).describe()}{' or non-dominated' if s.keep_nondominated else ''} train")
     if budget <= s.warmup:
@@ -138,7 +144,7 @@ def screening_summary(config: StudyConfig, budget: int) -> str:
 def warmup_note(config: StudyConfig, study: optuna.Study) -> list[str]:
     """Say so when the relative policy never ranked: fewer candidates than its warm-up."""
     s = config.screening
-    if s.policy != "relative" or not config.needs_training():
+    if s.policy not in RANKING_POLICIES or not config.needs_training():
         return []
     decided = [t.user_attrs[TrialAttr.SCREENING] for t in study.get_trials(deepcopy=False)
                if isinstance(t.user_attrs.get(TrialAttr.SCREENING), dict) and TrialAttr.REUSED_FROM not in t.user_attrs]

@@ -24,7 +24,7 @@ from explorer.errors import NormxError
 from explorer.search.evaluation import ByModel, Evaluation
 from explorer.search.events import Emit
 from explorer.search.policy import aggregate_training, objective_values
-from explorer.search.schema import Stage, TrialAttr, json_safe
+from explorer.search.schema import RESUMED_ATTRS, Stage, TrialAttr, json_safe
 from explorer.search.signals import deferred_interrupts, interruption_handled
 from explorer.search.storage import StorageTarget, storage_failure
 from explorer.search.study_file import StudyConfig
@@ -153,5 +153,7 @@ class Recorder:
 
     def _enqueue_retry(self, trial: optuna.Trial) -> None:
         attrs = {k: v for k, v in trial.user_attrs.items() if k == TrialAttr.BASELINE}
+        if TrialAttr.CHECKPOINT in trial.user_attrs:  # a halving candidate: the retry continues at its rung
+            attrs.update({k: v for k, v in trial.user_attrs.items() if k in RESUMED_ATTRS})
         attrs[TrialAttr.RETRY_OF] = trial.number
         self.study.enqueue_trial(dict(trial.params), user_attrs=attrs)

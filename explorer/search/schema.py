@@ -78,6 +78,9 @@ class TrialAttr:
     BASELINE = "baseline"
     RETRY_OF = "retry_of"
     SCREENING_S = "screening_s"
+    #: policy "halving": each training rung reached, with the objectives measured there and the decision
+    RUNGS = "rungs"
+    CHECKPOINT = "checkpoint"
 
 
 # Plain strings, not enum members: they go to every storage driver (sqlite3, psycopg2, journal
@@ -98,7 +101,13 @@ TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainResult))
 #: The results a trial that computes the same thing as an earlier one copies from it.
 RESULT_ATTRS: tuple[str, ...] = (TrialAttr.PREDICTORS, TrialAttr.PREDICTORS_BY_MODEL, TrialAttr.TRAIN,
                                  TrialAttr.TRAIN_BY_MODEL, TrialAttr.PRUNE_REASON, TrialAttr.SCREENING,
-                                 TrialAttr.SCREENING_S)
+                                 TrialAttr.SCREENING_S, TrialAttr.RUNGS)
+
+
+#: What the retry of an interrupted halving candidate inherits, to continue at its rung instead of
+#: from step 0 (a retry by Optuna's heartbeat callback inherits every attribute).
+RESUMED_ATTRS: tuple[str, ...] = (TrialAttr.PREDICTORS, TrialAttr.PREDICTORS_BY_MODEL, TrialAttr.SCREENING,
+                                  TrialAttr.SCREENING_S, TrialAttr.RUNGS, TrialAttr.CHECKPOINT)
 
 
 @dataclass
@@ -122,13 +131,16 @@ class TrialRecord:
     baseline: str | None = None
     retry_of: int | None = None
     screening_s: float | None = None
+    #: policy "halving": the training rungs reached (rung, step, values by objective, decision, why)
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The attributes to store: JSON-safe, without those that are not set."""
         out: dict[str, Any] = {}
         for key in TRIAL_ATTRS:
             value = getattr(self, key)
-            if value is None or value == {}:
+            if value is None or value == {} or value == []:
                 continue
             if isinstance(value, (Predictors, TrainResult)):
                 value = value.to_attrs()
@@ -175,4 +187,7 @@ class TrialRecord:
             baseline=text(TrialAttr.BASELINE),
             retry_of=integer(TrialAttr.RETRY_OF),
             screening_s=to_float(attrs.get(TrialAttr.SCREENING_S)),
+            rungs=[r for r in attrs.get(TrialAttr.RUNGS) or [] if isinstance(r, dict)]
+            if isinstance(attrs.get(TrialAttr.RUNGS), list) else [],
+            checkpoint=attrs.get(TrialAttr.CHECKPOINT) if isinstance(attrs.get(TrialAttr.CHECKPOINT), dict) else None,
         )

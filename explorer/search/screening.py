@@ -44,8 +44,11 @@ def predictor_direction(name: str) -> Direction | None:
 
     entry = get_registry().predictors.get(name)
     return Direction.of(entry.direction) if entry is not None and entry.scalar else None
-#: ``[screening] policy``: rank against the screened candidates, or absolute thresholds only.
-POLICIES: tuple[str, ...] = ("relative", "thresholds")
+#: ``[screening] policy``: rank against the screened candidates, successive halving from
+#: initialization (:mod:`explorer.search.halving`), or absolute thresholds only.
+POLICIES: tuple[str, ...] = ("relative", "halving", "thresholds")
+#: the policies that rank the screened candidates (halving's rung 0 is the relative rule with 1/eta)
+RANKING_POLICIES: tuple[str, ...] = ("relative", "halving")
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,10 @@ class RelativePolicy:
 
     @classmethod
     def of(cls, screening: Any) -> RelativePolicy:
-        """The policy of a study file's ``[screening]`` section (a ScreeningConfig)."""
-        return cls(warmup=screening.warmup, top_fraction=screening.top_fraction, score=screening.score,
+        """The policy of a study file's ``[screening]`` section (a ScreeningConfig); with policy
+        "halving", its rung 0: the top 1/eta start training."""
+        top = 1.0 / screening.eta if screening.policy == "halving" else screening.top_fraction
+        return cls(warmup=screening.warmup, top_fraction=top, score=screening.score,
                    direction=predictor_direction(screening.score) or Direction.LOWER,
                    keep_nondominated=screening.keep_nondominated)
 
@@ -83,13 +88,15 @@ class Decision:
     why: str
     rank: int | None = None
     of: int | None = None
+    #: the policy that decided ("relative", or "halving" at its rungs)
+    policy: str = "relative"
 
     @property
     def prune_reason(self) -> str | None:
         return None if self.train else self.why
 
     def to_attrs(self) -> dict[str, Any]:
-        return {"policy": "relative", "decision": "train" if self.train else "prune", "why": self.why,
+        return {"policy": self.policy, "decision": "train" if self.train else "prune", "why": self.why,
                 "rank": self.rank, "of": self.of}
 
 

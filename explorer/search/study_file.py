@@ -124,8 +124,13 @@ class ScreeningConfig:
     prune_overflow: bool = True
     #: the predictors every candidate is scored with (``normx predictors``); an objective's are added
     predictors: list[str] = field(default_factory=lambda: ["default"])
-    #: "relative" (rank against the candidates screened so far) or "thresholds" (the keys above only)
+    #: "relative" (rank against the candidates screened so far), "halving" (successive halving from
+    #: initialization: explorer.search.halving) or "thresholds" (the keys above only)
     policy: str = "relative"
+    #: halving: the share 1/eta of each rung goes on to the next
+    eta: int = _ranged(3, 2, math.inf, "at least 2")
+    #: halving: the steps of the first training rung (default training steps // eta**2)
+    min_steps: int | None = _ranged(None, *AT_LEAST_1)
     #: trained trials before the relative policy starts ranking
     warmup: int = _ranged(4, *AT_LEAST_0)
     #: share of the screened candidates (by rank) that the relative policy trains
@@ -402,6 +407,12 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         raise check.fail(("screening", "top_fraction"), f"must be {A_SHARE[2]}, got {screening.top_fraction!r}")
     config.training = TrainingConfig(**data.get("training", {}))
     training = config.training
+    if screening.policy == "halving" and training.epochs is not None:
+        raise check.fail(("screening", "policy"), "halving counts its rungs in steps: give training.steps, not epochs")
+    if screening.policy == "halving" and screening.min_steps is not None and training.steps \
+            and screening.min_steps > training.steps:
+        raise check.fail(("screening", "min_steps"),
+                         f"must be at most training.steps ({training.steps}), got {screening.min_steps}")
     if training.lr_rule not in ("linear", "constant"):
         raise check.fail(("training", "lr_rule"), f"must be \"linear\" or \"constant\", got {training.lr_rule!r}")
     config.workers = WorkersConfig(**data.get("workers", {}))

@@ -83,6 +83,10 @@ class Worker:
         self.storage = open_storage(self.target, heartbeat, config.workers.grace_period, config.workers.max_retry)
         self.study = optuna.load_study(study_name=config.name, storage=self.storage,
                                        sampler=make_sampler(config, self.index))
+        if config.screening.policy == "halving" and self.ctx.artifacts is None:
+            from explorer.search.checkpoints import open_artifact_store
+
+            self.ctx.artifacts = open_artifact_store(self.target, config)
 
     @property
     def heartbeat_interval(self) -> int | None:

@@ -170,6 +170,27 @@ def pareto_table(data: StudyData, title: str | None = None) -> Group:
     return Group(table, compositions(rows), legend(COLUMNS, [*(o.name for o in data.objectives), *extra]))
 
 
+def halving_table(data: StudyData) -> Table | None:
+    """Policy "halving": per rung, how many candidates reached it and how many stopped there (the
+    reasons are each trial's ``reason``); None for a study of another policy."""
+    rungs = [(r.rung, r) for r in data.rows if r.rung is not None and r.reused_from is None]
+    if not rungs:
+        return None
+    deepest = max(k for k, _ in rungs)
+    table = Table(title="successive halving: the rung each candidate reached")
+    for name in ("rung", "reached", "stopped there", "running", "e.g. why"):
+        table.add_column(name, justify="left" if name in ("rung", "e.g. why") else "right", no_wrap=name != "e.g. why")
+    for k in range(deepest + 1):
+        reached = [r for rung, r in rungs if rung >= k]
+        here = [r for rung, r in rungs if rung == k]
+        stopped = [r for r in here if r.state == "pruned"]
+        running = [r for r in here if r.state == "running"]
+        label = "0 (screening)" if k == 0 else str(k)
+        table.add_row(label, str(len(reached)), str(len(stopped)), str(len(running)),
+                      stopped[-1].reason if stopped else "")
+    return table
+
+
 #: Short names of the built-in predictors in the validation table (a legend gives the full ones).
 SHORT_NAMES = {"cosine_similarity": "cos_sim", "grad_explosion_exponent": "explosion", "stable_rank": "stab_rank",
                "variance_growth_rate": "var_growth", "parameter_count": "params", "forward_flops": "flops",

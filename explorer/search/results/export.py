@@ -49,6 +49,7 @@ def row_record(row: TrialRow, data: StudyData) -> dict[str, Any]:
     record["test_accuracy"] = _json_number(row.test_accuracy)
     record["diverged"] = row.diverged if row.train else None
     record["reason"] = row.reason or None
+    record["rung"] = row.rung
     screening = row.record.screening
     record["screening"] = screening.get("why") if screening is not None else None
     record["reused_from"] = row.reused_from

@@ -113,10 +113,29 @@ class TrialRow:
         return max(0.0, (end - self.started).total_seconds())
 
     @property
+    def rung(self) -> int | None:
+        """Policy "halving": the last rung the trial reached (0: screened only; the number of
+        training rungs it passed, plus one when it trained to the end); None for other policies."""
+        screening = self.user_attrs.get(TrialAttr.SCREENING)
+        if not isinstance(screening, dict) or screening.get("policy") != "halving":
+            return None
+        records = self.user_attrs.get(TrialAttr.RUNGS)
+        reached = max((int(r["rung"]) for r in records if isinstance(r, dict) and isinstance(r.get("rung"), int)),
+                      default=0) if isinstance(records, list) else 0
+        if self.train or (screening.get("decision") == "train" and self.stage == Stage.TRAINING):
+            reached += 1  # trained to the end, or training towards the next rung
+        return reached
+
+    @property
     def progress(self) -> str:
-        """Where the trial is: ``training 120/500``, ``screening``, ``done``…"""
+        """Where the trial is: ``training 120/500``, ``screening``, ``done``, with halving's rung
+        (``training 40/300 (rung 2)``, ``pruned at rung 1``)…"""
+        rung = self.rung
         if self.stage == Stage.TRAINING and self.step is not None:
-            return f"training {self.step}/{self.steps}" if self.steps else f"training {self.step}"
+            text = f"training {self.step}/{self.steps}" if self.steps else f"training {self.step}"
+            return f"{text} (rung {rung})" if rung else text
+        if rung is not None and self.stage in (Stage.PRUNED, Stage.DONE):
+            return f"{self.stage} at rung {rung}"
         return self.stage or self.state
 
     def predictor(self, name: str) -> float | None:
@@ -179,6 +198,7 @@ COLUMN_GETTERS: dict[str, Callable[[TrialRow], Any]] = {
     "spec": lambda r: r.spec,
     "state": lambda r: r.state,
     "progress": lambda r: r.progress,
+    "rung": lambda r: r.rung,
     "stage": lambda r: r.stage,
     "cosine_similarity": lambda r: r.cosine_similarity,
     "grad_explosion_exponent": lambda r: r.grad_explosion_exponent,
