@@ -88,9 +88,12 @@ class TrainState:
             raise ValueError(f"not a training state (missing {', '.join(missing)})")
         state = cls(**{name: raw[name] for name in names})
         tensors = ("generator", "order", "losses", "correct")
+        numbers = ("step", "total", "cursor")
         if not all(isinstance(getattr(state, name), Tensor) for name in tensors) \
+                or not all(isinstance(getattr(state, name), int) for name in numbers) \
                 or not isinstance(state.model, dict) or not isinstance(state.optimizer, dict) \
-                or not 0 <= int(state.step) <= int(state.total) or state.losses.numel() != state.step:
+                or not isinstance(state.checkpoints, list) or not 0 <= state.step <= state.total \
+                or state.losses.numel() != state.step or state.correct.numel() != state.step:
             raise ValueError("not a training state (inconsistent fields)")
         return state
 

@@ -78,6 +78,8 @@ class TrialAttr:
     BASELINE = "baseline"
     RETRY_OF = "retry_of"
     SCREENING_S = "screening_s"
+    #: the latest training checkpoint: {"artifact_id", "step", "rung"} (explorer.search.checkpoints)
+    CHECKPOINT = "checkpoint"
 
 
 # Plain strings, not enum members: they go to every storage driver (sqlite3, psycopg2, journal
@@ -122,6 +124,7 @@ class TrialRecord:
     baseline: str | None = None
     retry_of: int | None = None
     screening_s: float | None = None
+    checkpoint: dict[str, Any] | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The attributes to store: JSON-safe, without those that are not set."""
@@ -175,4 +178,5 @@ class TrialRecord:
             baseline=text(TrialAttr.BASELINE),
             retry_of=integer(TrialAttr.RETRY_OF),
             screening_s=to_float(attrs.get(TrialAttr.SCREENING_S)),
+            checkpoint=attrs.get(TrialAttr.CHECKPOINT) if isinstance(attrs.get(TrialAttr.CHECKPOINT), dict) else None,
         )
