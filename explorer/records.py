@@ -200,6 +200,9 @@ class TrainResult:
     #: previous checkpoint), mean_train_accuracy (so far), test_accuracy, train_s (training seconds
     #: so far, evaluations not counted)
     checkpoints: list[dict[str, float]] = field(default_factory=list)
+    #: the step at which a checkpoint callback stopped the run (``train(on_checkpoint=...)``), so a
+    #: short run is never mistaken for a finished one; None when it ran to its end (or diverged)
+    stopped_at: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,6 +219,7 @@ class TrainResult:
 
         curve = attrs.get("loss_curve") if isinstance(attrs.get("loss_curve"), list) else []
         step = attrs.get("diverged_step")
+        stopped = attrs.get("stopped_at")
         return cls(
             loss_curve=[[float(p[0]), to_float(p[1], math.nan)] for p in curve
                         if isinstance(p, (list, tuple)) and len(p) == 2],
@@ -229,4 +233,5 @@ class TrainResult:
             compile=str(attrs.get("compile", "")),
             checkpoints=[{str(k): to_float(v, math.nan) for k, v in c.items()}
                          for c in attrs.get("checkpoints") or [] if isinstance(c, dict)],
+            stopped_at=stopped if isinstance(stopped, int) and not isinstance(stopped, bool) else None,
         )

@@ -11,14 +11,20 @@ for NaN/inf every few steps, so the GPU is not synchronised every step.
 
 A NaN or inf loss stops the run: the result says it diverged and at which step. The speed measure
 is the paper's "mean training accuracy": the training accuracy averaged over the whole run.
+
+A run can stop at one of its checkpoints and be resumed later, in another process or on another
+machine, with the same result as a run that never stopped (successive halving continues only the
+promising runs): ``on_checkpoint`` decides and takes a :class:`TrainState`, ``resume`` continues it.
 """
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -31,6 +37,102 @@ from explorer.records import TrainResult
 
 #: ``progress(step, total_steps, loss)``: called every ``progress_every`` steps and at the end.
 ProgressCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue exactly where it stopped (:func:`train`'s ``resume``).
+
+    Held on the CPU, as plain tensors, dicts, lists, numbers and strings, so that
+    :meth:`to_bytes` / :meth:`from_bytes` round-trip it through ``torch.load(weights_only=True)``
+    (a checkpoint file cannot run code when it is read). The per-step losses and correct counts
+    make the resumed run's loss curve and mean training accuracy those of the whole run; the
+    checkpoint records and training seconds make its ``checkpoints`` and times add up.
+    """
+
+    #: steps run so far, and the steps the run plans in all (a resume with another total is refused)
+    step: int
+    total: int
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    #: the run's generator (batch order and flips), ``torch.Generator.get_state()``
+    generator: Tensor
+    #: the current permutation of the training set and the position in it
+    order: Tensor
+    cursor: int
+    #: per step so far: the loss (float32) and the number of correct training predictions
+    losses: Tensor
+    correct: Tensor
+    checkpoints: list[dict[str, float]] = field(default_factory=list)
+    #: training seconds so far, evaluations not counted
+    train_s: float = 0.0
+    #: the device type the run trained on ("cpu", "cuda"): a generator's state belongs to its device
+    device: str = "cpu"
+
+    def to_bytes(self) -> bytes:
+        """The state as ``torch.save`` bytes (a zip archive: a cut-off file fails to load)."""
+        buffer = io.BytesIO()
+        torch.save({f.name: getattr(self, f.name) for f in fields(self)}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainState:
+        """The state saved by :meth:`to_bytes`; a ValueError when ``data`` holds something else."""
+        try:
+            raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - zip, unpickling and format errors of every kind
+            raise ValueError(f"not a training state ({type(err).__name__}: {_first_line(err)})") from None
+        names = {f.name for f in fields(cls)}
+        if not isinstance(raw, dict) or not names <= set(raw):
+            missing = sorted(names - set(raw)) if isinstance(raw, dict) else ["everything"]
+            raise ValueError(f"not a training state (missing {', '.join(missing)})")
+        state = cls(**{name: raw[name] for name in names})
+        tensors = ("generator", "order", "losses", "correct")
+        numbers = ("step", "total", "cursor")
+        if not all(isinstance(getattr(state, name), Tensor) for name in tensors) \
+                or not all(isinstance(getattr(state, name), int) for name in numbers) \
+                or not isinstance(state.model, dict) or not isinstance(state.optimizer, dict) \
+                or not isinstance(state.checkpoints, list) or not 0 <= state.step <= state.total \
+                or state.losses.numel() != state.step or state.correct.numel() != state.step:
+            raise ValueError("not a training state (inconsistent fields)")
+        return state
+
+
+#: ``on_checkpoint(record, snapshot)``: called after each checkpoint before the run's end with the
+#: checkpoint's record and a function that returns the run's :class:`TrainState` at that step
+#: (built only when called: it copies the model); returning False stops the run there.
+CheckpointCallback = Callable[[dict[str, float], Callable[[], TrainState]], bool]
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(err).__name__
+
+
+def _to_cpu(value: Any) -> Any:
+    """A copy of ``value`` (a state dict) with every tensor detached and on the CPU."""
+    if isinstance(value, Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def _load_model_state(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """``model.load_state_dict(state)``, after giving lazily sized buffers (running statistics
+    over axes whose size is known only at the first step, shape (0,) until then) the saved shape."""
+    own = model.state_dict()
+    for key, saved in state.items():
+        mine = own.get(key)
+        if mine is None or mine.shape == saved.shape or mine.numel() != 0:
+            continue
+        prefix, _, name = key.rpartition(".")
+        owner = model.get_submodule(prefix) if prefix else model
+        if name in owner._buffers:
+            owner._buffers[name] = torch.empty(saved.shape, dtype=mine.dtype, device=mine.device)
+    model.load_state_dict(state)
 
 
 @dataclass
@@ -128,7 +230,8 @@ def _chance(test_data: Any) -> float:
 
 def train(model: nn.Module, train_data: Any, test_data: Any | None = None, config: TrainConfig | None = None,
           progress: ProgressCallback | None = None, progress_every: int = 10,
-          check_every: int | None = None) -> TrainResult:
+          check_every: int | None = None, *, resume: TrainState | None = None,
+          on_checkpoint: CheckpointCallback | None = None) -> TrainResult:
     """Train ``model`` on ``train_data`` (an object with tensors ``x`` and ``y``) and test it.
 
     The model is trained in place. Returns a :class:`TrainResult`; a NaN or inf loss ends the run
@@ -139,6 +242,19 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     ``check_every`` steps (default: every step on a CPU, where it is free, every 10 on a GPU, where
     it is a sync); a run that diverges between checks reports what it would have reported had every
     step been checked: its steps, loss curve and mean training accuracy end at the first bad step.
+
+    ``on_checkpoint(record, snapshot)`` is called after each checkpoint before the last step (the
+    loss is checked first: no snapshot of a diverged run is taken); ``snapshot()``, valid during
+    the call only, returns the :class:`TrainState` there. A return of False stops the run: its
+    result has ``steps = stopped_at =`` that step, the checkpoint's test accuracy (no second
+    evaluation), and the loss curve, mean training accuracy and checkpoints up to it. Any other
+    return continues. The callback's seconds count as evaluation, not training.
+
+    ``resume`` continues a run from its state (the model must be built the same way; the weights,
+    optimizer, random stream and history are the state's) with the same schedule: the result and
+    final weights equal those of the run that never stopped, times aside (exactly so for eager
+    layers; a run whose layers are compiled differs by the compiled code's rounding). A state of
+    another length (``total``), training set or device type is a ValueError.
     """
     config = config or TrainConfig()
     device = get_device(config.device)
@@ -169,16 +285,31 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     losses = torch.empty(total, device=device)
     correct = torch.zeros(total, dtype=torch.long, device=device)
     result = TrainResult(device=str(device))
-    start_time = time.perf_counter()
-    order = torch.randperm(n, device=device, generator=generator)
-    cursor = 0
-    step = 0
-    last_checked = 0
-    # Batches are always full (a partial one would recompile): a new permutation starts instead.
-    compiler = CompileController(model, config.compile, planned=total, device=device)
     # the last step's checkpoint is taken from the final evaluation, not a second one
     checkpoints = sorted({int(c) for c in config.checkpoints if 0 < int(c) < total})
     last_checkpoint = total in {int(c) for c in config.checkpoints}
+    if resume is None:
+        start_time = time.perf_counter()
+        order = torch.randperm(n, device=device, generator=generator)
+        cursor = 0
+        step = 0
+    else:
+        _check_resumable(resume, total, n, device)
+        _load_model_state(model, resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        generator.set_state(resume.generator)
+        order = resume.order.to(device)
+        cursor = int(resume.cursor)
+        step = int(resume.step)
+        losses[:step] = resume.losses.to(device=device, dtype=losses.dtype)
+        correct[:step] = resume.correct.to(device=device, dtype=correct.dtype)
+        result.checkpoints = copy.deepcopy(list(resume.checkpoints))
+        checkpoints = [c for c in checkpoints if c > step]
+        # the training seconds so far count: checkpoints' train_s and the result's times add up
+        start_time = time.perf_counter() - float(resume.train_s)
+    last_checked = step
+    # Batches are always full (a partial one would recompile): a new permutation starts instead.
+    compiler = CompileController(model, config.compile, planned=total - step, device=device)
     evaluating_s = 0.0
     while step < total:
         if step == decay_step and step > 0:
@@ -203,8 +334,10 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
         correct[step] = (logits.detach().argmax(dim=1) == yb).sum()
         step += 1
         report = progress is not None and (step % progress_every == 0 or step == total)
-        # a progress report reads a loss (a sync anyway): check first, so none reports past a divergence
-        if step - last_checked >= check_every or step == total or report:
+        at_checkpoint = bool(checkpoints) and step == checkpoints[0]
+        # a progress report reads a loss (a sync anyway): check first, so none reports past a
+        # divergence; and a checkpoint never measures (or saves) a run that diverged before it
+        if step - last_checked >= check_every or step == total or report or at_checkpoint:
             window = losses[last_checked:step]
             bad = ~torch.isfinite(window)
             if bool(bad.any()):
@@ -215,14 +348,35 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
             last_checked = step
         if report:
             progress(step, total, float(losses[step - 1].item()))
-        if checkpoints and step == checkpoints[0]:
+        if at_checkpoint:
             started = time.perf_counter()
+            trained_so_far = started - start_time - evaluating_s
             with compiler.paused():
-                result.checkpoints.append(_checkpoint(model, losses, correct, step, batch_size, test_data, config,
-                                                      device, memory_format, autocast,
-                                                      started - start_time - evaluating_s))
+                record = _checkpoint(model, losses, correct, step, batch_size, test_data, config,
+                                     device, memory_format, autocast, trained_so_far)
+                result.checkpoints.append(record)
+                checkpoints.pop(0)
+                go_on = True
+                if on_checkpoint is not None:
+                    live = [True]
+
+                    def snapshot() -> TrainState:
+                        if not live[0]:
+                            raise RuntimeError("a checkpoint's snapshot() is valid only during the on_checkpoint call")
+                        return _state(model, optimizer, generator, order, cursor, step, total, losses, correct,
+                                      result.checkpoints, trained_so_far, device)
+
+                    try:
+                        go_on = on_checkpoint(dict(record), snapshot) is not False
+                    except BaseException:
+                        compiler.close()  # the caller's error (or Ctrl-C): the model is left as it was
+                        raise
+                    finally:
+                        live[0] = False
             evaluating_s += time.perf_counter() - started
-            checkpoints.pop(0)
+            if not go_on:
+                result.stopped_at = step
+                break
     if cuda:
         torch.cuda.synchronize(device)
     trained_s = time.perf_counter() - start_time - evaluating_s
@@ -232,14 +386,17 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     loss_values = losses[:step].float().cpu().tolist()
     result.loss_curve = _downsample(loss_values, config.curve_points)
     result.mean_train_accuracy = correct[:step].sum().item() / max(1, step * batch_size)
-    if test_data is not None and not result.diverged:
+    if result.stopped_at is not None:
+        if test_data is not None:  # measured at the checkpoint it stopped at
+            result.test_accuracy = result.checkpoints[-1]["test_accuracy"]
+    elif test_data is not None and not result.diverged:
         x_test = test_data.x.to(device)
         if x_test.dim() == 4:
             x_test = x_test.contiguous(memory_format=memory_format)
         result.test_accuracy = evaluate(model, x_test, test_data.y.to(device), config.eval_batch_size, autocast)
     elif test_data is not None:
         result.test_accuracy = _chance(test_data)
-    if last_checkpoint and not result.diverged:
+    if last_checkpoint and not result.diverged and result.stopped_at is None:
         since = max([0, *(c["step"] for c in result.checkpoints)])
         result.checkpoints.append({"step": total, "train_loss": sum(loss_values[since:]) / max(1, total - since),
                                    "mean_train_accuracy": result.mean_train_accuracy,
@@ -256,6 +413,33 @@ def train(model: nn.Module, train_data: Any, test_data: Any | None = None, confi
     if progress is not None and result.diverged:
         progress(step, total, float("nan"))
     return result
+
+
+def _check_resumable(state: TrainState, total: int, n: int, device: torch.device) -> None:
+    """A ValueError unless ``state`` continues a run of this length, training set and device type."""
+    if int(state.total) != total:
+        raise ValueError(f"cannot resume: the training state is of a run of {state.total} steps, this run has "
+                         f"{total} (the learning-rate schedule and checkpoints depend on the length)")
+    if state.order.numel() != n:
+        raise ValueError(f"cannot resume: the training state was made on {state.order.numel()} training "
+                         f"examples, this run has {n}")
+    if not 0 <= int(state.cursor) <= n or state.losses.numel() != int(state.step) \
+            or state.correct.numel() != int(state.step):
+        raise ValueError("cannot resume: the training state is inconsistent (cursor or per-step history)")
+    if state.device != device.type:
+        raise ValueError(f"cannot resume: the training state was made on {state.device}, this run is on "
+                         f"{device.type} (the random stream of batches and flips is the device's)")
+
+
+def _state(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, order: Tensor,
+           cursor: int, step: int, total: int, losses: Tensor, correct: Tensor,
+           checkpoints: list[dict[str, float]], train_s: float, device: torch.device) -> TrainState:
+    """The run's state after ``step`` steps, copied to the CPU."""
+    return TrainState(step=step, total=total, model=_to_cpu(model.state_dict()),
+                      optimizer=_to_cpu(optimizer.state_dict()), generator=generator.get_state().cpu(),
+                      order=_to_cpu(order), cursor=cursor, losses=_to_cpu(losses[:step]),
+                      correct=_to_cpu(correct[:step]), checkpoints=copy.deepcopy(checkpoints),
+                      train_s=float(train_s), device=device.type)
 
 
 def _checkpoint(model: nn.Module, losses: Tensor, correct: Tensor, step: int, batch_size: int, test_data: Any,

@@ -80,6 +80,7 @@ class TrialAttr:
     SCREENING_S = "screening_s"
     #: policy "halving": each training rung reached, with the objectives measured there and the decision
     RUNGS = "rungs"
+    #: the latest training checkpoint: {"artifact_id", "step", "rung"} (explorer.search.checkpoints)
     CHECKPOINT = "checkpoint"
 
 

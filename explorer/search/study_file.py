@@ -172,6 +172,10 @@ class WorkersConfig:
     heartbeat_interval: int = _ranged(60, *AT_LEAST_1_S)
     grace_period: int | None = _ranged(None, *AT_LEAST_1_S)
     max_retry: int = _ranged(3, *AT_LEAST_0)
+    #: the directory of the trials' training checkpoints (explorer.search.checkpoints); default:
+    #: beside a file storage, or ./normx-artifacts/<study> for a server, which workers on several
+    #: machines must then share: set this to the same shared path on each of them
+    artifacts: str | None = None
 
 
 @dataclass
@@ -430,6 +434,8 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         raise check.fail(("training", "epochs"), "give steps or epochs, not both")
     if config.storage is not None and not config.storage.strip():
         raise check.fail(("storage",), "empty storage; give a URL or a file, or leave the key out")
+    if config.workers.artifacts is not None and not config.workers.artifacts.strip():
+        raise check.fail(("workers", "artifacts"), "empty directory; give a path, or leave the key out")
 
     config.space = _parse_space(check, data.get("space", {}))
     if any(objective_source(o)[0] == TrialAttr.TRAIN for o in objectives) and not training.enabled:
