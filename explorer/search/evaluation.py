@@ -167,7 +167,8 @@ class Evaluator:
                 mine = predictors
             elif holds_a_place(t):
                 screened.append(candidate_values(predictors))
-                trained += TrialAttr.TRAIN in attrs or attrs.get(TrialAttr.STAGE) == Stage.TRAINING
+                # trained: to the end, to a halving rung, or training now
+                trained += TrialAttr.TRAIN in attrs or TrialAttr.RUNGS in attrs or attrs.get(TrialAttr.STAGE) == Stage.TRAINING
         return relative_decision(RelativePolicy.of(self.ctx.config.screening), candidate_values(mine),
                                  screened, trained)
 
@@ -282,12 +283,10 @@ class Evaluator:
         return decision
 
     def _save_checkpoint(self, trial: optuna.Trial, rungs: Rungs, rung: int) -> None:
-        from explorer.search.checkpoints import remove_checkpoint, save_checkpoints
+        """The states at ``rung`` into the artifact store (replacing the trial's earlier checkpoint)."""
+        from explorer.search.checkpoints import save_checkpoints
 
-        earlier = trial.user_attrs.get(TrialAttr.CHECKPOINT)
         save_checkpoints(trial, self.ctx.artifacts, rungs.states, rung)
-        if isinstance(earlier, dict):
-            remove_checkpoint(self.ctx.artifacts, earlier.get("artifact_id"))
 
     def _discard_checkpoint(self, trial: optuna.Trial) -> None:
         """A finished candidate needs no checkpoint: its file is removed (the attribute stays, naming it)."""

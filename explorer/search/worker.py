@@ -83,10 +83,13 @@ class Worker:
         self.storage = open_storage(self.target, heartbeat, config.workers.grace_period, config.workers.max_retry)
         self.study = optuna.load_study(study_name=config.name, storage=self.storage,
                                        sampler=make_sampler(config, self.index))
-        if config.screening.policy == "halving" and self.ctx.artifacts is None:
+
+    def open_artifacts(self) -> None:
+        """Policy "halving": the study's artifact store, where rung checkpoints live."""
+        if self.ctx.config.screening.policy == "halving" and self.ctx.artifacts is None:
             from explorer.search.checkpoints import open_artifact_store
 
-            self.ctx.artifacts = open_artifact_store(self.target, config)
+            self.ctx.artifacts = open_artifact_store(self.target, self.ctx.config)
 
     @property
     def heartbeat_interval(self) -> int | None:
@@ -179,6 +182,7 @@ class Worker:
             with WorkerLiveness(self.target, self.name):
                 if self.study is None:
                     self.connect()
+                self.open_artifacts()
                 ran = self._run_trials()
         except NormxError:
             raise
