@@ -49,7 +49,7 @@ def test_shipped_studies_are_valid(path, registry):
     (GOOD.replace("name = \"t\"", "name = \"t\"\nseed = -3"), 2, "seed: must be between 0 and 2**32 - 1"),
     (GOOD + "[workers]\ngrace_period = -1\n", 10, "workers.grace_period: must be at least 1 (seconds)"),
     (GOOD + "[data]\ntrain_limit = 0\n", 10, "data.train_limit: must be at least 1"),
-    (GOOD + "[screening]\npolicy = \"relativ\"\n", 10, "screening.policy: must be one of relative, thresholds"),
+    (GOOD + "[screening]\npolicy = \"relativ\"\n", 10, "screening.policy: must be one of relative, halving, thresholds"),
     (GOOD + "[screening]\nwarmup = -1\n", 10, "screening.warmup: must be 0 or more, got -1"),
     (GOOD + "[screening]\nwarmup = 2.5\n", 10, "screening.warmup: must be an integer, got a number"),
     (GOOD + "[screening]\ntop_fraction = 0\n", 10, "screening.top_fraction: must be greater than 0 and at most 1, got 0"),

@@ -207,12 +207,9 @@ def halving_steps(replay: Replay, screening: ScreeningConfig, order: Sequence[Ro
     :func:`~explorer.search.halving.promotion_decision` on the study's objectives measured at the
     rung, read from the table's checkpoints; the same functions the study worker calls."""
     policy = HalvingPolicy.of(screening, replay.final_step)
-    missing = [s for s in policy.rungs if s != replay.final_step and s not in replay.table.checkpoint_steps]
-    if missing:
-        from explorer.normbench.table import TableError
-
-        raise TableError(f"table {replay.table.name!r} has no checkpoint at step(s) {missing} that halving's rungs "
-                         f"{list(policy.rungs)} need (checkpoints: {list(replay.table.checkpoint_steps)})")
+    measured = set(replay.table.checkpoint_steps) | {replay.final_step}
+    if not set(policy.rungs) <= measured:  # a table measured elsewhere: its checkpoints are the rungs
+        policy = HalvingPolicy(policy.eta, tuple(sorted(s for s in measured if 0 < s <= replay.final_step)))
     objectives = {name: Direction.of(d) for name, d in replay.config.objectives.items()}
     names, directions = list(objectives), list(objectives.values())
     model = replay.config.models[0]
