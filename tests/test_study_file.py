@@ -157,9 +157,9 @@ MINIMAL = 'name = "t"\nmodels = ["m"]\n[objectives]\ncosine_similarity = "minimi
     ('name = "t"\nmodels = ["m"]\nobjectives = {cosine_similarity = "minimise"}\n',
      "b.toml:3: objectives.cosine_similarity: must be \"maximize\" or \"minimize\", got 'minimise'"),
     (MINIMAL + "[screening]\nseeds = 1\n[screening.x]\n",
-     "b.toml:7: screening.x: unknown key; valid: batch_size, batches, compile, keep_nondominated, "
-     "max_cosine_similarity, max_grad_explosion, policy, predictors, prune_overflow, reject_variance_growth, score, "
-     "seeds, ... (14 in all)"),
+     "b.toml:7: screening.x: unknown key; valid: batch_size, batches, compile, eta, keep_nondominated, "
+     "max_cosine_similarity, max_grad_explosion, min_steps, policy, predictors, prune_overflow, reject_variance_growth, "
+     "... (16 in all)"),
     (MINIMAL + "[[space]]\n", "b.toml:5: space: must be a table"),
     ('name = "t"\n\n\nmodels = ["m"\n', "b.toml:4: malformed TOML: Unclosed array"),
     (GOOD.replace("[training]", "[training]\nsteps = 5\n[training]"), "b.toml:9: malformed TOML: Cannot declare ('training',) twice"),
