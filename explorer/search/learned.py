@@ -256,7 +256,8 @@ def _table_prior(name: str, objectives: Objectives) -> tuple[Example, ...]:
     return tuple(table_examples(load(name), objectives))
 
 
-_STUDY_PRIORS: dict[tuple[int, str, Objectives], tuple[Example, ...]] = {}
+#: (id of the storage, study, objectives) -> (the storage, kept so that its id is not reused; the rows)
+_STUDY_PRIORS: dict[tuple[int, str, Objectives], tuple[Any, tuple[Example, ...]]] = {}
 
 
 def _study_prior(name: str, objectives: Objectives, storage: Any) -> tuple[Example, ...]:
@@ -272,8 +273,8 @@ def _study_prior(name: str, objectives: Objectives, storage: Any) -> tuple[Examp
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             raise PriorError(f"prior {STUDY_PREFIX}{name}: no such study in the study's storage") from None
-        _STUDY_PRIORS[key] = tuple(study_examples(study.get_trials(deepcopy=False), objectives))
-    return _STUDY_PRIORS[key]
+        _STUDY_PRIORS[key] = (storage, tuple(study_examples(study.get_trials(deepcopy=False), objectives)))
+    return _STUDY_PRIORS[key][1]
 
 
 def load_prior(names: Sequence[str], objectives: Objectives, storage: Any = None) -> Prior:
@@ -462,7 +463,8 @@ def cross_validated_scores(pool: Sequence[Values], outcomes: Sequence[Outcome | 
     says so."""
     trained = [i for i, o in enumerate(outcomes) if o is not None]
     if len(trained) < min_trials:
-        return None, f"learned score: {len(trained)} trained trial{'s' if len(trained) != 1 else ''}, fewer than {min_trials}"
+        plural = "s" if len(trained) != 1 else ""
+        return None, f"learned score: {len(trained)} trained trial{plural}, fewer than {min_trials}"
     order = list(trained)
     np.random.default_rng(seed).shuffle(order)
     k = min(folds, len(order))
