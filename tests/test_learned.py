@@ -269,3 +269,33 @@ def test_a_study_screened_by_the_learned_score_decides_as_the_policy_does(tmp_pa
     assert str(err.value) == ("wrong.toml:23: screening.prior: unknown study 'learn' in the study's storage; "
                               "closest: learns")
     assert "wrong" not in optuna.get_all_study_names(storage)  # nothing created
+
+
+def test_validate_correlates_the_learned_score_out_of_fold(tmp_path):
+    """The learned row of ``normx study validate``: each trained trial scored by the fold model
+    that did not see it, features ranked among every distinct screened trial (recomputed here
+    from the raw trials)."""
+    import optuna
+
+    from explorer.search.results import load_study
+    from explorer.search.storage import open_storage, resolve_storage
+    from explorer.search.validation import trained_trials, validate_study
+    from test_tui_model import write_study
+
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    write_study(url, n=40, running=0)
+    data = load_study(open_storage(resolve_storage(url)), "demo")
+    result = validate_study(data, n_boot=20)
+    numbers = [n for n, _, _ in trained_trials(data)]
+    pool, outcomes, accuracy = [], [], {}
+    for t in sorted(optuna.load_study(study_name="demo", storage=url).trials, key=lambda t: t.number):
+        if isinstance(t.user_attrs.get("predictors"), dict) and "reused_from" not in t.user_attrs:
+            pool.append(candidate_values(t.user_attrs["predictors"]))
+            outcomes.append(train_outcomes(t.user_attrs["train"]) if t.number in numbers else None)
+            if t.number in numbers:
+                accuracy[len(pool) - 1] = t.user_attrs["train"]["test_accuracy"]
+    scores, note = cross_validated_scores(pool, outcomes, ACCURACY)
+    assert result["learned"]["note"] == note == f"out of fold: 5-fold cross-validation over {len(numbers)} trained trials"
+    pair = next(p for p in result["pairs"] if p["predictor"] == "learned" and p["measure"] == "test_accuracy")
+    expected = stats.kendalltau([scores[i] for i in accuracy], list(accuracy.values()))[0]
+    assert pair["kendall_tau"]["value"] == pytest.approx(expected) and pair["n"] == len(numbers)
