@@ -68,6 +68,7 @@ ELSEWHERE: dict[str, str] = {
         "about an hour of 2 cores; test_normbench.py builds (and kills and resumes) a tiny table",
     "normx table list": "test_normbench.py::test_the_table_commands",
     "normx table show digits": "test_normbench.py::test_the_table_commands (on the built tiny table)",
+    "normx table learned": "test_learned.py::test_the_table_learned_command_prints_json_and_a_table (hand-made tables)",
     "normx table replay digits --plots figures/": "test_normbench.py::test_the_table_commands (a tiny table)",
 }
 

@@ -7,7 +7,10 @@ inside a function or under ``TYPE_CHECKING`` counts like any other). The rules:
     is the command line) and ``plugins/`` — imports neither optuna, rich, textual nor matplotlib,
     nor ``explorer.search``, ``explorer.tui``, ``explorer.plots`` or ``explorer.cli``;
 (b) ``explorer/search/`` imports neither rich, textual nor matplotlib, nor ``explorer.tui``,
-    ``explorer.plots`` or ``explorer.cli``;
+    ``explorer.plots``, ``explorer.cli`` or ``explorer.normbench``, with one exception: the learned
+    screening score (``explorer/search/learned.py``) reads the NormBench tables a study names as its
+    prior through their plain reader, ``explorer.normbench.table`` (no optuna, no torch, nothing of
+    search), and only inside the functions that read them;
 (c) ``explorer/tui/`` (the terminal: the viewer, the live progress) reads the search layer only
     through its read side: ``explorer.search.results`` (finding, loading and summarising a study),
     ``explorer.search.validation`` (the predictor validation, an analysis of those results) and
@@ -20,7 +23,8 @@ inside a function or under ``TYPE_CHECKING`` counts like any other). The rules:
 (f) ``explorer/normbench/`` (tables of whole spaces, searches replayed on them) builds on search
     (the runner, the policies) and imports neither rich, textual nor matplotlib, nor
     ``explorer.tui``, ``explorer.plots`` or ``explorer.cli``; its ``table`` module (what ``load``
-    reads) imports neither optuna nor torch; core and search import nothing of it;
+    reads) imports neither optuna nor torch, nor anything of search; core imports nothing of it,
+    search only its table reader (b);
 (e) ``explorer/cli/`` is the top: every layer above imports nothing of it (checked by (a)-(d)), and
     its command modules (the ones ``normx --help`` imports) import optuna, rich, textual, matplotlib,
     ``explorer.tui``, ``explorer.plots`` and the modules of ``explorer.search`` only inside the
@@ -110,7 +114,20 @@ def test_search_imports_no_ui():
             return "explorer.search imports no layer above it"
         return None
 
-    assert violations(sources("explorer/search/**/*.py"), check) == []
+    learned = ROOT / "explorer/search/learned.py"
+    others = [p for p in sources("explorer/search/**/*.py") if p != learned]
+
+    def table_reader_only(module: str) -> str | None:
+        if within(module, "explorer.normbench.table"):
+            return None
+        if within(module, "explorer.normbench"):
+            return "the learned score reads NormBench tables through explorer.normbench.table only"
+        return check(module)
+
+    assert violations(others, check) == []
+    assert violations([learned], table_reader_only) == []
+    assert [f"{line}: {module}" for line, module in top_level_imports(learned)
+            if within(module, "explorer.normbench")] == [], "the table reader is imported only where a prior is read"
 
 
 def test_normbench_builds_on_search_and_its_tables_load_without_optuna():
@@ -123,7 +140,8 @@ def test_normbench_builds_on_search_and_its_tables_load_without_optuna():
 
     assert violations(sources("explorer/normbench/**/*.py"), check) == []
     light = [ROOT / "explorer/normbench/__init__.py", ROOT / "explorer/normbench/table.py"]
-    assert violations(light, lambda m: "load() stays light" if within(m, "optuna", "torch") else None) == []
+    assert violations(light, lambda m: "load() stays light, and search may read it"
+                      if within(m, "optuna", "torch", "explorer.search") else None) == []
 
 
 def above_search(layer: str, read_side: tuple[str, ...], forbidden: tuple[str, ...],

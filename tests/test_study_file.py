@@ -158,8 +158,8 @@ MINIMAL = 'name = "t"\nmodels = ["m"]\n[objectives]\ncosine_similarity = "minimi
      "b.toml:3: objectives.cosine_similarity: must be \"maximize\" or \"minimize\", got 'minimise'"),
     (MINIMAL + "[screening]\nseeds = 1\n[screening.x]\n",
      "b.toml:7: screening.x: unknown key; valid: batch_size, batches, compile, eta, keep_nondominated, "
-     "max_cosine_similarity, max_grad_explosion, min_steps, policy, predictors, prune_overflow, reject_variance_growth, "
-     "... (16 in all)"),
+     "learned_min_trials, max_cosine_similarity, max_grad_explosion, min_steps, policy, predictors, prior, "
+     "... (18 in all)"),
     (MINIMAL + "[[space]]\n", "b.toml:5: space: must be a table"),
     ('name = "t"\n\n\nmodels = ["m"\n', "b.toml:4: malformed TOML: Unclosed array"),
     (GOOD.replace("[training]", "[training]\nsteps = 5\n[training]"), "b.toml:9: malformed TOML: Cannot declare ('training',) twice"),
@@ -277,8 +277,17 @@ def test_errors_point_at_the_line_of_the_key(text, line):
      "b.toml:10: screening.predictors: unknown predictor 'cosine_similarty'; closest: cosine_similarity; valid: "),
     (GOOD + '[screening]\nscore = "bogus"\n',
      "b.toml:10: screening.score: unknown score 'bogus'; valid: combined, cosine_similarity, forward_flops, "
-     "grad_explosion_exponent, jacob_cov, naswot, parameter_count, snip, stable_rank, synflow, variance_growth_rate, "
-     "weight_grad_norm"),
+     "grad_explosion_exponent, jacob_cov, learned, naswot, parameter_count, snip, stable_rank, synflow, "
+     "variance_growth_rate, ... (13 in all)"),
+    (GOOD + '[screening]\nscore = "learned"\nprior = ["digts"]\n',
+     "b.toml:11: screening.prior: unknown table 'digts'; closest: digits"),
+    (GOOD + '[screening]\nprior = ["digits"]\n',
+     "b.toml:10: screening.prior: only the learned score learns from a prior (score = \"learned\"), and the score is "
+     "'combined'"),
+    (GOOD + '[screening]\nscore = "learned"\nprior = ["study:"]\n',
+     "b.toml:11: screening.prior: 'study:' names no study; write study:NAME"),
+    (GOOD + '[screening]\nscore = "learned"\nlearned_min_trials = 1\n',
+     "b.toml:11: screening.learned_min_trials: must be at least 2, got 1"),
     (GOOD.replace('name = "t"', 'name = "t"\ndescription = 1979-05-27'), "b.toml:2: description: must be a string, got date"),
     (GOOD.replace('name = "t"', 'name = "t"\ndescription = {a = 1}'), "b.toml:2: description: must be a string, got a table"),
     ("models = [", "b.toml:1: malformed TOML: Invalid value"),  # no line named, one line: line 1

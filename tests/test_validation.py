@@ -66,7 +66,11 @@ def test_validate_ranks_every_stored_predictor_with_the_combined_score(digits_st
     assert result["trials"] == len(trials) == 7
     ranked = [r["predictor"] for r in result["ranking"]]
     assert {"cosine_similarity", "grad_explosion_exponent", "stable_rank", "variance_growth_rate",
-            "parameter_count", "naswot", "snip", "combined"} == set(ranked)
+            "parameter_count", "naswot", "snip", "combined", "learned"} == set(ranked)
+    # 7 trained trials are too few to learn from: the learned row says so and has no correlation
+    learned = [p for p in result["pairs"] if p["predictor"] == "learned"]
+    assert [(p["kendall_tau"], p["note"]) for p in learned] == [(None, "too few")] * 2
+    assert result["learned"]["note"] == "learned score: 7 trained trials, fewer than 8"
     strengths = [r["strength"] for r in result["ranking"]]
     finite = [s for s in strengths if s is not None]
     assert finite == sorted(finite, reverse=True) and strengths[:len(finite)] == finite  # strongest first

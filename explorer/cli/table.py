@@ -1,4 +1,4 @@
-"""``normx table build|list|show|replay``: NormBench tables, whole spaces trained once, and searches
+"""``normx table build|list|show|replay|learned``: NormBench tables, whole spaces trained once, and searches
 replayed on them by lookup (:mod:`explorer.normbench`)."""
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_show)
+
+    p = commands.add_parser("learned", help="leave one table out: the learned screening score fitted on the other "
+                                            "tables, against every predictor on the held-out one")
+    p.add_argument("names", nargs="*", metavar="NAME|FILE.jsonl",
+                   help="the tables held out in turn, each scored by what the others teach (default: every "
+                        "committed table)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_learned)
 
     p = commands.add_parser("replay", help="run search strategies on a table by lookup, side by side")
     p.add_argument("name", metavar="NAME|FILE.jsonl")
@@ -111,6 +120,24 @@ def run_show(args: argparse.Namespace) -> int:
 
     console().print(metadata_text(table))
     console().print(correlations_table(result["correlations"]))
+    return 0
+
+
+def run_learned(args: argparse.Namespace) -> int:
+    from explorer.normbench.transfer import leave_one_table_out
+
+    if args.bootstrap < 1:
+        raise NormxError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    result = leave_one_table_out(args.names or None, n_boot=args.bootstrap)
+    if args.json:
+        from explorer.records import json_safe
+
+        print(json.dumps(json_safe(result), indent=1))
+        return 0
+    from explorer.cli.table_render import transfer_table
+
+    for entry in result:
+        console().print(transfer_table(entry))
     return 0
 
 

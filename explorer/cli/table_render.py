@@ -61,6 +61,23 @@ def correlations_table(entries: list[dict[str, Any]]) -> RichTable:
     return out
 
 
+def transfer_table(entry: dict[str, Any]) -> RichTable:
+    """One held-out table of ``normx table learned``: every score's τ and ρ against its final test
+    accuracy, strongest first, the learned one fitted on the other tables only."""
+    learned = entry["learned"]
+    out = RichTable(title=f"{entry['table']}, held out ({entry['n']} compositions): score vs final test accuracy, "
+                          f"signed (+: ranks as its direction claims), 95 % bootstrap",
+                    caption=f"learned: {learned.get('note', '')}")
+    for column in ("score", "", "τ", "ρ"):
+        out.add_column(column, justify="left" if column in ("score", "") else "right")
+    for e in entry["scores"]:
+        arrow = {"lower": "↓", "higher": "↑"}.get(e["direction"], "")
+        name = e["score"] + (" (best single)" if e["score"] == entry["best_single"] else "")
+        style = "bold" if e["kind"] == "learned" else None
+        out.add_row(name, arrow, _interval(e.get("kendall_tau")), _interval(e.get("spearman_rho")), style=style)
+    return out
+
+
 def fronts_table(fronts: dict[str, Any]) -> RichTable:
     names = ", ".join(f"{n} ({w})" for n, w in fronts["objectives"].items())
     out = RichTable(title=f"cost to cover {100 * fronts['share']:.0f} % of the table's hypervolume on {names}; "

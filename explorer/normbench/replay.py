@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,16 +28,17 @@ import numpy as np
 import optuna
 
 from explorer.direction import Direction
-from explorer.normbench.table import Row, Table
+from explorer.normbench.table import Row, Table, list_tables
 from explorer.search.combined import COMBINED
 from explorer.search.halving import HalvingPolicy, promotion_decision, rung_objective_values
+from explorer.search.learned import LEARNED, NO_PRIOR, load_prior
 from explorer.search.policy import screening_verdict
 from explorer.search.screening import (RANKING_POLICIES, RelativePolicy, candidate_values, predictor_direction,
                                        relative_decision)
 from explorer.search.study_file import ScreeningConfig, StudyConfig, parse_study_text
 
-__all__ = ["FRONT_SHARE", "STRATEGIES", "Replay", "Trace", "default_strategies", "replay", "replay_fronts",
-           "screening_decisions", "summarize"]
+__all__ = ["FRONT_SHARE", "STRATEGIES", "Replay", "Trace", "default_strategies", "iter_screening_decisions", "replay",
+           "replay_fronts", "screening_decisions", "summarize"]
 
 #: how many draws an Optuna run may make, per distinct composition of the table, before it stops
 DRAWS_PER_COMPOSITION = 3
@@ -150,36 +151,49 @@ def oracle(replay: Replay, seed: int) -> Trace:
     return trace
 
 
-def screening_decisions(replay: Replay, screening: ScreeningConfig, order: Sequence[Row]) -> list[bool]:
+def iter_screening_decisions(replay: Replay, screening: ScreeningConfig, order: Sequence[Row],
+                             stopped: set[str] | frozenset[str] = frozenset()) -> Iterator[bool]:
     """Whether the study worker would train each of ``order``, arriving in that order: the
     thresholds (:func:`screening_verdict`), then for policy "relative" the rank against every
-    candidate screened before it (:func:`relative_decision`), on the stored form of its predictors."""
-    policy = RelativePolicy.of(screening) if screening.policy in RANKING_POLICIES else None
+    candidate screened before it (:func:`relative_decision`), on the stored form of its predictors,
+    with the training measures of those trained before it (what the learned score learns from).
+    One at a time: a run that stops early decides no further; the keys the caller adds to
+    ``stopped`` (candidates halving stopped at a rung) give no training measures, as in a study."""
+    policy = RelativePolicy.of(screening, replay.config.objectives) if screening.policy in RANKING_POLICIES else None
+    prior = load_prior(policy.prior, policy.objectives) if policy is not None and policy.score == LEARNED \
+        and policy.prior else NO_PRIOR
     model = replay.config.models[0]
     screened: list[dict[str, float | None]] = []
-    decisions, trained = [], 0
+    outcomes: list[dict[str, float] | None] = []
+    trained = 0
     for row in order:
         record = row.record()
         train = screening_verdict(screening, {model: record}) is None
         values = candidate_values(record)
         if train and policy is not None:
-            train = relative_decision(policy, values, screened, trained).train
+            train = relative_decision(policy, values, screened, trained, outcomes, prior).train
         screened.append(values)
         trained += train
-        decisions.append(train)
-    return decisions
+        yield train
+        # after the caller ran it: a candidate halving stopped at a rung has no final outcome to learn from
+        outcomes.append(row.outcomes() if train and row.trained and row.key not in stopped else None)
+
+
+def screening_decisions(replay: Replay, screening: ScreeningConfig, order: Sequence[Row]) -> list[bool]:
+    """Every decision of :func:`iter_screening_decisions`."""
+    return list(iter_screening_decisions(replay, screening, order))
 
 
 def screening_policy(screening: ScreeningConfig) -> Strategy:
     """This project's screening as the study worker runs it: candidates arrive in random order,
-    each is screened (paying its screening seconds) and trained when :func:`screening_decisions`
+    each is screened (paying its screening seconds) and trained when :func:`iter_screening_decisions`
     says so."""
 
     def run(replay: Replay, seed: int) -> Trace:
         order = [r for r in replay.table.rows if r.invalid is None]
         random.Random(seed).shuffle(order)
         trace = Trace()
-        for row, train in zip(order, screening_decisions(replay, screening, order)):
+        for row, train in zip(order, iter_screening_decisions(replay, screening, order)):
             replay.screen(trace, row)
             if train:
                 replay.train(trace, row)
@@ -215,7 +229,9 @@ def halving_steps(replay: Replay, screening: ScreeningConfig, order: Sequence[Ro
     model = replay.config.models[0]
     reached: dict[int, list[list[float]]] = {}
     out: list[Step] = []
-    for row, go in zip(order, screening_decisions(replay, replace(screening, policy="halving"), order)):
+    stopped: set[str] = set()
+    decisions = iter_screening_decisions(replay, replace(screening, policy="halving"), order, stopped)
+    for row, go in zip(order, decisions):
         if not go or not row.trained:
             out.append(Step(row, 0, True))
             continue
@@ -228,6 +244,7 @@ def halving_steps(replay: Replay, screening: ScreeningConfig, order: Sequence[Ro
             reached[rung].append(values)
             if not decision.train:
                 out.append(Step(row, step, True))
+                stopped.add(row.key)
                 break
     return out
 
@@ -322,13 +339,19 @@ STRATEGIES: dict[str, Callable[[Replay], Strategy]] = {
 
 
 def default_strategies(replay: Replay) -> dict[str, Strategy]:
-    """Every strategy: the fixed ones, and the relative policy ranking by the combined score and by
-    each scalar predictor the table holds (``parameter_count`` among them)."""
+    """Every strategy: the fixed ones, and the relative policy ranking by the combined score, by
+    each scalar predictor the table holds (``parameter_count`` among them), by the learned score
+    (``learned``: from the table's own trained rows as they arrive; ``learned-prior``: from every
+    other committed table too, the table itself left out)."""
     out = {name: make(replay) for name, make in STRATEGIES.items()}
-    screening = replace(replay.config.screening, policy="relative")
+    screening = replace(replay.config.screening, policy="relative", prior=[])
     for score in [COMBINED, *replay.table.predictor_names()]:
         if score == COMBINED or predictor_direction(score) is not None:
             out[f"relative:{score}"] = screening_policy(replace(screening, score=score))
+    out[f"relative:{LEARNED}"] = screening_policy(replace(screening, score=LEARNED))
+    others = [name for name in list_tables() if name != replay.table.name]
+    if others:
+        out[f"relative:{LEARNED}-prior"] = screening_policy(replace(screening, score=LEARNED, prior=others))
     return out
 
 
@@ -503,7 +526,7 @@ def _front_policy(screening: ScreeningConfig) -> Callable[[FrontReplay, int], Fr
         order = [r for r in front.replay.table.rows if r.invalid is None]
         random.Random(seed).shuffle(order)
         trace = FrontTrace()
-        for row, train in zip(order, screening_decisions(front.replay, screening, order)):
+        for row, train in zip(order, iter_screening_decisions(front.replay, screening, order)):
             trace.pay(front, row.screening_s + (row.train_s if train else 0.0), row if train else None)
             if math.isfinite(trace.covered):
                 break

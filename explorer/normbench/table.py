@@ -93,6 +93,13 @@ class Row:
                              for k, v in self.directions.items()}
         return out
 
+    def outcomes(self) -> dict[str, float]:
+        """The training measures a study's objectives name, as a trial's ``train`` record gives them
+        (the learned screening score's targets): a diverged run's final loss is +inf."""
+        last = self.checkpoints[-1].get("train_loss", math.nan) if self.checkpoints else math.nan
+        return {"test_accuracy": self.test_accuracy, "mean_train_accuracy": self.mean_train_accuracy,
+                "final_loss": math.inf if self.diverged else last, "wall_time_s": self.train_s}
+
     def at(self, step: int) -> dict[str, float]:
         """The checkpoint at ``step`` (KeyError when the table did not measure there)."""
         for c in self.checkpoints:

@@ -155,8 +155,11 @@ class Evaluator:
 
     def _relative_decision(self, trial: optuna.Trial) -> Decision:
         """The relative policy's decision for ``trial`` (its predictors already stored) against
-        every other distinct composition screened so far, in any worker."""
-        screened, trained = [], 0
+        every other distinct composition screened so far, in any worker, in trial order; the
+        learned score also reads the training measures of those that finished training."""
+        from explorer.search.learned import LEARNED, NO_PRIOR, load_prior, train_outcomes
+
+        screened, outcomes, trained = [], [], 0
         mine: dict[str, Any] = {}
         for t in self.study.get_trials(deepcopy=False):
             attrs = t.user_attrs
@@ -167,10 +170,14 @@ class Evaluator:
                 mine = predictors
             elif holds_a_place(t):
                 screened.append(candidate_values(predictors))
+                outcomes.append(train_outcomes(attrs.get(TrialAttr.TRAIN)))
                 # trained: to the end, to a halving rung, or training now
                 trained += TrialAttr.TRAIN in attrs or TrialAttr.RUNGS in attrs or attrs.get(TrialAttr.STAGE) == Stage.TRAINING
-        return relative_decision(RelativePolicy.of(self.ctx.config.screening), candidate_values(mine),
-                                 screened, trained)
+        policy = RelativePolicy.of(self.ctx.config.screening, self.ctx.config.objectives)
+        # a study prior lives in this study's storage (Optuna names it only privately)
+        prior = load_prior(policy.prior, policy.objectives, self.study._storage) \
+            if policy.score == LEARNED and policy.prior else NO_PRIOR
+        return relative_decision(policy, candidate_values(mine), screened, trained, outcomes, prior)
 
     def _screen(self, spec: Spec) -> ByModel:
         s, config = self.ctx.config.screening, self.ctx.config

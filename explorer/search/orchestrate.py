@@ -23,7 +23,8 @@ import torch
 
 from explorer.errors import NormxError
 from explorer.search import default_storage
-from explorer.search.context import StudyContext, prepare
+from explorer.search.context import StudyContext, file_error, prepare
+from explorer.search.learned import check_prior_studies
 from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
 from explorer.search.schema import StudyAttr, TrialAttr
 from explorer.search.halving import HalvingPolicy
@@ -73,6 +74,9 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
     ctx = ctx or prepare(config)  # everything is checked before anything is created in storage
     heartbeat = config.workers.heartbeat_interval if target.supports_heartbeat else None
     storage_obj = open_storage(target, heartbeat, config.workers.grace_period, config.workers.max_retry)
+    problem = check_prior_studies(config.screening.prior, storage_obj)  # study:NAME priors live in this storage
+    if problem:
+        raise file_error(config, ("screening", "prior"), problem)
     try:
         study, created = create_or_load_study(config, storage_obj, make_sampler(config))
     except NormxError:
@@ -129,13 +133,17 @@ def screening_summary(config: StudyConfig, budget: int) -> str:
     s = config.screening
     if s.policy not in RANKING_POLICIES or not config.needs_training():
         return "screening by thresholds only"
+    score = RelativePolicy.of(s).describe()
+    if s.score == "learned":
+        prior = f", prior {', '.join(s.prior)}" if s.prior else ""
+        score += f" (the combined score until {s.learned_min_trials} trained trials{prior})"
     if s.policy == "halving":
         policy = HalvingPolicy.of(s, config.training.steps or 0)
-        return (f"successive halving: after {s.warmup} trained, the top 1/{s.eta} by {RelativePolicy.of(s).describe()}"
+        return (f"successive halving: after {s.warmup} trained, the top 1/{s.eta} by {score}"
                 f"{' or non-dominated' if s.keep_nondominated else ''} train, to rungs at "
                 f"{', '.join(map(str, policy.rungs))} steps; the top 1/{s.eta} of each rung by Pareto rank go on")
     text = (f"relative screening: after {s.warmup} trained, the top {100 * s.top_fraction:.3g} % by "
-            f"{RelativePolicy.of(s).describe()}{' or non-dominated' if s.keep_nondominated else ''} train")
+            f"{score}{' or non-dominated' if s.keep_nondominated else ''} train")
     if budget <= s.warmup:
         text += f" (the budget of {budget} is within the warm-up of {s.warmup}: every candidate trains)"
     return text

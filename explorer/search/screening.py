@@ -11,7 +11,8 @@ The default score is ``combined``: the mean of the candidate's percentile ranks 
 similarity and on the gradient-explosion exponent, both lower-is-better. That is the paper's
 speed-stability trade-off (Lubana et al., Figure 9): low similarity trains fast, low explosion
 trains stably, and the best normalizers sit where both are low. Any single stored predictor can
-be the score instead (with its direction).
+be the score instead (with its direction), or ``learned``: a model fitted on the candidates
+already trained (and on prior tables or studies), :mod:`explorer.search.learned`.
 
 Pure functions on plain numbers: the worker gathers what earlier trials stored and asks here.
 """
@@ -26,12 +27,14 @@ from typing import Any
 from explorer.direction import Direction
 from explorer.records import DEFAULT_DIRECTIONS, PAPER_PREDICTORS, to_float
 from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
+from explorer.search.learned import LEARNED, MIN_TRIALS, NO_PRIOR, Objectives, Outcome, Prior, learned_scores, \
+    training_objectives
 
 #: The predictors of the combined score and their directions.
 COMBINED_PARTS: dict[str, Direction] = {name: PAPER_PREDICTORS[name] for name in COMBINED_PREDICTORS}
 #: The names ``[screening] score`` accepts without asking the plugin registry (any registered
 #: scalar predictor is accepted too: :func:`predictor_direction`).
-SCORES: tuple[str, ...] = (COMBINED, *PAPER_PREDICTORS, "variance_growth_rate")
+SCORES: tuple[str, ...] = (COMBINED, LEARNED, *PAPER_PREDICTORS, "variance_growth_rate")
 
 
 def predictor_direction(name: str) -> Direction | None:
@@ -62,22 +65,31 @@ class RelativePolicy:
     direction: Direction = Direction.LOWER
     #: also train a candidate that no screened candidate dominates on the combined parts
     keep_nondominated: bool = True
+    #: the learned score: the tables and ``study:NAME`` whose rows it also learns from
+    prior: tuple[str, ...] = ()
+    #: the learned score: trained rows (prior ones included) below which the combined score is used
+    min_trials: int = MIN_TRIALS
+    #: the learned score's target: the study's training objectives and their directions
+    objectives: Objectives = training_objectives(None)
 
     def __post_init__(self) -> None:  # any spelling of a direction ("maximize", "higher", a Direction)
         object.__setattr__(self, "direction", Direction.of(self.direction))
+        object.__setattr__(self, "prior", tuple(self.prior))
 
     @classmethod
-    def of(cls, screening: Any) -> RelativePolicy:
-        """The policy of a study file's ``[screening]`` section (a ScreeningConfig); with policy
+    def of(cls, screening: Any, objectives: Mapping[str, str] | None = None) -> RelativePolicy:
+        """The policy of a study file's ``[screening]`` section (a ScreeningConfig) and its
+        ``objectives`` (name -> "maximize"/"minimize": what the learned score learns); with policy
         "halving", its rung 0: the top 1/eta start training."""
         top = 1.0 / screening.eta if screening.policy == "halving" else screening.top_fraction
         return cls(warmup=screening.warmup, top_fraction=top, score=screening.score,
                    direction=predictor_direction(screening.score) or Direction.LOWER,
-                   keep_nondominated=screening.keep_nondominated)
+                   keep_nondominated=screening.keep_nondominated, prior=tuple(screening.prior),
+                   min_trials=screening.learned_min_trials, objectives=training_objectives(objectives))
 
     def describe(self) -> str:
         """The score's name as reasons say it."""
-        return "combined score" if self.score == COMBINED else self.score
+        return {COMBINED: "combined score", LEARNED: "learned score"}.get(self.score, self.score)
 
 
 @dataclass(frozen=True)
@@ -110,11 +122,30 @@ def candidate_values(predictors: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def scores(candidates: Sequence[Mapping[str, float | None]], policy: RelativePolicy) -> list[float]:
-    """Each candidate's score, lower is better: the combined rank, or the chosen predictor."""
+def scored(candidates: Sequence[Mapping[str, float | None]], policy: RelativePolicy,
+           outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR) -> tuple[list[float], str, str]:
+    """Each candidate's score (lower is better), the score's name as a reason says it, and a note
+    for the reason (why the learned score fell back to the combined one; else empty).
+
+    ``outcomes`` (the learned score's evidence) is aligned with the start of ``candidates``: each
+    screened candidate's training measures (:func:`explorer.search.learned.train_outcomes`), None
+    for one not trained (pruned, or still training); ``prior`` holds the rows of ``policy.prior``.
+    """
+    if policy.score == LEARNED:
+        learned = learned_scores(candidates, outcomes, policy.objectives, prior, policy.min_trials)
+        if learned.scores is not None:
+            return learned.scores, learned.describe, ""
+        return combined_rank_score(candidates), "combined score", learned.note
     if policy.score != COMBINED:
-        return [policy.direction.badness(c.get(policy.score)) for c in candidates]
-    return combined_rank_score(candidates)
+        return [policy.direction.badness(c.get(policy.score)) for c in candidates], policy.describe(), ""
+    return combined_rank_score(candidates), policy.describe(), ""
+
+
+def scores(candidates: Sequence[Mapping[str, float | None]], policy: RelativePolicy,
+           outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR) -> list[float]:
+    """Each candidate's score, lower is better: the combined rank, the chosen predictor, or the
+    learned score (:func:`scored`)."""
+    return scored(candidates, policy, outcomes, prior)[0]
 
 
 def dominated(candidate: Mapping[str, float | None], others: Sequence[Mapping[str, float | None]]) -> bool:
@@ -128,21 +159,25 @@ def dominated(candidate: Mapping[str, float | None], others: Sequence[Mapping[st
 
 
 def relative_decision(policy: RelativePolicy, candidate: Mapping[str, float | None],
-                      screened: Sequence[Mapping[str, float | None]], trained: int) -> Decision:
+                      screened: Sequence[Mapping[str, float | None]], trained: int,
+                      outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR) -> Decision:
     """Train or prune ``candidate``, with the reason.
 
     ``screened`` holds the predictors of every candidate screened before this one (trained or
-    pruned); ``trained`` counts the trials trained so far.
+    pruned), in screening order; ``trained`` counts the trials trained so far (running ones
+    included). The learned score also reads ``outcomes``, aligned with ``screened``: each one's
+    training measures, None when it is not (or not yet) trained, and ``prior``, the rows of
+    ``policy.prior`` (:func:`explorer.search.learned.load_prior`).
     """
     if trained < policy.warmup:
         return Decision(True, f"warm-up: {trained} of {policy.warmup} trained before ranking starts")
     pool = [*screened, candidate]
-    ranked = scores(pool, policy)
+    ranked, name, note = scored(pool, policy, outcomes, prior)
     mine = ranked[-1]
     rank, n = sum(1 for s in ranked[:-1] if s < mine) + 1, len(pool)
     allowed = max(1, math.ceil(policy.top_fraction * n))
-    where = (f"rank {rank} of {n} by {policy.describe()}; top {100 * policy.top_fraction:.3g} % trained "
-             f"(the top {allowed} of {n})")
+    where = (f"rank {rank} of {n} by {name}; top {100 * policy.top_fraction:.3g} % trained "
+             f"(the top {allowed} of {n})" + (f"; {note}" if note else ""))
     if rank <= allowed:
         return Decision(True, where, rank, n)
     if policy.keep_nondominated and not dominated(candidate, screened):
@@ -152,6 +187,7 @@ def relative_decision(policy: RelativePolicy, candidate: Mapping[str, float | No
 
 
 def relative_verdict(policy: RelativePolicy, candidate: Mapping[str, float | None],
-                     screened: Sequence[Mapping[str, float | None]], trained: int) -> str | None:
+                     screened: Sequence[Mapping[str, float | None]], trained: int,
+                     outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR) -> str | None:
     """Why the relative policy prunes ``candidate``, or None to train it."""
-    return relative_decision(policy, candidate, screened, trained).prune_reason
+    return relative_decision(policy, candidate, screened, trained, outcomes, prior).prune_reason

@@ -22,7 +22,8 @@ from explorer.direction import Direction
 from explorer.records import DEFAULT_DIRECTIONS, DEFAULT_PREDICTORS, PAPER_PREDICTORS, VARIANCE_GROWTH_KINDS
 from explorer.registry import SLOTS
 from explorer.search.schema import TrialAttr
-from explorer.search.screening import COMBINED, POLICIES, SCORES, predictor_direction
+from explorer.search.learned import MIN_TRIALS, check_prior_names
+from explorer.search.screening import COMBINED, LEARNED, POLICIES, SCORES, predictor_direction
 
 #: objective name -> (the trial attribute its value comes from, key, the way it is better)
 OBJECTIVE_NAMES: dict[str, tuple[str, str, Direction]] = {
@@ -135,8 +136,12 @@ class ScreeningConfig:
     warmup: int = _ranged(4, *AT_LEAST_0)
     #: share of the screened candidates (by rank) that the relative policy trains
     top_fraction: float = _ranged(0.34, *A_SHARE)
-    #: what the relative policy ranks by: "combined" or a stored predictor
+    #: what the relative policy ranks by: "combined", "learned" or a stored predictor
     score: str = COMBINED
+    #: the learned score: NormBench tables and earlier studies ("study:NAME") it also learns from
+    prior: list[str] = field(default_factory=list)
+    #: the learned score: trained trials (prior rows included) below which the combined score is used
+    learned_min_trials: int = _ranged(MIN_TRIALS, 2, math.inf, "at least 2")
     #: also train a candidate no screened candidate dominates on cosine similarity and explosion
     keep_nondominated: bool = True
     compile: str | bool = _compile_key()
@@ -404,9 +409,16 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     screening = config.screening
     if screening.policy not in POLICIES:
         raise check.fail(("screening", "policy"), f"must be one of {', '.join(POLICIES)}, got {screening.policy!r}")
-    if screening.score != COMBINED and predictor_direction(screening.score) is None:
-        names = [COMBINED, *sorted(set(SCORES[1:]) | set(scalar_predictor_names()))]
+    if screening.score not in (COMBINED, LEARNED) and predictor_direction(screening.score) is None:
+        names = [COMBINED, LEARNED, *sorted(set(SCORES) - {COMBINED, LEARNED} | set(scalar_predictor_names()))]
         raise check.fail(("screening", "score"), f"unknown score {screening.score!r}; {suggestion(screening.score, names)}")
+    if screening.prior:
+        if screening.score != LEARNED:
+            raise check.fail(("screening", "prior"), f"only the learned score learns from a prior (score = \"{LEARNED}\"), "
+                                                     f"and the score is {screening.score!r}")
+        problem = check_prior_names(screening.prior)
+        if problem:
+            raise check.fail(("screening", "prior"), problem)
     if screening.top_fraction <= 0:
         raise check.fail(("screening", "top_fraction"), f"must be {A_SHARE[2]}, got {screening.top_fraction!r}")
     config.training = TrainingConfig(**data.get("training", {}))

@@ -1,7 +1,9 @@
 """Which predictor can be trusted on this task? Rank correlations over a study's trained trials.
 
 For every predictor a trial stored (the paper's, the zero-cost baselines, the parameter count,
-a plugin's) and the combined score (:mod:`explorer.search.combined`), against each measure
+a plugin's), the combined score (:mod:`explorer.search.combined`) and the learned score
+(:mod:`explorer.search.learned`, scored out of fold: each trial by a model fitted on the other
+folds' trials, never on itself), against each measure
 (mean training accuracy: the paper's speed; test accuracy): Kendall's τ and Spearman's ρ, with
 percentile bootstrap confidence intervals (trials resampled with replacement). Each predictor
 says which way is better, so each correlation has an expected sign (a lower-is-better
@@ -25,13 +27,17 @@ from explorer.errors import NormxError
 from explorer.direction import Direction
 from explorer.records import direction_of, predictor_value, scalar_predictors, to_float
 from explorer.search.combined import COMBINED, COMBINED_PREDICTORS, combined_rank_score
+from explorer.search.learned import LEARNED, MIN_TRIALS, cross_validated_scores, train_outcomes, training_objectives
 from explorer.search.results import PREDICTORS, StudyData
 from explorer.search.schema import TrialAttr
+from explorer.search.screening import candidate_values
 
 __all__ = ["COMBINED", "COMBINED_PREDICTORS", "MEASURES", "ValidationError", "combined_rank_score", "correlate",
-           "trained_rows", "trained_trials", "validate_study"]
+           "learned_column", "trained_rows", "trained_trials", "validate_study"]
 
 MEASURES = ("mean_train_accuracy", "test_accuracy")
+#: The folds of the learned score's cross-validation.
+LEARNED_FOLDS = 5
 #: The verdict of a correlation whose interval includes 0, and what it means.
 CHANCE = "chance"
 CHANCE_TEXT = "not distinguishable from chance (the 95% interval includes 0)"
@@ -112,10 +118,31 @@ def strength(result: dict[str, Any], direction: Direction | None) -> float:
     return -tau["value"] if direction == Direction.LOWER else tau["value"]
 
 
+def learned_column(study: StudyData, numbers: list[int],
+                   min_trials: int = MIN_TRIALS) -> tuple[list[float | None] | None, str]:
+    """The learned score of the trials ``numbers`` (the trained ones validated), out of fold
+    (:data:`LEARNED_FOLDS`-fold cross-validation), and a note saying how, or why there is none. Its
+    features are ranked among every distinct trial screened, as the screening policy ranks them;
+    its target is the study's training objectives."""
+    pool, outcomes, index = [], [], {}
+    wanted = set(numbers)
+    for t in study.rows:
+        if not isinstance(t.user_attrs.get(TrialAttr.PREDICTORS), dict) or TrialAttr.REUSED_FROM in t.user_attrs:
+            continue
+        index[t.number] = len(pool)
+        pool.append(candidate_values(t.predictors))
+        outcomes.append(train_outcomes(t.train) if t.number in wanted else None)
+    objectives = training_objectives({o.name: o.direction.optuna for o in study.objectives})
+    scores, note = cross_validated_scores(pool, outcomes, objectives, folds=LEARNED_FOLDS, min_trials=min_trials)
+    if scores is None:
+        return None, note
+    return [scores[index[n]] for n in numbers], note
+
+
 def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
                    combined: tuple[str, ...] = COMBINED_PREDICTORS) -> dict[str, Any]:
-    """Every stored predictor's (and the combined score's) correlations with each measure, ranked
-    by strength against speed; needs 3 trained trials."""
+    """Every stored predictor's (and the combined and learned scores') correlations with each
+    measure, ranked by strength against speed; needs 3 trained trials."""
     trials = trained_trials(study)
     if len(trials) < 3:
         raise ValidationError(f"study {study.name!r} has {len(trials)} trained trial(s) with finite "
@@ -129,6 +156,10 @@ def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
         columns[COMBINED] = list(combined_rank_score(records, combined))
         directions[COMBINED] = Direction.LOWER
         names.append(COMBINED)
+    learned_scores, learned_note = learned_column(study, [number for number, _, _ in trials])
+    columns[LEARNED] = learned_scores or [None] * len(trials)
+    directions[LEARNED] = Direction.LOWER
+    names.append(LEARNED)
     groups = []
     for name in names:
         pairs = []
@@ -137,7 +168,9 @@ def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
                       if x is not None and math.isfinite(x)]
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             result: dict[str, Any]
-            if len(points) < 3:
+            if name == LEARNED and learned_scores is None:
+                result = {"n": 0, "kendall_tau": None, "spearman_rho": None, "note": "too few"}
+            elif len(points) < 3:
                 result = {"n": len(points), "kendall_tau": None, "spearman_rho": None,
                           "note": "fewer than 3 finite values"}
             elif len(set(xs)) < 2 or len(set(ys)) < 2:
@@ -158,4 +191,6 @@ def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
             "pairs": [p for g in groups for p in g], "ranking": ranking,
             "combined": {"predictors": list(combined) if COMBINED in names else [],
                          "definition": "mean of the percentile ranks (0 best) of " + " and ".join(combined)},
+            "learned": {"definition": "a model of the trained trials' percentile ranks (explorer.search.learned), "
+                                      "each trial scored out of fold", "note": learned_note},
             "chance": chance, "chance_means": CHANCE_TEXT}

@@ -269,6 +269,9 @@ def validation_table(validation: dict[str, Any]) -> Group:
              "chance = " + str(validation.get("chance_means", "the interval includes 0")) + "."]
     if combined.get("predictors"):
         notes.append("combined = " + str(combined.get("definition", "")) + " (Fig. 9's speed-stability trade-off).")
+    learned = validation.get("learned") or {}
+    if learned.get("note"):
+        notes.append(f"learned = the screening score learned from the trained trials; {learned['note']}.")
     if legend:
         notes.append("; ".join(legend) + ".")
     chance = validation.get("chance") or []
