@@ -214,9 +214,9 @@ class Step:
     final: bool
 
 
-def halving_steps(replay: Replay, screening: ScreeningConfig, order: Sequence[Row]) -> list[Step]:
+def halving_steps(replay: Replay, screening: ScreeningConfig, order: Sequence[Row]) -> Iterator[Step]:
     """What successive halving from initialization does with ``order``, arriving in that order
-    and each one run to its last rung before the next arrives (one worker): rung 0 by
+    and each one run to its last rung before the next arrives (one worker), one at a time: rung 0 by
     :func:`screening_decisions` (the top 1/eta by the score), then each training rung by
     :func:`~explorer.search.halving.promotion_decision` on the study's objectives measured at the
     rung, read from the table's checkpoints; the same functions the study worker calls."""
@@ -228,25 +228,23 @@ def halving_steps(replay: Replay, screening: ScreeningConfig, order: Sequence[Ro
     names, directions = list(objectives), list(objectives.values())
     model = replay.config.models[0]
     reached: dict[int, list[list[float]]] = {}
-    out: list[Step] = []
     stopped: set[str] = set()
     decisions = iter_screening_decisions(replay, replace(screening, policy="halving"), order, stopped)
     for row, go in zip(order, decisions):
         if not go or not row.trained:
-            out.append(Step(row, 0, True))
+            yield Step(row, 0, True)
             continue
         for rung, step in enumerate(policy.rungs, 1):
             if step >= replay.final_step:
-                out.append(Step(row, replay.final_step, True))
+                yield Step(row, replay.final_step, True)
                 break
             values = rung_objective_values(objectives, {model: row.at(step)}, row.record(), replay.config.aggregate)
             decision = promotion_decision(policy, rung, values, reached.setdefault(rung, []), directions, names)
             reached[rung].append(values)
             if not decision.train:
-                out.append(Step(row, step, True))
+                yield Step(row, step, True)
                 stopped.add(row.key)
                 break
-    return out
 
 
 def halving_search(screening: ScreeningConfig) -> Strategy:
