@@ -340,7 +340,8 @@ def default_strategies(replay: Replay) -> dict[str, Strategy]:
     """Every strategy: the fixed ones, and the relative policy ranking by the combined score, by
     each scalar predictor the table holds (``parameter_count`` among them), by the learned score
     (``learned``: from the table's own trained rows as they arrive; ``learned-prior``: from every
-    other committed table too, the table itself left out)."""
+    other committed table too, the table itself left out), and successive halving with the learned
+    score at its rung 0."""
     out = {name: make(replay) for name, make in STRATEGIES.items()}
     screening = replace(replay.config.screening, policy="relative", prior=[])
     for score in [COMBINED, *replay.table.predictor_names()]:
@@ -348,8 +349,11 @@ def default_strategies(replay: Replay) -> dict[str, Strategy]:
             out[f"relative:{score}"] = screening_policy(replace(screening, score=score))
     out[f"relative:{LEARNED}"] = screening_policy(replace(screening, score=LEARNED))
     others = [name for name in list_tables() if name != replay.table.name]
+    halving = replace(screening, policy="halving")
+    out[f"halving:{LEARNED}"] = halving_search(replace(halving, score=LEARNED))
     if others:
         out[f"relative:{LEARNED}-prior"] = screening_policy(replace(screening, score=LEARNED, prior=others))
+        out[f"halving:{LEARNED}-prior"] = halving_search(replace(halving, score=LEARNED, prior=others))
     return out
 
 
