@@ -276,7 +276,9 @@ def optuna_search(sampler: Callable[[int], optuna.samplers.BaseSampler],
     def run(replay: Replay, seed: int) -> Trace:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         ctx = replay.space()
-        study = optuna.create_study(direction="maximize", sampler=sampler(seed),
+        # a fixed name: HyperbandPruner assigns brackets by hashing it, so a random one varies runs
+        study = optuna.create_study(study_name=f"replay-{replay.table.name}-{seed}", direction="maximize",
+                                    sampler=sampler(seed),
                                     pruner=pruner(replay) if pruner else optuna.pruners.NopPruner())
         trace, seen = Trace(), set()
         steps = [s for s in replay.table.checkpoint_steps if s < replay.final_step]

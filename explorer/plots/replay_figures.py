@@ -20,7 +20,8 @@ __all__ = ["save_replay_figure"]
 #: the strategies drawn in colour (the project's default, and what it is measured against)
 COLOURS = {"oracle": "black", "random": "tab:gray", "tpe": "tab:blue", "tpe+hyperband": "tab:orange",
            "tpe+halving": "tab:red", "default": "tab:green", "relative:combined": "tab:green",
-           "relative:parameter_count": "tab:brown"}
+           "relative:parameter_count": "tab:brown", "halving": "tab:purple", "halving:learned": "tab:pink",
+           "relative:learned": "tab:olive"}
 
 
 def save_replay_figure(summary: dict[str, Any], out: Path) -> Path:
@@ -44,7 +45,8 @@ def save_replay_figure(summary: dict[str, Any], out: Path) -> Path:
     ax.set_yticks(range(len(strategies)), [name for name, _ in strategies], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("seconds paid (screening and training, as recorded) until a composition inside the band is trained")
+    ax.set_xlabel("seconds paid (screening and training, as recorded)\nuntil a composition inside the band is trained",
+                  fontsize=9)
     runs = max(s["runs"] for s in summary["strategies"].values())
     ax.set_title(f"{summary['table']}: cost to reach the noise band of the best ({summary['best']:.4f} − "
                  f"{summary['band']:.4f})\nmedian and 95 % interval over {runs} runs; right: the share of runs that reached it",
