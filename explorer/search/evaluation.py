@@ -92,7 +92,7 @@ class Evaluator:
         raise_if_interrupted()  # one swallowed while screening: the trial is interrupted, not trained
         trial.set_user_attr(TrialAttr.PREDICTORS_BY_MODEL, json_safe(predictors_by_model))
         trial.set_user_attr(TrialAttr.PREDICTORS, json_safe(aggregate_predictors(predictors_by_model)))
-        reason = screening_verdict(config.screening, predictors_by_model)
+        reason = screening_verdict(config.screening, predictors_by_model, config.objectives)
         if reason is None and config.screening.policy == "relative" and config.needs_training():
             decision = self._relative_decision(trial)
             trial.set_user_attr(TrialAttr.SCREENING, decision.to_attrs())
@@ -118,7 +118,7 @@ class Evaluator:
                 screened.append(candidate_values(predictors))
                 trained += TrialAttr.TRAIN in attrs or attrs.get(TrialAttr.STAGE) == Stage.TRAINING
         return relative_decision(RelativePolicy.of(self.ctx.config.screening), candidate_values(mine),
-                                 screened, trained)
+                                 screened, trained, mine.get("missing"))
 
     def _screen(self, spec: Spec) -> ByModel:
         s, config = self.ctx.config.screening, self.ctx.config

@@ -73,7 +73,7 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
     heartbeat = config.workers.heartbeat_interval if target.supports_heartbeat else None
     storage_obj = open_storage(target, heartbeat, config.workers.grace_period, config.workers.max_retry)
     try:
-        study, created = create_or_load_study(config, storage_obj, make_sampler(config))
+        study, created = create_or_load_study(config, storage_obj, make_sampler(config), ctx.space.choices())
     except NormxError:
         raise
     except Exception as err:  # noqa: BLE001 - storage failures past opening (schema, permissions, full)
