@@ -224,6 +224,13 @@ def failure_reason(err: BaseException) -> str:
     return " ".join(f"{type(err).__name__}: {err}".split())[:300]
 
 
+def too_small_batch(predictor: PredictorEntry, samples: int) -> str | None:
+    """Why ``predictor`` has no value on batches of ``samples`` (stored under ``missing``), or None."""
+    if samples >= predictor.min_batch:
+        return None
+    return f"needs batches of at least {predictor.min_batch} samples, got {samples}"
+
+
 # --------------------------------------------------------------------------- recorder
 
 
@@ -324,6 +331,10 @@ class Recorder:
                           feats, weights, weight_grads, list(self.stages))
         for predictor in self.predictors:
             if predictor.name in self.missing:
+                continue
+            too_small = too_small_batch(predictor, int(x.shape[0]))
+            if too_small is not None:
+                self.missing[predictor.name] = too_small
                 continue
             try:
                 value = torch.as_tensor(predictor.compute(batch), device=device).detach().double().reshape(())

@@ -205,6 +205,10 @@ class PredictorEntry:
     reference: str = ""
     scalar: bool = True
     plugin: str = ""
+    #: the fewest samples a batch must hold for the value to mean something (2 for a predictor that
+    #: compares samples: a cosine similarity, a kernel over the batch); with smaller batches the
+    #: predictor is missing, with that reason, instead of a number that means nothing
+    min_batch: int = 1
 
     def __post_init__(self) -> None:
         if self.name != self.name.lower() or not self.name.replace("_", "").isalnum():
@@ -222,6 +226,9 @@ class PredictorEntry:
             raise PluginError(f"predictor {self.name!r}: unknown need {unknown[0]!r} (needs: {', '.join(PREDICTOR_NEEDS)})")
         if not callable(self.compute):
             raise PluginError(f"predictor {self.name!r}: compute must be callable")
+        if isinstance(self.min_batch, bool) or not isinstance(self.min_batch, int) or self.min_batch < 1:
+            raise PluginError(f"predictor {self.name!r}: min_batch must be an integer of at least 1, "
+                              f"got {self.min_batch!r}")
 
 
 #: What a plugin registers through one of the hooks.

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from explorer.compile import CompileController, parse_compile_mode
 from explorer.errors import NormxError, PredictorError
 from explorer.models import create_model, resolve_model
-from explorer.predictors import Recorder, SeedPass, failure_reason
+from explorer.predictors import Recorder, SeedPass, failure_reason, too_small_batch
 from explorer.records import DEFAULT_PREDICTORS, PREDICTOR_KEYS, to_float
 from explorer.registry import PredictorEntry
 from explorer.spec import Spec, parse_spec
@@ -182,6 +182,10 @@ def measure(model: nn.Module, batches: list[tuple[Tensor, Tensor]],
 
 def _compute_seed(entry: PredictorEntry, seed: SeedPass, missing: dict[str, str]) -> Any:
     """A ``per="seed"`` predictor's value, NaN (and its reason in ``missing``) when it fails."""
+    too_small = too_small_batch(entry, min(int(x.shape[0]) for x, _ in seed.batches)) if seed.batches else None
+    if too_small is not None:
+        missing[entry.name] = too_small
+        return math.nan
     try:
         value = entry.compute(seed)
     except Exception as err:  # noqa: BLE001 - a predictor that fails is missing, not a crash

@@ -37,7 +37,8 @@ def _growth(seed: SeedPass) -> dict:
 @hookimpl
 def register_predictors(register):
     register(PredictorEntry(
-        name="cosine_similarity", direction="lower", needs=("activations",), compute=_cosine, reference=PAPER,
+        name="cosine_similarity", direction="lower", needs=("activations",), compute=_cosine, min_batch=2,
+        reference=PAPER,
         doc="mean off-diagonal cosine of the last probe's per-sample outputs; low trains fast (Fig. 5)",
     ))
     register(PredictorEntry(
@@ -46,7 +47,8 @@ def register_predictors(register):
         doc="slope of log10 ‖dL/d output‖ toward the input, decades per layer; low is stable (Claim 4)",
     ))
     register(PredictorEntry(
-        name="stable_rank", direction="higher", needs=("activations",), compute=_stable_rank, reference=PAPER,
+        name="stable_rank", direction="higher", needs=("activations",), compute=_stable_rank, min_batch=2,
+        reference=PAPER,
         doc="trace(ΔᵀΔ)/‖Δ‖₂² of the centered penultimate features; high is expressive (Claim 3)",
     ))
     register(PredictorEntry(

@@ -78,11 +78,11 @@ def register_predictors(register):
         doc="Σ |W ⊙ ∂R/∂W|, R = Σ f(1) with |W|, float64, eval mode; data-free",
     ))
     register(PredictorEntry(
-        name="naswot", direction="higher", needs=("activations",), compute=_naswot, reference=MELLOR,
+        name="naswot", direction="higher", needs=("activations",), compute=_naswot, min_batch=2, reference=MELLOR,
         doc="log|det K| of the probes' binary on/off codes, K_ij = agreements of samples i, j",
     ))
     register(PredictorEntry(
-        name="jacob_cov", direction="higher", needs=("separate_pass",), compute=_jacob_cov,
+        name="jacob_cov", direction="higher", needs=("separate_pass",), compute=_jacob_cov, min_batch=2,
         reference=MELLOR + ", arXiv v1",
         doc="−Σ log(λ+ε) + 1/(λ+ε) over the eigenvalues of the input-Jacobian correlation matrix",
     ))

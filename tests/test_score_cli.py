@@ -62,6 +62,42 @@ def test_reproduce_writes_json_and_csv(tmp_path, monkeypatch):
     assert "grad_norm" in header and "spec" in header
 
 
+def test_score_with_batches_of_one_says_why_each_sample_comparing_predictor_is_missing():
+    """Issue 24, item 14: ``--batch-size 1 --predictors all`` printed cosine ``nan`` with no
+    reason, stable rank 0 and jacob_cov -1 (numbers that mean nothing on one sample). The
+    predictors that compare the samples of a batch are missing with the reason, in the table
+    and in JSON; the others keep their values."""
+    args = ["score", "ln", "--model", "mlp(depth=2, width=16)", "--data", "gaussian", "--batch-size", "1",
+            "--predictors", "all"]
+    proc = normx(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    why = "needs batches of at least 2 samples, got 1"
+    comparing = {"cosine_similarity", "stable_rank", "naswot", "jacob_cov"}
+    assert data["missing"] == {name: why for name in comparing}
+    assert all(data[name] == "nan" for name in comparing)
+    for name in ("grad_explosion_exponent", "parameter_count", "snip", "synflow", "weight_grad_norm"):
+        assert isinstance(data[name], float) and math.isfinite(data[name]), name
+    table = normx(*args)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split("│")[1].strip(): " ".join(line.split("│")[3].split()) for line in table.stdout.splitlines()
+            if line.count("│") >= 4 and line.split("│")[1].strip()}
+    for name in ("cosine similarity", "stable rank", "naswot", "jacob cov"):
+        assert rows[name].startswith("missing: needs batches of"), (name, rows[name])
+    assert "nan" not in table.stdout and "-1.0000" not in rows["jacob cov"]
+
+
+def test_a_predictor_s_min_batch_is_checked_when_registered():
+    from explorer.errors import PluginError
+    from explorer.registry import PredictorEntry
+
+    assert PredictorEntry(name="pairs", direction="lower", compute=lambda batch: 0.0, min_batch=2).min_batch == 2
+    for bad in (0, 1.5, True):
+        with pytest.raises(PluginError, match=f"predictor 'pairs': min_batch must be an integer of at least 1, "
+                                              f"got {bad!r}"):
+            PredictorEntry(name="pairs", direction="lower", compute=lambda batch: 0.0, min_batch=bad)
+
+
 @pytest.mark.slow
 def test_reproduce_claim3_small_for_real(tmp_path):
     """The real ``--small`` scale (not a patched one), as the README's gallery ran it: the files,

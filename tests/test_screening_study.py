@@ -259,3 +259,112 @@ def test_the_screening_benchmark_accounts_for_both_arms(tmp_path):
     for r in rows:
         assert (r["reason"] is None) == r["trained_when_screened"]
     assert [v["policy"] for v in result["replayed"]][0] == "combined (default)"
+
+
+# ----------------------------------------------------------------------------- issue 24, items 13 and 14
+
+from tiny_study import tiny_study  # noqa: E402
+
+#: five compositions that build on the tiny study's MLP
+FIVE = 'presets = ["ln", "rms", "bn", "gn(groups=4)", "bmlv"]'
+MLP = "mlp(depth=2, width=16)"
+
+
+@pytest.fixture
+def broken_score():
+    """A plugin predictor that always fails (stored NaN, its reason under ``missing``)."""
+    import sys
+    import textwrap
+
+    import explorer
+    from explorer.plugins import unregister
+
+    module = type(sys)("broken_score")
+    exec(textwrap.dedent("""
+        from explorer import PredictorEntry, hookimpl
+
+        def fail(batch):
+            raise RuntimeError("no score here")
+
+        @hookimpl
+        def register_predictors(register):
+            register(PredictorEntry(name="broken_score", direction="higher", compute=fail))
+    """), module.__dict__)
+    explorer.register_plugin(module, name="broken-score")
+    yield "broken_score"
+    unregister("broken-score")
+
+
+def trained_study(name, n, screening="", objectives='test_accuracy = "maximize"', space=FIVE):
+    return parse_study_text(tiny_study(name, n=n, objectives=objectives, space=space, screening=screening,
+                                       training="steps = 2\nbatch_size = 16"), f"{name}.toml")
+
+
+def test_what_screening_reads_is_computed_whatever_predictors_says():
+    """``score = "snip"`` without snip in ``predictors`` was never computed (every candidate
+    "rank 1 of N by snip"); ``predictors = []`` ranked "by combined score" without the explosion
+    exponent; a threshold on a predictor not computed never pruned."""
+    config = trained_study("reads", 5, 'score = "snip"\npredictors = []')
+    assert config.predictor_names() == ["snip", "cosine_similarity", "grad_explosion_exponent"]
+    assert trained_study("reads", 5, "predictors = []\nkeep_nondominated = false").predictor_names() == \
+        ["cosine_similarity", "grad_explosion_exponent"]
+    thresholds = tiny_study("t", objectives='test_accuracy = "maximize"', training="steps = 2",
+                            screening='predictors = ["snip"]\npolicy = "thresholds"\nmax_cosine_similarity = 0.9')
+    thresholds = thresholds.replace("reject_variance_growth = []", 'reject_variance_growth = ["exponential"]')
+    assert parse_study_text(thresholds, "t.toml").predictor_names() == ["snip", "cosine_similarity", "variance_growth"]
+    assert trained_study("reads", 5, 'score = "variance_growth_rate"\npredictors = ["snip"]\n'
+                                     "keep_nondominated = false").predictor_names() == ["snip", "variance_growth"]
+    screened_only = parse_study_text(tiny_study("s", screening='predictors = ["snip"]'), "s.toml")
+    assert screened_only.predictor_names() == ["snip", "cosine_similarity"]  # the objective; no ranking without training
+
+
+def test_a_score_not_listed_in_predictors_ranks_the_candidates(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'snip.db'}"
+    config = trained_study("snip", 5, 'score = "snip"\npredictors = []\nwarmup = 1\nkeep_nondominated = false')
+    run_study(config, storage=storage, on_trial_event=lambda e: None)
+    done = [t for t in trials(storage, "snip") if "screening" in t.user_attrs]
+    assert len(done) >= 3
+    assert all(float(t.user_attrs["predictors"]["snip"]) > 0 for t in done)
+    ranked = [t.user_attrs["screening"] for t in done if t.user_attrs["screening"]["rank"] is not None]
+    assert {d["rank"] for d in ranked} != {1} and any(d["decision"] == "prune" for d in ranked)
+
+
+def test_a_plugin_score_that_is_always_nan_trains_no_one_after_the_warm_up(tmp_path, broken_score):
+    """A score NaN for every candidate ranked each one first: all trained. Now each ranks last,
+    with the plugin's reason, and the reason says the score is NaN for every candidate so far."""
+    storage = f"sqlite:///{tmp_path / 'nan.db'}"
+    config = trained_study("nan", 5, f'score = "{broken_score}"\nwarmup = 1\nkeep_nondominated = false')
+    assert broken_score in config.predictor_names()
+    run_study(config, storage=storage, on_trial_event=lambda e: None)
+    done = [t for t in trials(storage, "nan") if "screening" in t.user_attrs]
+    assert done[0].user_attrs["screening"]["decision"] == "train"  # the warm-up
+    for t in done[1:]:
+        n = t.user_attrs["screening"]["of"]
+        assert t.state == TrialState.PRUNED and "train" not in t.user_attrs
+        assert t.user_attrs["prune_reason"] == (
+            f"rank {n} of {n} by {broken_score}: score is NaN ({broken_score}: RuntimeError: no score here), as for "
+            f"all {n} candidates screened so far; top 34 % trained (the top {math.ceil(0.34 * n)} of {n})")
+
+
+def test_an_objective_measured_nan_at_screening_prunes_with_its_reason(tmp_path, broken_score):
+    """Issue 24, item 14: ``[screening] batch_size = 1`` trained LN fully, then failed it with "an
+    objective is NaN"; an objective that is a plugin predictor which raises trained every trial
+    and failed it without the plugin's reason. Both are decided at screening, with the reason."""
+    storage = f"sqlite:///{tmp_path / 'one.db'}"
+    text = tiny_study("one", n=2, objectives='test_accuracy = "maximize"\ncosine_similarity = "minimize"',
+                      space='presets = ["ln", "rms"]', training="steps = 2\nbatch_size = 16")
+    run_study(parse_study_text(text.replace("batch_size = 32\n", "batch_size = 1\n", 1), "one.toml"),
+              storage=storage, on_trial_event=lambda e: None)
+    for t in trials(storage, "one"):
+        assert t.state == TrialState.PRUNED and "train" not in t.user_attrs
+        assert t.user_attrs["prune_reason"] == (f"objective cosine_similarity is NaN on {MLP}: needs batches of at "
+                                                "least 2 samples, got 1")
+        assert t.user_attrs["predictors"]["missing"]["stable_rank"] == "needs batches of at least 2 samples, got 1"
+    storage = f"sqlite:///{tmp_path / 'plugin.db'}"
+    config = trained_study("plugin", 2, objectives=f'test_accuracy = "maximize"\n{broken_score} = "maximize"',
+                           space='presets = ["ln", "rms"]')
+    run_study(config, storage=storage, on_trial_event=lambda e: None)
+    for t in trials(storage, "plugin"):
+        assert t.state == TrialState.PRUNED and "train" not in t.user_attrs
+        assert t.user_attrs["prune_reason"] == (f"objective {broken_score} is NaN on {MLP}: RuntimeError: no score "
+                                                "here")

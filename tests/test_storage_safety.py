@@ -1102,3 +1102,92 @@ def test_a_query_password_holding_an_at_sign_is_refused_masked():
                               "$NORMX_STORAGE)")
     assert "cret" not in str(err.value)
     assert resolve_storage("postgresql+psycopg2://me@127.0.0.1:9/db?password=se%40cret").kind == "postgresql"
+
+
+# ----------------------------------------------------------------------------- issue 24, items 11 and 18
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_dangling_symlink_storage_is_refused_naming_both_paths(tmp_path, study_file, normx_exe, kind):
+    """Issue 24, item 11: ``x.journal -> anything`` made normx create ``anything`` and write the
+    study there, past the write-target guard. Now one line names the link and where it points, and
+    nothing is created (neither the target, nor the claim lock, nor the liveness directory)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / "anything"
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    link = runs / ("x.journal" if kind == "journal" else "x.db")
+    link.symlink_to(target)
+    line = one_line_error(run(normx_exe, "study", "run", study_file(), "--storage", link),
+                          f"{link} is a symbolic link to {target}, which does not exist")
+    assert "dangling link" in line
+    assert not os.path.lexists(target) and list(elsewhere.iterdir()) == []
+    assert sorted(p.name for p in runs.iterdir()) == [link.name]
+    # a relative link is resolved against its own directory in the message
+    relative = runs / ("y.journal" if kind == "journal" else "y.db")
+    relative.symlink_to("../elsewhere/other")
+    one_line_error(run(normx_exe, "study", "run", study_file(), "--storage", relative),
+                   f"{relative} is a symbolic link to {elsewhere / 'other'}, which does not exist")
+    assert list(elsewhere.iterdir()) == []
+    # a link to an existing storage is followed as before: the study runs in the file it points to
+    real = elsewhere / ("real.journal" if kind == "journal" else "real.db")
+    assert run(normx_exe, "study", "run", study_file(), "--storage", real).returncode == 0
+    link.unlink()
+    link.symlink_to(real)
+    resumed = run(normx_exe, "study", "run", study_file(), "--storage", link)
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout, resumed.stderr
+
+
+def test_a_journal_line_with_an_unknown_op_code_names_its_line(tmp_path, study_file, normx_exe):
+    """Issue 24, item 18: a record whose op_code Optuna does not know stopped its replay with
+    "AssertionError: Should not reach."; every command now names the line, and study run does
+    not append to the file."""
+    journal = tmp_path / "runs.journal"
+    assert run(normx_exe, "study", "run", study_file(1), "--storage", journal).returncode == 0
+    lines = journal.read_bytes().count(b"\n")
+    with open(journal, "ab") as handle:
+        handle.write(b'{"op_code": 99, "worker_id": "future"}\n')
+    before = journal.read_bytes()
+    expected = f"line {lines + 1}: unknown op_code 99 (this Optuna knows 0 to 10; a newer Optuna may have written it)"
+    for command in (["study", "list"], ["report", "safety"], ["study", "run", study_file(2)]):
+        line = one_line_error(run(normx_exe, *command, "--storage", journal), expected)
+        assert "Should not reach" not in line
+    assert journal.read_bytes() == before
+    for bad, shown in ((b'{"op_code": "4"}\n', "'4'"), (b'{"op_code": true}\n', "True"), (b'{"op_code": -1}\n', "-1")):
+        path = tmp_path / "other.journal"
+        path.write_bytes(RECORD + bad)
+        assert first_journal_problem(str(path)) == (f"line 2: unknown op_code {shown} (this Optuna knows 0 to 10; "
+                                                    "a newer Optuna may have written it)")
+
+
+def test_the_study_name_limit_is_optunas_column():
+    """Issue 24, item 18: the limit the study file checks is the length of Optuna's column."""
+    from optuna.storages._rdb import models
+
+    from explorer.search.study_file import MAX_STUDY_NAME
+
+    assert models.StudyModel.__table__.c.study_name.type.length == MAX_STUDY_NAME
+
+
+@pytest.mark.postgres
+def test_a_study_name_too_long_for_postgres_is_a_study_file_error(tmp_path, normx_exe, postgres_url):
+    """Issue 24, item 18: a 513-character name reached PostgreSQL, which refused it ("value too
+    long for type character varying(512)"), and normx advised to run the same command again. Now
+    the study file is refused, naming the line and the key, before the storage is opened; 512
+    characters run."""
+    optuna.storages.RDBStorage(postgres_url)  # Optuna's tables, whichever test ran first on this server
+    stem = f"long{os.getpid()}-"
+    for length in (512, 513):
+        name = (stem + "x" * length)[:length]
+        path = tmp_path / f"n{length}.toml"
+        path.write_text(safety_study(1).replace('name = "safety"', f'name = "{name}"'))
+        result = run(normx_exe, "study", "run", path, "--storage", postgres_url)
+        if length == 512:
+            assert result.returncode == 0, result.stderr
+            assert _study_attr(postgres_url, name, "models") == ["mlp(depth=2, width=16)"]
+        else:
+            assert one_line_error(result) == (f"normx: error: {path}:1: name: at most 512 characters (the longest "
+                                              "study name an Optuna storage holds), got 513")
+            assert result.stdout == ""
+            assert name not in [s.study_name for s in optuna.get_all_study_summaries(postgres_url)]

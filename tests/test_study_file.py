@@ -390,3 +390,43 @@ def test_a_plugin_s_predictors_are_objectives_and_screening_predictors():
             parse_study_text(GOOD + '[screening]\npredictors = ["sprad_low"]\n', "b.toml")
     finally:
         unregister("study-file-predictors")
+
+
+# ----------------------------------------------------------------------------- issue 24, item 18
+
+
+def test_a_study_name_longer_than_a_storage_holds_is_a_study_file_error(tmp_path, normx_exe):
+    """A name past Optuna's 512-character column was created in SQLite (which ignores the length)
+    and refused by PostgreSQL as a storage failure; it is the study file's mistake, for every
+    storage, and nothing is created."""
+    from explorer.search.study_file import MAX_STUDY_NAME
+
+    assert parse_study_text(GOOD.replace('"t"', f'"{"n" * MAX_STUDY_NAME}"'), "ok.toml").name == "n" * 512
+    path = tmp_path / "long.toml"
+    path.write_text(GOOD.replace('"t"', f'"{"n" * 513}"'))
+    db = tmp_path / "s.db"
+    result = subprocess.run([*normx_exe, "study", "run", str(path), "--storage", str(db)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"normx: error: {path}:1: name: at most 512 characters (the longest study name an "
+                             "Optuna storage holds), got 513\n")
+    assert not db.exists()
+
+
+def test_an_error_in_space_fixed_names_file_line_and_key(tmp_path, normx_exe, registry):
+    """``[space] fixed`` was parsed before the space was checked: its error had no
+    ``file:line: key`` prefix, unlike every other study-file error."""
+    text = GOOD.replace('presets = ["bn"]', 'presets = ["bn"]\nfixed = "affine | rleu"')
+    config = parse_study_text(text, "f.toml")
+    with pytest.raises(StudyFileError) as info:
+        SearchSpace(config, registry)
+    assert str(info.value).startswith("f.toml:7: space.fixed: unknown primitive or preset 'rleu'; closest: relu"), \
+        str(info.value)
+    path = tmp_path / "f.toml"
+    path.write_text(text)
+    db = tmp_path / "f.db"
+    result = subprocess.run([*normx_exe, "study", "run", str(path), "--storage", str(db)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == "" and not db.exists()
+    assert result.stderr.startswith(f"normx: error: {path}:7: space.fixed: unknown primitive or preset 'rleu'")
+    assert result.stderr.count("\n") == 1

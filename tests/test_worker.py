@@ -347,22 +347,24 @@ def test_an_invalid_composition_is_pruned_with_its_text_and_its_repeats_say_so(t
 
 def test_failing_compositions_fail_alone_with_one_line_messages(tmp_path, broken_plugin):
     """A step that raises fails its trial with ``Type: message`` on one line, at most 500
-    characters; a NormxError says its message alone; a NaN objective fails the trial; a repeat
-    of a failed trial fails with its error; and the study goes on to evaluate ``ln``."""
+    characters; a NormxError says its message alone; an objective measured NaN at screening prunes
+    the trial there, untrained (issue 24, item 14); a repeat of a failed trial fails with its
+    error; and the study goes on to evaluate ``ln``."""
     store = str(tmp_path / "f.db")
     config = config_of("f", n=5, objectives=TRAINED, screening="prune_overflow = false",
                        training="steps = 2\nbatch_size = 16",
                        space=presets("boom", "boom", "nanscale", "trainboom", "ln"))
     events = run(config, store)
     t = trials(store, "f")
-    assert [x.state for x in t] == [TrialState.FAIL] * 4 + [TrialState.COMPLETE]
+    assert [x.state for x in t] == [TrialState.FAIL] * 2 + [TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE]
     boom = ("RuntimeError: the plugin broke " + "x" * 600)[:500]
-    nan = f"an objective is NaN: [{t[2].user_attrs['train']['test_accuracy']}, nan]"
+    nan = f"objective cosine_similarity is NaN on {config.models[0]}: no reason was recorded"
     broke = ("training broke here " + "y" * 600)[:500]
-    assert [x.user_attrs["error"] for x in t[:4]] == [boom, boom, nan, broke]
-    assert all(x.user_attrs["stage"] == "failed" for x in t[:4])
+    assert [x.user_attrs.get("error") for x in t[:4]] == [boom, boom, None, broke]
+    assert t[2].user_attrs["prune_reason"] == nan and "train" not in t[2].user_attrs
+    assert [x.user_attrs["stage"] for x in t[:4]] == ["failed", "failed", "pruned", "failed"]
     assert t[1].user_attrs["reused_from"] == 0 and "reused_from" not in t[2].user_attrs
-    assert ends(events) == [(0, "FAIL", boom), (1, "FAIL", f"same as trial 0: {boom}"), (2, "FAIL", nan),
+    assert ends(events) == [(0, "FAIL", boom), (1, "FAIL", f"same as trial 0: {boom}"), (2, "PRUNED", nan),
                             (3, "FAIL", broke), (4, "COMPLETE", "")]
     specs = [(e.trial, e.spec) for e in events if e.kind == "trial_finished"]
     assert specs == [(0, "boom"), (1, "boom"), (2, "nanscale"), (3, "trainboom"), (4, LN)]

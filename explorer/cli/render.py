@@ -9,9 +9,10 @@ their top, and ``normx --help`` imports every command module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,22 @@ def storage_option(value: str) -> str:
     return value
 
 
+def path_option(what: str = "a directory") -> Callable[[str], str]:
+    """An argparse type for a path option: an empty value (``--plots ''``) is a mistake, never "no
+    value" nor the current directory."""
+    def check(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"empty path: give {what} or omit the option")
+        return value
+
+    return check
+
+
+def write_error(err: OSError, what: str) -> NormxError:
+    """One line for a write that the system refused (a full disk, a read-only file system)."""
+    return NormxError(f"cannot write {what}: {err.strerror or err}; nothing was left behind")
+
+
 def console() -> Console:
     from rich.console import Console
 
@@ -68,16 +85,42 @@ def console() -> Console:
 PLOTS_HINT = "no figure: matplotlib is not installed (pip install 'norm-explorer[plots]')"
 
 
-def check_out_dir(out: Path, option: str = "--out") -> None:
-    """Create ``out`` and prove it writable before any compute; one-line NormxError otherwise."""
+def check_out_dir(out: Path, option: str = "--out") -> list[Path]:
+    """Create ``out`` and prove it writable before any compute; one-line NormxError otherwise.
+    Returns the directories it created, the deepest first (:func:`output_dir` removes them again
+    when the command fails)."""
     if out.exists() and not out.is_dir():
         raise NormxError(f"{option} {out} is a file, not a directory")
+    made = [p for p in (out, *out.absolute().parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".normx-write-check-"):
             pass
     except OSError as err:
+        remove_empty_dirs(made)
         raise NormxError(f"{option} {out} is not a writable directory: {err.strerror or err}") from None
+    return made
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """Remove ``dirs`` (the deepest first) where they are empty: what a failed command created."""
+    for directory in dirs:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def output_dir(out: Path | None, option: str = "--out") -> Iterator[None]:
+    """:func:`check_out_dir` around a command's work: when the work fails, the directories made
+    for it are removed again (they are empty: every file is written whole or not at all)."""
+    made = check_out_dir(out, option) if out is not None else []
+    try:
+        yield
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
 
 
 def print_json(data: Any, indent: int | None = 2) -> None:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explorer.cli.render import PLOTS_HINT, add_study_arguments, check_out_dir
+from explorer.cli.render import PLOTS_HINT, add_study_arguments, output_dir, path_option, write_error
 from explorer.errors import NormxError
 
 if TYPE_CHECKING:
@@ -34,10 +34,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print everything as one JSON object")
     fmt.add_argument("--csv", action="store_true", help="print one CSV row per trial")
-    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+    p.add_argument("--output", "-o", metavar="FILE", type=path_option("a file"),
+                   help="write to FILE (atomically) instead of stdout")
     p.add_argument("--resamples", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the validation intervals (default 1000)")
-    p.add_argument("--plots", metavar="DIR", help="also write the study's figures (PNG and SVG) to DIR: the Pareto "
+    p.add_argument("--plots", metavar="DIR", type=path_option(), help="also write the study's figures (PNG and SVG) to DIR: the Pareto "
                    "front, the speed-stability trade-off, each predictor against training speed with Kendall's τ, "
                    "the per-layer curves of the best trials (needs matplotlib: pip install 'norm-explorer[plots]')")
     p.set_defaults(func=run_report)
@@ -48,13 +49,18 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
         return
     directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".normx-report-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".normx-report-")
+    except OSError as err:
+        raise write_error(err, output) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, output)  # never a half-written report
-    except BaseException:
+    except BaseException as err:
         os.unlink(tmp)
+        if isinstance(err, OSError):  # a full disk: one line, nothing left
+            raise write_error(err, output) from None
         raise
 
 
@@ -68,11 +74,11 @@ def run_report(args: argparse.Namespace) -> int:
         raise NormxError(f"cannot write {args.output}: no such directory")
     url, name = locate_study(args.study, args.storage)
     source = StudySource(url, name)
-    if args.plots:
-        check_out_dir(Path(args.plots), "--plots")  # a file or an unwritable directory: before anything is drawn
-    data = source.load()
-    if args.plots:
-        _write_plots(data, Path(args.plots), args.resamples)
+    plots = Path(args.plots) if args.plots is not None else None
+    with output_dir(plots, "--plots"):  # a file or an unwritable directory: before anything is drawn
+        data = source.load()
+        if plots is not None:
+            _write_plots(data, plots, args.resamples)
     if args.json:
         _write(json.dumps(report_data(data, args.resamples), indent=2) + "\n", args.output)
     elif args.csv:
@@ -125,6 +131,9 @@ def _write_plots(data: object, directory: Path, resamples: int) -> None:
     except ImportError:
         print(PLOTS_HINT, file=sys.stderr)
         return
-    files, missing = write_study_figures(data, directory, resamples)  # type: ignore[arg-type]
+    try:
+        files, missing = write_study_figures(data, directory, resamples)  # type: ignore[arg-type]
+    except OSError as err:  # a full disk: the figures written so far are removed
+        raise write_error(err, f"the figures to {directory}") from None
     for line in describe(files, missing, directory):
         print(line, file=sys.stderr)

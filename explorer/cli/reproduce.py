@@ -7,13 +7,14 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explorer.cli.render import PLOTS_HINT, check_out_dir
+from explorer.cli.render import PLOTS_HINT, output_dir, path_option, write_error
 from explorer.errors import NormxError
 from explorer.records import json_safe
 
@@ -22,18 +23,25 @@ if TYPE_CHECKING:
 
 #: The measurements of explorer.claims (kept here so that 'normx --help' imports no torch).
 CLAIM_NAMES = ("claim1", "claim2", "claim3", "claim4", "fig6b", "fig9", "normfree")
+#: The claims measured on Gaussian inputs: no data set (--data, --data-dir, --download) applies.
+GAUSSIAN_CLAIMS = ("claim3", "fig6b")
+#: The claims that train (--train-epochs).
+TRAINING_CLAIMS = ("fig9",)
+#: What --device takes: the devices claims run on.
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run the paper's measurements for one claim; write JSON, CSV and a figure")
     p.add_argument("claim", choices=CLAIM_NAMES, help="which claim or figure")
-    p.add_argument("--out", default="runs/reproduce", help="output directory (default runs/reproduce)")
+    p.add_argument("--out", default="runs/reproduce", type=path_option(),
+                   help="output directory (default runs/reproduce)")
     p.add_argument("--small", action="store_true", help="small models and batches: a quick CPU run")
     p.add_argument("--data", default=None,
                    help="dataset for claims on natural images (default cifar100 at paper scale, synthetic with --small)")
     p.add_argument("--data-dir", default=None, help="where CIFAR files are")
     p.add_argument("--download", action="store_true", help="download CIFAR if it is missing")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument("--train-epochs", type=float, default=None,
                    help="fig9: epochs to train each group size for its test accuracy (default 60 at paper scale, "
                         "none with --small)")
@@ -142,17 +150,39 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every flag checked before anything is computed or created: one that does not apply to the
+    claim is refused, never ignored."""
+    if args.device is not None and not DEVICE.fullmatch(args.device):
+        raise NormxError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    if args.claim in GAUSSIAN_CLAIMS:
+        given = [flag for flag, value in (("--data", args.data), ("--data-dir", args.data_dir),
+                                          ("--download", args.download)) if value not in (None, False)]
+        if given:
+            uses = ", ".join(c for c in CLAIM_NAMES if c not in GAUSSIAN_CLAIMS)
+            raise NormxError(f"{args.claim} measures on Gaussian inputs: {given[0]} does not apply to it "
+                             f"(it does to {uses})")
+    if args.train_epochs is not None:
+        if args.claim not in TRAINING_CLAIMS:
+            raise NormxError(f"--train-epochs applies to {', '.join(TRAINING_CLAIMS)} only, not {args.claim}")
+        if not args.train_epochs >= 0:
+            raise NormxError(f"--train-epochs must be 0 or more, got {args.train_epochs}")
 
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    with output_dir(Path(args.out)):  # a failure leaves no directory it created behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from explorer import claims
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NormxError("--device cuda was asked for but torch sees no CUDA device")
-    if args.train_epochs is not None and args.train_epochs < 0:
-        raise NormxError(f"--train-epochs must be 0 or more, got {args.train_epochs}")
+        raise NormxError(f"--device {device} was asked for but torch sees no CUDA device")
     scale = claims.SMALL if args.small else claims.PAPER
     if args.train_epochs is not None:
         scale = replace(scale, train_epochs=args.train_epochs)
@@ -164,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
 
         load_dataset(data, "test", limit=1, device="cpu", root=args.data_dir, download=args.download)  # fail early
     out = Path(args.out)
-    check_out_dir(out)
     try:
         import explorer.plots.claim_figures as figures
     except ImportError:
@@ -186,19 +215,25 @@ def run(args: argparse.Namespace) -> int:
     stem = out / args.claim
     staged = [(out / f".{args.claim}.json.tmp", stem.with_suffix(".json")),
               (out / f".{args.claim}.csv.tmp", stem.with_suffix(".csv"))]
-    staged[0][0].write_text(json.dumps(json_safe(result), indent=2))
-    _write_csv(staged[1][0], json_safe(result["rows"]))
-    for tmp, path in staged:
-        os.replace(tmp, path)
-    files = [path for _, path in staged]
+    files: list[Path] = []
     note = None
-    if figures is None:
-        note = PLOTS_HINT
-    else:
-        try:
-            files += figures.write_figure(result, stem)
-        except ValueError as err:
-            note = f"no figure: {err}"
+    try:
+        staged[0][0].write_text(json.dumps(json_safe(result), indent=2))
+        _write_csv(staged[1][0], json_safe(result["rows"]))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            files.append(path)
+        if figures is None:
+            note = PLOTS_HINT
+        else:
+            try:
+                files += figures.write_figure(result, stem)
+            except ValueError as err:
+                note = f"no figure: {err}"
+    except OSError as err:  # a full disk: the results of this run are whole or absent, all of them
+        for path in [tmp for tmp, _ in staged] + files:
+            path.unlink(missing_ok=True)
+        raise write_error(err, f"the results to {out}") from None
     if note:
         print(note, file=sys.stderr)
     if args.json:

@@ -95,7 +95,7 @@ def _enqueue_space(ctx: StudyContext, storage: str) -> int:
     the number of distinct compositions of the space (the build's budget)."""
     budget = len(_distinct(ctx))  # a space too large to list is refused before anything is stored
     target = resolve_storage(storage)
-    study, _ = create_or_load_study(ctx.config, open_storage(target), make_sampler(ctx.config))
+    study, _ = create_or_load_study(ctx.config, open_storage(target), make_sampler(ctx.config), ctx.space.choices())
     queued = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False)
               if t.state == optuna.trial.TrialState.WAITING]
     for params in unevaluated(ctx, study) or []:

@@ -26,13 +26,32 @@ def new_figure(width: float, height: float, columns: int = 1, rows: int = 1, **k
 
 
 def save_figure(figure: Figure, stem: str | Path) -> list[Path]:
-    """``figure`` as ``stem.png`` and ``stem.svg``, each written to a temporary name and renamed: whole or absent."""
+    """``figure`` as ``stem.png`` and ``stem.svg``, each written to a temporary name and renamed: whole or absent.
+
+    When a write fails (a full disk), its temporary file and the other file of the pair written by
+    this call are removed before the error goes on: nothing half-done is left."""
     stem = Path(stem)
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = stem.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp")
-        figure.savefig(tmp, format=suffix[1:], dpi=DPI, metadata={"Date": None} if suffix == ".svg" else None)
-        os.replace(tmp, path)
-        paths.append(path)
+    paths: list[Path] = []
+    try:
+        for suffix in (".png", ".svg"):
+            path = stem.with_suffix(suffix)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                figure.savefig(tmp, format=suffix[1:], dpi=DPI, metadata={"Date": None} if suffix == ".svg" else None)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            paths.append(path)
+    except BaseException:
+        remove_files(paths)
+        raise
     return paths
+
+
+def remove_files(paths: list[Path]) -> None:
+    """Remove the files a failed write made (those already gone are fine)."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass

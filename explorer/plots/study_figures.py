@@ -25,7 +25,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from explorer.plots.canvas import new_figure, save_figure
+from explorer.plots.canvas import new_figure, remove_files, save_figure
 from explorer.direction import Direction
 from explorer.search.results import StudyData, TrialRow, finite
 from explorer.search.validation import MEASURES, ValidationError, trained_rows, validate_study
@@ -217,8 +217,12 @@ def write_study_figures(data: StudyData, directory: Path, resamples: int = 1000)
     """Draw every figure first, then save each as ``DIR/STUDY-NAME.png`` and ``.svg`` (each file whole or absent)."""
     drawn, missing = study_figures(data, resamples)
     files: list[Path] = []
-    for name, figure in drawn.items():
-        files += save_figure(figure, directory / f"{_safe(data.name)}-{name}")
+    try:
+        for name, figure in drawn.items():
+            files += save_figure(figure, directory / f"{_safe(data.name)}-{name}")
+    except BaseException:  # a full disk: none of this call's figures stay (each one is whole, but the set is not)
+        remove_files(files)
+        raise
     return files, missing
 
 

@@ -114,7 +114,7 @@ class Evaluator:
         raise_if_interrupted()  # one swallowed while screening: the trial is interrupted, not trained
         trial.set_user_attr(TrialAttr.PREDICTORS_BY_MODEL, json_safe(predictors_by_model))
         trial.set_user_attr(TrialAttr.PREDICTORS, json_safe(aggregate_predictors(predictors_by_model)))
-        reason = screening_verdict(config.screening, predictors_by_model)
+        reason = screening_verdict(config.screening, predictors_by_model, config.objectives)
         if reason is None and config.screening.policy in RANKING_POLICIES and config.needs_training():
             decision = self._relative_decision(trial)
             if config.screening.policy == "halving":  # its rung 0
@@ -177,7 +177,8 @@ class Evaluator:
         # a study prior lives in this study's storage (Optuna names it only privately)
         prior = load_prior(policy.prior, policy.objectives, self.study._storage) \
             if policy.score == LEARNED and policy.prior else NO_PRIOR
-        return relative_decision(policy, candidate_values(mine), screened, trained, outcomes, prior)
+        return relative_decision(policy, candidate_values(mine), screened, trained, outcomes, prior,
+                                 mine.get("missing"))
 
     def _screen(self, spec: Spec) -> ByModel:
         s, config = self.ctx.config.screening, self.ctx.config

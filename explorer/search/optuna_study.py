@@ -11,20 +11,24 @@ is :mod:`explorer.search.results.study_data`, the ``normx study`` commands :mod:
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import optuna
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from explorer import __version__
-from explorer.errors import NormxError
+from explorer.errors import NormxError, shorten
 from explorer.search.schema import Stage, StudyAttr, TrialAttr
 from explorer.search.storage import mask_password
-from explorer.search.study_file import StudyConfig
+from explorer.search.study_file import StudyConfig, locate
 
 
 class StudyMismatchError(NormxError):
-    """The study exists in the storage with other objectives than the study file asks for."""
+    """The study exists in the storage with other objectives, or other settings that change what a
+    trial measures (:meth:`StudyConfig.comparable_settings`), than the study file asks for."""
 
 
 def make_sampler(config: StudyConfig, worker_index: int = 0) -> BaseSampler:
@@ -37,11 +41,13 @@ def make_sampler(config: StudyConfig, worker_index: int = 0) -> BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
 
 
-def create_or_load_study(config: StudyConfig, storage: BaseStorage,
-                         sampler: BaseSampler | None = None) -> tuple[optuna.Study, bool]:
+def create_or_load_study(config: StudyConfig, storage: BaseStorage, sampler: BaseSampler | None = None,
+                         choices: dict[str, list[Any]] | None = None) -> tuple[optuna.Study, bool]:
     """The study named by the file, created with its baselines enqueued if it does not exist yet.
 
-    Returns (study, created). An existing study with other objectives is a StudyMismatchError.
+    Returns (study, created). An existing study with other objectives, other settings that change
+    what a trial measures, or (given the space's ``choices``) other choices for a parameter its
+    trials drew is a StudyMismatchError.
     """
     wanted = [{"name": k, "direction": v} for k, v in config.objectives.items()]
     try:
@@ -55,9 +61,18 @@ def create_or_load_study(config: StudyConfig, storage: BaseStorage,
             raise StudyMismatchError(
                 f"study {config.name!r} already exists with objectives {shown}; rename the study "
                 "(name = ...) or use another storage")
+        results = any(holds_a_place(t) for t in study.get_trials(deepcopy=False))
+        if results:  # a study without any result yet (every trial interrupted) takes the file's settings
+            check_comparable(config, study.user_attrs)
+        if choices is not None:
+            check_same_choices(config, study, choices)
         text = study.user_attrs.get(StudyAttr.STUDY_FILE)
         if isinstance(text, str) and mask_password(text) != text:  # stored by a version that kept passwords
             study.set_user_attr(StudyAttr.STUDY_FILE, mask_password(text))
+        settings = comparable_settings(config)
+        if study.user_attrs.get(StudyAttr.SETTINGS) != settings and \
+                (not results or not isinstance(study.user_attrs.get(StudyAttr.SETTINGS), dict)):
+            study.set_user_attr(StudyAttr.SETTINGS, settings)  # no result yet, or created by an earlier version
         return study, False
     try:
         study = optuna.create_study(study_name=config.name, storage=storage, sampler=sampler,
@@ -69,9 +84,61 @@ def create_or_load_study(config: StudyConfig, storage: BaseStorage,
     study.set_user_attr(StudyAttr.OBJECTIVES, wanted)
     study.set_user_attr(StudyAttr.MODELS, list(config.models))
     study.set_user_attr(StudyAttr.DATA, config.data.name)
+    study.set_user_attr(StudyAttr.SETTINGS, comparable_settings(config))
     for preset in config.space.presets:
         study.enqueue_trial({}, user_attrs={TrialAttr.BASELINE: preset})
     return study, True
+
+
+def comparable_settings(config: StudyConfig) -> dict[str, Any]:
+    """The settings a resumed study must keep, as the storage holds them (JSON: tuples are lists)."""
+    return json.loads(json.dumps(config.comparable_settings()))
+
+
+def check_comparable(config: StudyConfig, attrs: dict[str, Any]) -> None:
+    """Refuse to resume a study whose stored settings (``attrs``, its user attributes) differ from
+    the file's in a way that changes what a trial measures: one line naming the first difference.
+
+    A study created before the settings were stored is checked on what it stored then (models, data)."""
+    stored = attrs.get(StudyAttr.SETTINGS)
+    if not isinstance(stored, dict):
+        earlier = {"models": attrs.get(StudyAttr.MODELS), "data.name": attrs.get(StudyAttr.DATA)}
+        stored = {key: value for key, value in earlier.items() if value is not None}
+    wanted = comparable_settings(config)
+    differ = [key for key, value in wanted.items() if key in stored and stored[key] != value]
+    if not differ:
+        return
+    key = differ[0]
+    path = tuple(key.split("."))
+    others = f" (and {', '.join(differ[1:])})" if len(differ) > 1 else ""
+    raise StudyMismatchError(
+        f"{config.path}:{locate(config.text, path)}: {key}: study {config.name!r} was run with {key} = "
+        f"{_shown(stored[key])}; this file says {_shown(wanted[key])}{others}: its trials would not be comparable "
+        "with the earlier ones; use a new study name (name = ...) or another storage")
+
+
+def check_same_choices(config: StudyConfig, study: optuna.Study, choices: dict[str, list[Any]]) -> None:
+    """Refuse to resume a study whose space now offers other choices for a parameter its trials
+    drew (``choices``: :meth:`SearchSpace.choices`): Optuna fails every such trial ("CategoricalDistribution
+    does not support dynamic value space"), and each one would take a place in the budget. A new
+    slot or parameter is fine; a space that asks less is fine too."""
+    drawn: dict[str, list[Any]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            drawn.setdefault(name, list(getattr(distribution, "choices", ())))
+    for name, now in choices.items():
+        if name in drawn and drawn[name] != now:
+            path = ("space", "slots", name) if "." not in name else ("space", "params", name.rsplit(".", 1)[1])
+            raise StudyMismatchError(
+                f"{config.path}:{locate(config.text, path)}: space: study {config.name!r} drew {name} from "
+                f"{_shown(drawn[name])}; this file (with the plugins installed now) offers {_shown(now)}: an Optuna "
+                "study keeps a parameter's choices for its whole life; use a new study name (name = ...) or "
+                "another storage")
+
+
+def _shown(value: Any) -> str:
+    """A setting as the study file writes it (``["cnn10"]``, ``0.1``, ``true``), ``not set`` for None."""
+    return "not set" if value is None else shorten(json.dumps(value, ensure_ascii=False), 200)
 
 
 def composition_key(attrs: dict) -> str | None:

@@ -78,7 +78,7 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
     if problem:
         raise file_error(config, ("screening", "prior"), problem)
     try:
-        study, created = create_or_load_study(config, storage_obj, make_sampler(config))
+        study, created = create_or_load_study(config, storage_obj, make_sampler(config), ctx.space.choices())
     except NormxError:
         raise
     except Exception as err:  # noqa: BLE001 - storage failures past opening (schema, permissions, full)

@@ -8,6 +8,7 @@ study sees the worst model by default: a composition is only as good as on its h
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from explorer.direction import Direction
@@ -107,8 +108,30 @@ def objective_values(config: StudyConfig, predictors_by_model: dict[str, Record]
     return values
 
 
-def screening_verdict(screening: ScreeningConfig, by_model: dict[str, Record]) -> str | None:
-    """Why screening rejects the composition, or None when it passes every threshold."""
+def screening_verdict(screening: ScreeningConfig, by_model: dict[str, Record],
+                      objectives: Iterable[str] = ()) -> str | None:
+    """Why screening rejects the composition, or None when it passes every threshold and every
+    objective measured at screening (a predictor named in ``objectives``) has a value: a NaN
+    objective could never be told to Optuna, so the trial is pruned here, with the predictor's
+    stored reason, instead of training and failing."""
+    return _threshold_verdict(screening, by_model) or objective_verdict(objectives, by_model)
+
+
+def objective_verdict(objectives: Iterable[str], by_model: dict[str, Record]) -> str | None:
+    """Why an objective that is a predictor has no value on some model (NaN or absent), or None."""
+    for name in objectives:
+        source, key, _ = objective_source(name)
+        if source != TrialAttr.PREDICTORS:
+            continue
+        for model, record in by_model.items():
+            value = to_float(record.get(key))
+            if value is None or math.isnan(value):
+                why = (record.get("missing") or {}).get(key) or "no reason was recorded"
+                return f"objective {key} is NaN on {model}: {why}"
+    return None
+
+
+def _threshold_verdict(screening: ScreeningConfig, by_model: dict[str, Record]) -> str | None:
     s = screening
     for model, p in by_model.items():
         if s.prune_overflow and p.get("overflow"):

@@ -54,6 +54,7 @@ class StudyAttr:
     OBJECTIVES = "objectives"
     MODELS = "models"
     DATA = "data"
+    SETTINGS = "settings"
     N_TRIALS = "n_trials"
     SPACE_EXHAUSTED = "space_exhausted"
 

@@ -47,6 +47,16 @@ def predictor_direction(name: str) -> Direction | None:
 
     entry = get_registry().predictors.get(name)
     return Direction.of(entry.direction) if entry is not None and entry.scalar else None
+def score_predictors(score: str) -> list[str]:
+    """The stored predictors a ``[screening] score`` is computed from (the learned score: the
+    combined score's, its fallback; it learns from whatever else is stored)."""
+    if score in (COMBINED, LEARNED):
+        return list(COMBINED_PREDICTORS)
+    if score == "variance_growth_rate":
+        return ["variance_growth"]
+    return [score]
+
+
 #: ``[screening] policy``: rank against the screened candidates, successive halving from
 #: initialization (:mod:`explorer.search.halving`), or absolute thresholds only.
 POLICIES: tuple[str, ...] = ("relative", "halving", "thresholds")
@@ -158,29 +168,60 @@ def dominated(candidate: Mapping[str, float | None], others: Sequence[Mapping[st
     return False
 
 
+def _nan(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
+def _nan_why(parts: Sequence[str], missing: Mapping[str, str] | None) -> str:
+    """Why the parts of a score have no value: the predictors' stored reasons (``missing``)."""
+    reasons = []
+    for part in parts:
+        stored = part[:-len("_rate")] if part.endswith("_rate") else part  # variance_growth_rate
+        reason = (missing or {}).get(stored)
+        reasons.append(f"{part}: {reason}" if reason else f"{part}: no value")
+    return "; ".join(reasons)
+
+
 def relative_decision(policy: RelativePolicy, candidate: Mapping[str, float | None],
                       screened: Sequence[Mapping[str, float | None]], trained: int,
-                      outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR) -> Decision:
+                      outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR,
+                      missing: Mapping[str, str] | None = None) -> Decision:
     """Train or prune ``candidate``, with the reason.
 
     ``screened`` holds the predictors of every candidate screened before this one (trained or
     pruned), in screening order; ``trained`` counts the trials trained so far (running ones
     included). The learned score also reads ``outcomes``, aligned with ``screened``: each one's
     training measures, None when it is not (or not yet) trained, and ``prior``, the rows of
-    ``policy.prior`` (:func:`explorer.search.learned.load_prior`).
+    ``policy.prior`` (:func:`explorer.search.learned.load_prior`). ``missing`` is the candidate's
+    stored reasons for its missing predictors. A candidate whose score is NaN (every part of the
+    combined score NaN, or the chosen predictor NaN or absent) ranks last, and the reason says so,
+    with the predictors' reasons: NaN is no rank, and ranking every candidate first would train
+    them all (the learned score ranks a missing predictor in the middle instead).
     """
     if trained < policy.warmup:
         return Decision(True, f"warm-up: {trained} of {policy.warmup} trained before ranking starts")
     pool = [*screened, candidate]
-    ranked, name, note = scored(pool, policy, outcomes, prior)
-    mine = ranked[-1]
-    rank, n = sum(1 for s in ranked[:-1] if s < mine) + 1, len(pool)
+    n = len(pool)
     allowed = max(1, math.ceil(policy.top_fraction * n))
-    where = (f"rank {rank} of {n} by {name}; top {100 * policy.top_fraction:.3g} % trained "
-             f"(the top {allowed} of {n})" + (f"; {note}" if note else ""))
-    if rank <= allowed:
-        return Decision(True, where, rank, n)
-    if policy.keep_nondominated and not dominated(candidate, screened):
+    top = f"top {100 * policy.top_fraction:.3g} % trained (the top {allowed} of {n})"
+    parts = [] if policy.score == LEARNED else list(COMBINED_PARTS) if policy.score == COMBINED else [policy.score]
+    if parts and all(_nan(candidate.get(p)) for p in parts):
+        rank = n
+        everyone = all(all(_nan(c.get(p)) for p in parts) for c in pool)
+        where = (f"rank {n} of {n} by {policy.describe()}: score is NaN ({_nan_why(parts, missing)})"
+                 f"{f', as for all {n} candidates screened so far' if everyone else ''}; {top}")
+    else:
+        ranked, name, note = scored(pool, policy, outcomes, prior)
+        mine = ranked[-1]
+        rank = sum(1 for s in ranked[:-1] if s < mine) + 1
+        where = f"rank {rank} of {n} by {name}; {top}" + (f"; {note}" if note else "")
+        dead = [p for p in parts if len(parts) > 1 and all(_nan(c.get(p)) for c in pool)]
+        if dead:
+            where += f"; {', '.join(dead)} NaN for all {n} candidates so far: ranked by the other part alone"
+        if rank <= allowed:
+            return Decision(True, where, rank, n)
+    known = not any(_nan(candidate.get(k)) for k in COMBINED_PARTS)  # NaN is not "non-dominated"
+    if policy.keep_nondominated and known and not dominated(candidate, screened):
         return Decision(True, f"{where}; non-dominated at initialization (cosine similarity, explosion exponent)",
                         rank, n)
     return Decision(False, where, rank, n)
@@ -188,6 +229,7 @@ def relative_decision(policy: RelativePolicy, candidate: Mapping[str, float | No
 
 def relative_verdict(policy: RelativePolicy, candidate: Mapping[str, float | None],
                      screened: Sequence[Mapping[str, float | None]], trained: int,
-                     outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR) -> str | None:
+                     outcomes: Sequence[Outcome | None] = (), prior: Prior = NO_PRIOR,
+                     missing: Mapping[str, str] | None = None) -> str | None:
     """Why the relative policy prunes ``candidate``, or None to train it."""
-    return relative_decision(policy, candidate, screened, trained, outcomes, prior).prune_reason
+    return relative_decision(policy, candidate, screened, trained, outcomes, prior, missing).prune_reason

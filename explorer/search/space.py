@@ -64,7 +64,11 @@ class SearchSpace:
         self.config = config
         self.registry = registry
         space = config.space
-        self.fixed = parse_spec(space.fixed, registry) if space.fixed.strip() else Spec()
+        try:
+            self.fixed = parse_spec(space.fixed, registry) if space.fixed.strip() else Spec()
+        except SpecError as err:  # like every other key of the study file: file:line: key: why
+            raise StudyFileError(f"{config.path}:{locate(config.text, ('space', 'fixed'))}: space.fixed: {err}") \
+                from None
         self.slot_choices: dict[str, list[str]] = {}
         for slot in SLOTS:
             if slot not in space.slots:
@@ -88,11 +92,6 @@ class SearchSpace:
         def fail(key: tuple[str, ...], message: str) -> StudyFileError:
             return StudyFileError(f"{path}:{locate(text, key)}: {'.'.join(key)}: {message}")
 
-        if self.config.space.fixed.strip():
-            try:
-                parse_spec(self.config.space.fixed, self.registry)
-            except SpecError as err:
-                raise fail(("space", "fixed"), str(err)) from None
         for slot, names in self.slot_choices.items():
             key = ("space", "slots", slot)
             if self.fixed.slot(slot) is not None:
@@ -171,6 +170,30 @@ class SearchSpace:
                 return [False, True]
             raise SpecError(f"{prim.name} needs a value for {param.name!r}: list them under [space.params]")
         return None
+
+    def choices(self) -> dict[str, list[Any]]:
+        """Optuna parameter name -> the choices :meth:`sample` offers for it (every question the
+        space may ask). Optuna fixes a parameter's choices for the life of a study: a resumed study
+        must offer the same ones (:func:`explorer.search.optuna_study.check_same_choices`)."""
+        out: dict[str, list[Any]] = {}
+        for slot, names in self.slot_choices.items():
+            if len(names) > 1:
+                out[slot] = list(names)
+            for name in names:
+                prim = self.registry.primitives.get(name)
+                if prim is None:
+                    continue
+                own = self.config.space.primitive_params.get(prim.name, {})
+                for param in prim.params:
+                    if param.name in GROUP_PARAMS:
+                        values = own.get(param.name) or self.config.space.params.get(param.name)
+                        if param.name == "group_size":
+                            values = values or list(DEFAULT_GROUP_SIZES)
+                    else:
+                        values = self._values(prim, param)
+                    if values is not None and len(values) > 1:
+                        out[f"{slot}.{prim.name}.{param.name}"] = list(values)
+        return out
 
     def is_searchable(self) -> bool:
         return bool(self.slot_choices)

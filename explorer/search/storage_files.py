@@ -4,7 +4,8 @@ A study file names its storage, and a study file may come from anyone: ``storage
 "journal:~/.bashrc"`` must not append JSON lines to a shell profile. So a storage file is written
 only when it already is one (an Optuna journal, an SQLite database) or when it is created under a
 storage's own name (``.journal``/``.log``/``.jsonl``, ``.db``/``.sqlite``/``.sqlite3``). Nothing is
-created when the answer is no.
+created when the answer is no, and nothing is created through a symbolic link that points nowhere:
+``x.journal -> ~/.ssh/authorized_keys`` would make the storage's new file wherever the link says.
 
 A journal is a file of JSON lines that Optuna appends to. A crash in the middle of a write leaves
 a last line without its newline; Optuna skips it when reading, but the next append would glue a
@@ -21,12 +22,17 @@ import shutil
 import time
 
 from optuna.storages.journal._file import get_lock_file  # the lock every journal writer takes
+from optuna.storages.journal._storage import JournalOperation  # the operations a journal record may hold
+
+from explorer.errors import shorten
 
 JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Optuna journal records are JSON objects with an operation code.
 _JOURNAL_KEY = "op_code"
+#: The operation codes this Optuna replays; any other one stops its replay ("Should not reach").
+_OP_CODES = frozenset(int(op) for op in JournalOperation)
 
 
 class StorageFileError(Exception):
@@ -57,6 +63,10 @@ def first_journal_problem(path: str, limit: int | None = None) -> str | None:
                 return f"line {number}: not JSON ({err.__class__.__name__}: {str(err).split(':')[0]})"
             if not isinstance(record, dict) or _JOURNAL_KEY not in record:
                 return f"line {number}: not an Optuna journal record (no {_JOURNAL_KEY!r})"
+            op = record[_JOURNAL_KEY]
+            if isinstance(op, bool) or not isinstance(op, int) or op not in _OP_CODES:
+                return (f"line {number}: unknown {_JOURNAL_KEY} {shorten(repr(op))} (this Optuna knows "
+                        f"{min(_OP_CODES)} to {max(_OP_CODES)}; a newer Optuna may have written it)")
     return None
 
 
@@ -67,6 +77,10 @@ def check_writable_file(kind: str, path: str) -> None:
     suffixes = JOURNAL_SUFFIXES if kind == "journal" else SQLITE_SUFFIXES
     what = "an Optuna journal" if kind == "journal" else "an SQLite database"
     directory = os.path.dirname(path) or "."
+    if os.path.islink(path) and not os.path.exists(path):  # opening it would create the link's target
+        target = os.path.normpath(os.path.join(directory, os.readlink(path)))
+        raise StorageFileError(f"{path} is a symbolic link to {target}, which does not exist; normx creates no "
+                               "storage through a dangling link: point it at an existing storage or remove it")
     if not os.path.isdir(directory):
         raise StorageFileError(f"no directory {directory}")
     if not os.path.exists(path):

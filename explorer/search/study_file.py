@@ -23,7 +23,8 @@ from explorer.records import DEFAULT_DIRECTIONS, DEFAULT_PREDICTORS, PAPER_PREDI
 from explorer.registry import SLOTS
 from explorer.search.schema import TrialAttr
 from explorer.search.learned import MIN_TRIALS, check_prior_names
-from explorer.search.screening import COMBINED, LEARNED, POLICIES, SCORES, predictor_direction
+from explorer.search.screening import (COMBINED, COMBINED_PREDICTORS, LEARNED, POLICIES, SCORES, predictor_direction,
+                                       score_predictors)
 
 #: objective name -> (the trial attribute its value comes from, key, the way it is better)
 OBJECTIVE_NAMES: dict[str, tuple[str, str, Direction]] = {
@@ -40,6 +41,13 @@ SAMPLERS = ("tpe", "nsga2", "random")
 AGGREGATES = ("worst", "mean")
 DEFAULT_AXES = ["bx", "cx", "gx", "x"]
 DEFAULT_GROUP_SIZES = [2, 4, 8, 16]
+#: ``[screening]`` keys that are inputs of every trial's measurement (the others decide what trains)
+MEASURED_SCREENING_KEYS = ("batch_size", "batches", "seeds")
+#: ``[training]`` keys that say where and how fast a run goes, not what it computes
+RUN_ONLY_TRAINING_KEYS = ("device", "compile")
+#: The longest study name Optuna's storages hold: its ``studies.study_name`` column is a
+#: VARCHAR(512) (``optuna.storages._rdb.models.MAX_INDEXED_STRING_LENGTH``), which PostgreSQL enforces.
+MAX_STUDY_NAME = 512
 
 
 class StudyFileError(NormxError):
@@ -212,9 +220,43 @@ class StudyConfig:
         return self.training.enabled and any(objective_source(o)[0] == TrialAttr.TRAIN for o in self.objectives)
 
     def predictor_names(self) -> list[str]:
-        """What screening computes: ``[screening] predictors`` plus every predictor an objective names."""
+        """What screening computes: ``[screening] predictors``, every predictor an objective names,
+        and every predictor the screening reads (the relative policy's score and the non-dominated
+        rule, the thresholds that are set): a criterion is never judged on a value nobody computed."""
         named = [o for o in self.objectives if objective_source(o)[0] == TrialAttr.PREDICTORS]
-        return list(dict.fromkeys([*self.screening.predictors, *named]))
+        return list(dict.fromkeys([*self.screening.predictors, *named, *self.screening_reads()]))
+
+    def screening_reads(self) -> list[str]:
+        """The predictors the screening of this study reads to decide (:func:`predictor_names` adds them)."""
+        s, out = self.screening, []
+        if s.policy == "relative" and self.needs_training():
+            out += score_predictors(s.score)
+            if s.keep_nondominated:
+                out += COMBINED_PREDICTORS
+        if s.max_grad_explosion is not None:
+            out.append("grad_explosion_exponent")
+        if s.max_cosine_similarity is not None:
+            out.append("cosine_similarity")
+        if s.reject_variance_growth:
+            out.append("variance_growth")
+        return list(dict.fromkeys(out))
+
+    def comparable_settings(self) -> dict[str, Any]:
+        """``dotted key -> value`` of every setting that changes what a trial measures: the models
+        (and, with several, how they are aggregated), the seed, the data, the screening's inputs and
+        the predictors every trial computes, and the training run. A study resumed with another
+        value would mix trials that cannot be compared, so it is refused (``create_or_load_study``);
+        everything else (budget, workers, sampler, space, screening policy and thresholds, device,
+        compilation) may change between runs."""
+        out: dict[str, Any] = {"models": list(self.models), "seed": self.seed}
+        if len(self.models) > 1:
+            out["aggregate"] = self.aggregate
+        out.update({f"data.{f.name}": getattr(self.data, f.name) for f in _keys(DataConfig)})
+        out.update({f"screening.{key}": getattr(self.screening, key) for key in MEASURED_SCREENING_KEYS})
+        out["screening.predictors"] = sorted(self.predictor_names())
+        out.update({f"training.{f.name}": getattr(self.training, f.name) for f in _keys(TrainingConfig)
+                    if f.name not in RUN_ONLY_TRAINING_KEYS})
+        return out
 
 
 def _keys(cls: type) -> list[Field[Any]]:
@@ -375,6 +417,9 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
     name = data["name"]
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
         raise check.fail(("name",), "use letters, digits, '_', '-' and '.' only")
+    if len(name) > MAX_STUDY_NAME:
+        raise check.fail(("name",), f"at most {MAX_STUDY_NAME} characters (the longest study name an Optuna storage "
+                                    f"holds), got {len(name)}")
     models = data["models"]
     if not models:
         raise check.fail(("models",), "name at least one model")
