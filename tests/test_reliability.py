@@ -456,3 +456,64 @@ def test_a_trial_on_two_models_reports_its_stages_progress_and_end(tmp_path):
     ends = [(e.trial, e.state, e.spec, e.message) for e in events if e.kind == "trial_finished"]
     assert ends == [(t.number, "PRUNED", t.user_attrs["spec"], t.user_attrs["prune_reason"]) for t in pruned]
     assert not [e for e in events if e.kind == "progress"]
+
+
+# ----------------------------------------------------------------------------- issue 24: no composition lost
+
+
+#: A worker process (the real Worker, on a real storage) that claims trial 0 and leaves it RUNNING,
+#: runs the next trial, then meets a second draw of trial 0's composition: that draw is pruned as
+#: "same composition as trial 0, still running" (what a second worker sees while the first one
+#: trains). Then the process dies by SIGKILL: trial 0 is lost, and only its repeat is stored.
+_REPEAT_OF_A_RUNNING_TRIAL = """
+import os, signal
+from explorer.search import prepare
+from explorer.search.liveness import WorkerLiveness
+from explorer.search.optuna_study import create_or_load_study
+from explorer.search.storage import open_storage, resolve_storage
+from explorer.search.study_file import load_study_file
+from explorer.search.worker import Worker
+
+config = load_study_file({path!r})
+target = resolve_storage({store!r})
+create_or_load_study(config, open_storage(target))
+worker = Worker(prepare(config), target, 3, lambda event: None)  # room for the repeat
+with WorkerLiveness(target, worker.name):
+    worker.connect()
+    first = worker.claim()
+    first.trial.set_user_attr("stage", "training")
+    worker.study.enqueue_trial({{}}, user_attrs={{"baseline": first.trial.user_attrs["baseline"]}})
+    assert worker.run_trial(worker.claim()) is False   # the second preset, evaluated
+    assert worker.run_trial(worker.claim()) is True    # trial 0's composition again: a repeat
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_repeat_of_a_lost_trial_does_not_hold_its_place(tmp_path, normx_exe, kind):
+    """Issue 24, item 3: a trial pruned as "same composition as trial N, still running" kept the
+    composition's place after trial N was lost, so N's retry waited for ever: the run ended
+    "1/2 finished ... 1 waiting" with exit 0, and every later run said it was done."""
+    path, store = str(tmp_path / "rel.toml"), storage_path(tmp_path, kind)
+    (tmp_path / "rel.toml").write_text(tiny_study("rel", n=2, space='presets = ["ln", "rms"]',
+                                                  training="steps = 2\nbatch_size = 32"))
+    script = _REPEAT_OF_A_RUNNING_TRIAL.format(path=path, store=store)
+    died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, env=env())
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    before = {t.number: t for t in load(store)}
+    assert before[0].state == TrialState.RUNNING and before[2].user_attrs["reused_from"] == 0
+    assert before[2].user_attrs["prune_reason"] == "same composition as trial 0, still running"
+
+    result = normx(normx_exe, "study", "run", path, "--storage", store, timeout=240)
+    assert result.returncode == 0, result.stderr
+    no_traceback(result)
+    trials = load(store)
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
+    assert retry.state == TrialState.COMPLETE and "reused_from" not in retry.user_attrs
+    assert retry.user_attrs["spec"] == before[0].user_attrs["spec"]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    fresh = [t for t in trials if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs]
+    assert len(fresh) == 2
+    assert "2/2 finished" in result.stdout and "waiting" not in result.stdout.splitlines()[-1]
+    again = normx(normx_exe, "study", "run", path, "--storage", store, timeout=240)
+    assert again.returncode == 0 and len(load(store)) == len(trials)  # done: nothing more to run
