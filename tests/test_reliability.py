@@ -517,3 +517,49 @@ def test_a_repeat_of_a_lost_trial_does_not_hold_its_place(tmp_path, normx_exe, k
     assert "2/2 finished" in result.stdout and "waiting" not in result.stdout.splitlines()[-1]
     again = normx(normx_exe, "study", "run", path, "--storage", store, timeout=240)
     assert again.returncode == 0 and len(load(store)) == len(trials)  # done: nothing more to run
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_output_closed_by_its_reader_interrupts_the_run_and_fails_no_trial(tmp_path, normx_exe, workers):
+    """Issue 24, item 5: ``normx study run … | head -3`` recorded the broken pipe as trial 0's
+    result (FAIL, stage failed, BrokenPipeError), counted in the budget and never retried, and
+    exited 0. Now the run stops as on Ctrl-C: the trial is interrupted and retried (or finished),
+    and the command exits 141 (as a shell reports SIGPIPE), saying nothing."""
+    path, store = write_study(tmp_path, n=3, steps=3000), storage_path(tmp_path, "sqlite")
+    reader = start(normx_exe, "study", "run", path, "--storage", store, "--workers", workers)
+    lines = [reader.stdout.readline() for _ in range(3)]  # a real pipe, read like `head -3`
+    assert all(lines), lines
+    reader.stdout.close()
+    reader.stdout = None
+    _, err = reader.communicate(timeout=180)
+    assert reader.returncode == 141, err
+    assert err == ""
+    trials = load(store)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert not [t for t in trials if t.user_attrs.get("stage") == "failed" or "error" in t.user_attrs]
+    for t in trials:
+        if t.state == TrialState.FAIL:  # interrupted: its retry waits
+            assert t.user_attrs["stage"] == "interrupted"
+            assert [r.user_attrs.get("retry_of") for r in trials].count(t.number) == 1
+    if workers == 1:
+        assert trials[0].state == TrialState.FAIL  # the 4th line was trial 0's: it stopped there
+    result = normx(normx_exe, "study", "run", path, "--storage", store, "--n-trials", 3, "--workers", workers)
+    assert result.returncode == 0, result.stderr
+    assert_settled(load(store), 3)
+
+
+def test_any_command_whose_reader_is_gone_exits_quietly_and_non_zero(normx_exe):
+    """``normx normalizers --json | head -c0``: the reader gone before the output (5 KiB, more
+    than the pipe holds) is written. It exited 0; now 141, and nothing on stderr."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: the listing cannot fit in it
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run([*normx_exe, "normalizers", "--json"], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=120, env=env())
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""

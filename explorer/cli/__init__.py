@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -68,8 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"normx: error: out of memory on the {where}; use a smaller --batch-size, --width or model",
               file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
+    except BrokenPipeError:  # `normx study list | head -1`: quietly and non-zero, as a Unix tool on SIGPIPE
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null: its reader is gone, and the interpreter's flush at exit
+    would print "Exception ignored … BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def out_of_memory(err: RuntimeError) -> str | None:

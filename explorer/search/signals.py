@@ -13,6 +13,7 @@ Ctrl-C while they import torch is delivered then, as an interruption, never as a
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -23,6 +24,9 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+#: The exit status of a command whose output's reader went away, as a shell reports a process
+#: killed by SIGPIPE (``yes | head``): 128 + 13.
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 
 
 #: Set by the handler of :func:`interrupt_on_signals`: a KeyboardInterrupt raised while a weakref
@@ -49,6 +53,43 @@ def _drop_swallowed_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
             and _interrupted.is_set():
         return
     _previous_unraisablehook(unraisable)
+
+
+#: Set when a line could not be written because the reader of the output went away (EPIPE:
+#: ``normx study run … | head -3``). Nothing of a trial failed: the run stops as on Ctrl-C (the
+#: running trial interrupted, its retry queued) and the command exits with
+#: :data:`EXIT_OUTPUT_CLOSED`, quietly, like a Unix tool on SIGPIPE.
+_output_closed = threading.Event()
+
+
+class OutputClosed(KeyboardInterrupt):
+    """The reader of the output went away: an interruption, not a failure of the trial."""
+
+
+def output_closed() -> bool:
+    """Whether a write found the output's reader gone (:func:`close_output`)."""
+    return _output_closed.is_set()
+
+
+def close_output(stream: object) -> None:
+    """Called when writing to ``stream`` failed with EPIPE: point its file descriptor at
+    /dev/null, so that no later write fails (the interpreter's flush at exit included), and
+    interrupt the run: raise :class:`OutputClosed` in the main thread, or interrupt the main
+    thread from another one (the progress display's thread) as a Ctrl-C would."""
+    first = not _output_closed.is_set()
+    _output_closed.set()
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())  # type: ignore[attr-defined]
+        finally:
+            os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # not a file: nothing more will be written to it
+        pass
+    if threading.current_thread() is threading.main_thread():
+        raise OutputClosed
+    if first:
+        _thread.interrupt_main()  # SIGINT's handler runs in the main thread (or is held, then raised)
 
 
 def raise_if_interrupted() -> None:

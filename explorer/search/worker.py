@@ -195,9 +195,9 @@ class Worker:
         with Heartbeat(self.storage, trial._trial_id, self.heartbeat_interval):
             trial.set_user_attr(TrialAttr.WORKER, self.name)
             trial.set_user_attr(TrialAttr.STAGE, Stage.SCREENING)
-            self.emit("trial_started", trial=trial.number)
             spec_text = claimed.spec_text
             try:
+                self.emit("trial_started", trial=trial.number)
                 if claimed.error is not None:
                     raise claimed.error
                 if self._reused(trial, spec_text, claimed.composition.key):
