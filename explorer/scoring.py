@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from explorer.compile import CompileController, parse_compile_mode
-from explorer.errors import NormxError, PredictorError
+from explorer.errors import NormxError, PredictorError, plugin_failure
 from explorer.models import create_model, resolve_model
 from explorer.predictors import Recorder, SeedPass, failure_reason
 from explorer.records import DEFAULT_PREDICTORS, PREDICTOR_KEYS, to_float
@@ -184,7 +184,9 @@ def _compute_seed(entry: PredictorEntry, seed: SeedPass, missing: dict[str, str]
     """A ``per="seed"`` predictor's value, NaN (and its reason in ``missing``) when it fails."""
     try:
         value = entry.compute(seed)
-    except Exception as err:  # noqa: BLE001 - a predictor that fails is missing, not a crash
+    except BaseException as err:  # noqa: BLE001 - a predictor that fails (or exits) is missing, not a crash
+        if not plugin_failure(err):
+            raise  # a real Ctrl-C
         missing[entry.name] = failure_reason(err)
         return math.nan
     return value if isinstance(value, dict) else float(value)

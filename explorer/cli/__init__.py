@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from explorer import __version__
-from explorer.errors import NormxError, printable
+from explorer.errors import NormxError, note_interrupt_signal, printable
 
 #: subcommand -> module in explorer.cli whose ``add_parsers(subparsers)`` adds it, with the function that
 #: runs it as the parser's ``func`` default (one module may add several subcommands).
@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    note_ctrl_c()
     try:
         return int(args.func(args) or 0)
     except NormxError as err:
@@ -84,6 +85,19 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def _ctrl_c(signum: int, frame: object) -> None:
+    note_interrupt_signal()
+    raise KeyboardInterrupt
+
+
+def note_ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt as Python's own handler does, noting that a real signal
+    arrived: a plugin that raises KeyboardInterrupt itself is a failing plugin, not a Ctrl-C
+    (:func:`explorer.errors.plugin_failure`). A SIGINT ignored by the shell stays ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _ctrl_c)
 
 
 def out_of_memory(err: RuntimeError) -> str | None:

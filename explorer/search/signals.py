@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from explorer.errors import forget_interrupt_signal, note_interrupt_signal
+
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 #: The exit status of a command whose output's reader went away, as a shell reports a process
 #: killed by SIGPIPE (``yes | head``): 128 + 13.
@@ -37,6 +39,7 @@ _interrupted = threading.Event()
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     _interrupted.set()
+    note_interrupt_signal()  # a real one: a plugin's own KeyboardInterrupt is its failure (explorer.errors)
     raise KeyboardInterrupt
 
 
@@ -102,6 +105,7 @@ def raise_if_interrupted() -> None:
 def interruption_handled() -> None:
     """The KeyboardInterrupt of the last signal was caught (or a new run starts): nothing is pending."""
     _interrupted.clear()
+    forget_interrupt_signal()
 
 
 def interrupt_on_signals() -> None:
@@ -115,6 +119,7 @@ def interrupt_on_signals() -> None:
         return
     global _previous_unraisablehook
     _interrupted.clear()
+    forget_interrupt_signal()
     if sys.unraisablehook is not _drop_swallowed_interrupt:
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _drop_swallowed_interrupt
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -129,6 +134,7 @@ class DeferredInterrupts:
 
     def hold(self, signum: int, frame: FrameType | None) -> None:
         self.pending = True
+        note_interrupt_signal()
 
     def raise_pending(self) -> None:
         if self.pending:

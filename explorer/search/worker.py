@@ -213,6 +213,8 @@ class Worker:
             except KeyboardInterrupt:
                 recorder.interrupt(trial, spec_text)
                 raise
+            except SystemExit as err:  # sys.exit() in a plugin's code (a normalizer, a model) ends no study
+                recorder.finish(trial, spec_text, failed(err))
             except Exception as err:  # noqa: BLE001 - a broken composition or plugin fails one trial only
                 if storage_failure(err, self.target) is not None:
                     raise  # the storage, not the trial: Worker.run stops with one line
