@@ -563,3 +563,29 @@ def test_any_command_whose_reader_is_gone_exits_quietly_and_non_zero(normx_exe):
         os.close(write_end)
     assert result.returncode == 141, result.stderr
     assert result.stderr == ""
+
+
+def test_a_lost_trial_is_interrupted_not_failed_in_every_count(tmp_path, normx_exe):
+    """Issue 24, item 8: a trial asked for and never claimed, found lost and retried, was counted
+    as failed *and* finished: "4/3 finished" in the status line, ``report`` and ``study list``,
+    while the last line said "1 fail". Now it is interrupted everywhere, and nothing is over budget."""
+    path, store = write_study(tmp_path, n=1), storage_path(tmp_path, "sqlite")
+    assert normx(normx_exe, "study", "run", path, "--storage", store).returncode == 0
+    script = ("import os, signal, optuna\n"
+              f"optuna.load_study(study_name='rel', storage='sqlite:///{store}').ask()\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == -signal.SIGKILL
+    result = normx(normx_exe, "study", "run", path, "--storage", store, "--n-trials", 3)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    done = next(line for line in lines if "done:" in line)
+    assert done.endswith("done: 3/3 finished (3 complete, 0 pruned, 0 failed, 1 interrupted), 2 waiting"), done
+    assert lines[-1].startswith("study rel: 3/3 finished (3 complete, 0 pruned, 0 failed, 1 interrupted), 0 running")
+    listed = normx(normx_exe, "study", "list", "--storage", store, "--json")
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    assert json.loads(listed.stdout)[0]["states"] == {"complete": 3, "interrupted": 1, "waiting": 2}
+    report = normx(normx_exe, "report", "rel", "--storage", store)
+    assert report.returncode == 0, report.stderr
+    assert "3/3 finished" in report.stdout and "4/3" not in report.stdout

@@ -25,12 +25,12 @@ from explorer.errors import NormxError
 from explorer.search import default_storage
 from explorer.search.context import StudyContext, prepare
 from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
-from explorer.search.schema import StudyAttr, TrialAttr
+from explorer.search.schema import StudyAttr, TrialAttr, trial_outcome
 from explorer.search.screening import RelativePolicy
 from explorer.search.signals import (ParentWatch, blocked_signals, deferred_interrupts, interrupt_on_signals,
                                      unblock_interrupts)
 from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub, storage_failure
-from explorer.search.optuna_study import budget_counts, create_or_load_study, make_sampler, state_counts
+from explorer.search.optuna_study import budget_counts, create_or_load_study, holds_a_place, make_sampler, state_counts
 from explorer.search.study_file import StudyConfig, StudyFileError
 from explorer.search.worker import Worker, worker_name
 
@@ -115,12 +115,36 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
                             message="interrupted; run the same command again to resume"))
         raise
     outcome.counts = state_counts(study)
-    summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(outcome.counts.items()))
+    summary = end_summary(study, budget)
     outcome.exhausted = study.user_attrs.get(StudyAttr.SPACE_EXHAUSTED)
     notes = [f"space exhausted: {outcome.exhausted} distinct compositions"] if outcome.exhausted is not None else []
     notes += warmup_note(config, study)
     on_event(TrialEvent(kind="study_done", study=config.name, message="; ".join([*notes, f"done: {summary}"])))
     return outcome
+
+
+def end_summary(study: optuna.Study, budget: int) -> str:
+    """``3/3 finished (3 complete, 0 pruned, 0 failed, 2 interrupted)``: the counts of the progress
+    status line, ``report`` and ``study list`` (:func:`explorer.search.schema.trial_outcome`): a
+    repeat is not a finished composition, an interrupted or lost trial is neither failed nor finished."""
+    counts = dict.fromkeys(("complete", "pruned", "failed", "interrupted", "running", "waiting"), 0)
+    repeats = 0
+    for t in study.get_trials(deepcopy=False):
+        state = trial_outcome(t.state.name, t.user_attrs)
+        counts[state] = counts.get(state, 0) + 1
+        repeats += TrialAttr.REUSED_FROM in t.user_attrs and state in ("complete", "pruned", "failed")
+    finished = counts["complete"] + counts["pruned"] + counts["failed"] - repeats
+    text = (f"{finished}/{budget} finished ({counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['failed']} failed")
+    if counts["interrupted"]:
+        text += f", {counts['interrupted']} interrupted"
+    if repeats:
+        text += f"; {repeats} repeated"
+    text += ")"
+    for state in ("running", "waiting"):
+        if counts[state]:
+            text += f", {counts[state]} {state}"
+    return text
 
 
 def screening_summary(config: StudyConfig, budget: int) -> str:
@@ -140,11 +164,16 @@ def warmup_note(config: StudyConfig, study: optuna.Study) -> list[str]:
     s = config.screening
     if s.policy != "relative" or not config.needs_training():
         return []
+    # one decision per distinct candidate: an interrupted or lost attempt (decided, then retried) and
+    # a repeat hold no place (holds_a_place)
     decided = [t.user_attrs[TrialAttr.SCREENING] for t in study.get_trials(deepcopy=False)
-               if isinstance(t.user_attrs.get(TrialAttr.SCREENING), dict) and TrialAttr.REUSED_FROM not in t.user_attrs]
+               if isinstance(t.user_attrs.get(TrialAttr.SCREENING), dict) and holds_a_place(t)]
     if not decided or any(d.get("rank") is not None for d in decided):
         return []
-    return [f"relative screening: {len(decided)} candidate(s), fewer than the warm-up of {s.warmup}: all trained"]
+    if len(decided) < s.warmup:
+        return [f"relative screening: {len(decided)} candidate(s), fewer than the warm-up of {s.warmup}: all trained"]
+    return [f"relative screening: {len(decided)} candidate(s), none ranked: fewer than the warm-up of {s.warmup} "
+            "had trained when each was screened: all trained"]
 
 
 def usable_cores() -> int:
