@@ -277,7 +277,7 @@ def test_sigterm_while_the_storage_is_locked_records_the_interruption(tmp_path, 
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         os.killpg(parent.pid, signal.SIGTERM)
-        time.sleep(3)  # both workers now wait on the lock: heartbeats, progress, the interruption
+        time.sleep(4)  # both workers now wait on the lock: heartbeats, progress, the interruption
     finally:
         blocker.execute("COMMIT")
         blocker.close()
@@ -295,6 +295,9 @@ def test_sigterm_while_the_storage_is_locked_records_the_interruption(tmp_path, 
     for t in running:  # not recorded (the storage stayed busy, or its worker was stopped at the end of the
         # grace period while waiting on the lock): its worker is gone, so the next run finds it lost and retries it
         assert worker_alive(resolve_storage(store), t.user_attrs["worker"]) is False
+        # issue 24, item 9: and one line says so (the worker's last event was dropped by the parent)
+        said = [line for line in out.splitlines() if line.startswith(f"trial {t.number}: running")]
+        assert len(said) == 1 and "the storage refused to record it" in said[0], out
 
 
 def test_deferred_interrupts_hold_a_real_signal_until_the_step_is_done():

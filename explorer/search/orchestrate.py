@@ -286,7 +286,7 @@ def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None])
     for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         alive = [p for p in processes if p.is_alive()]
         if not alive:
-            return
+            break
         for p in alive:
             try:
                 os.kill(p.pid, sig)
@@ -298,6 +298,18 @@ def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None])
                 drain(block=True)
             except KeyboardInterrupt:  # a second Ctrl-C: go on stopping them
                 pass
+    _drain_last(drain)
+
+
+def _drain_last(drain: Callable[[bool], None]) -> None:
+    """The events the stopped workers sent just before they exited (what each did with its trial:
+    recorded interrupted, or left RUNNING because the storage refused): said, not dropped."""
+    for _ in range(3):
+        try:
+            drain(False)
+            return
+        except KeyboardInterrupt:  # another Ctrl-C while the last lines are printed
+            continue
 
 
 def _check_budget_met(study: optuna.Study, budget: int, lost: list[str], name: str,

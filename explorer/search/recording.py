@@ -120,11 +120,13 @@ class Recorder:
         """Record ``trial`` as interrupted and queue its retry, with further signals held. A storage
         that stays busy or fails is said in one line: the trial stays RUNNING and the next run
         finds it lost or stale and retries it."""
-        interruption_handled()
-        if self._finished(trial):  # it ended before the interruption (its last line could not be written)
-            return
-        steps = [*self._steps(trial, INTERRUPTED), partial(self._enqueue_retry, trial)]
+        # held from the start: a second signal (the parent's SIGINT after a SIGTERM to the whole
+        # group) landing before the first write left the trial RUNNING with nothing said
         with deferred_interrupts():
+            interruption_handled()
+            if self._finished(trial):  # it ended before the interruption (its last line could not be written)
+                return
+            steps = [*self._steps(trial, INTERRUPTED), partial(self._enqueue_retry, trial)]
             for step in steps:
                 for attempt in range(INTERRUPT_RECORD_ATTEMPTS):
                     try:

@@ -37,9 +37,19 @@ EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 _interrupted = threading.Event()
 
 
+#: Set when the handler raised its KeyboardInterrupt, until the interruption is handled
+#: (:func:`interruption_handled`, which the recording of the interrupted trial calls with the
+#: signals held): a second signal meanwhile (a SIGTERM to the process group, then the parent's
+#: SIGINT) is the same interruption, and raising it again would cut the recording short.
+_stopping = threading.Event()
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    _interrupted.set()
     note_interrupt_signal()  # a real one: a plugin's own KeyboardInterrupt is its failure (explorer.errors)
+    if _stopping.is_set():
+        return  # the interruption already on its way
+    _stopping.set()
+    _interrupted.set()
     raise KeyboardInterrupt
 
 
@@ -105,6 +115,7 @@ def raise_if_interrupted() -> None:
 def interruption_handled() -> None:
     """The KeyboardInterrupt of the last signal was caught (or a new run starts): nothing is pending."""
     _interrupted.clear()
+    _stopping.clear()
     forget_interrupt_signal()
 
 
@@ -119,6 +130,7 @@ def interrupt_on_signals() -> None:
         return
     global _previous_unraisablehook
     _interrupted.clear()
+    _stopping.clear()
     forget_interrupt_signal()
     if sys.unraisablehook is not _drop_swallowed_interrupt:
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _drop_swallowed_interrupt
