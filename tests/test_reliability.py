@@ -592,3 +592,29 @@ def test_a_lost_trial_is_interrupted_not_failed_in_every_count(tmp_path, normx_e
     report = normx(normx_exe, "report", "rel", "--storage", store)
     assert report.returncode == 0, report.stderr
     assert "3/3 finished" in report.stdout and "4/3" not in report.stdout
+
+
+def test_a_worker_paused_while_its_trial_was_failed_as_stale_ends_quietly(tmp_path, normx_exe):
+    """Issue 24, item 7 (its second half): a worker SIGSTOPped while it trains has its trial failed as
+    stale (heartbeat) by the other worker, which runs the retry. After SIGCONT the paused worker
+    died with UpdateFinishedTrialError tracebacks and the command exited 2 although the budget was
+    met; now it drops its result with one line, and the command exits 0 with the exact budget."""
+    path, store = write_study(tmp_path, n=2, steps=1500), storage_path(tmp_path, "sqlite")
+    parent = start(normx_exe, "study", "run", path, "--storage", store, "--workers", 2)
+    trials = wait_for(lambda ts: training(ts, 2), store)
+    victim = next(t for t in trials if t.state == TrialState.RUNNING)
+    child = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(child, signal.SIGSTOP)
+    try:
+        wait_for(lambda ts: next(t for t in ts if t.number == victim.number).state == TrialState.FAIL, store,
+                 timeout=240)
+    finally:
+        os.kill(child, signal.SIGCONT)
+    out, err = parent.communicate(timeout=300)
+    assert parent.returncode == 0, err
+    no_traceback(err)
+    no_traceback(out)
+    assert f"trial {victim.number}: fail" in out and "ended by another worker while this one was paused" in out
+    trials = load(store)
+    assert_settled(trials, 2)
+    assert [t.system_attrs.get("failed_trial") for t in trials].count(victim.number) == 1
