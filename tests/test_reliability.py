@@ -618,3 +618,24 @@ def test_a_worker_paused_while_its_trial_was_failed_as_stale_ends_quietly(tmp_pa
     trials = load(store)
     assert_settled(trials, 2)
     assert [t.system_attrs.get("failed_trial") for t in trials].count(victim.number) == 1
+
+
+def test_a_worker_paused_for_good_is_stopped_once_the_budget_is_met(tmp_path, normx_exe):
+    """Issue 24, item 7: one worker of --workers 2 SIGSTOPped and never resumed; the other fails its
+    trial as stale, runs the retry and meets the budget, and the parent waited for ever. Now, the
+    study settled, the parent gives the paused worker the heartbeat's grace period, stops it, says
+    so in one line and exits 0."""
+    path, store = write_study(tmp_path, n=2, steps=1500), storage_path(tmp_path, "sqlite")
+    parent = start(normx_exe, "study", "run", path, "--storage", store, "--workers", 2)
+    trials = wait_for(lambda ts: training(ts, 2), store)
+    victim = next(t for t in trials if t.state == TrialState.RUNNING)
+    child = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(child, signal.SIGSTOP)  # never resumed (the teardown kills the process group)
+    out, err = parent.communicate(timeout=300)
+    assert parent.returncode == 0, err
+    no_traceback(err)
+    assert f"(pid {child}) did not stop after the budget was met" in out and "stopped it" in out
+    assert gone(child)
+    trials = load(store)
+    assert_settled(trials, 2)
+    assert [t.system_attrs.get("failed_trial") for t in trials].count(victim.number) == 1

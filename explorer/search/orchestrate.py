@@ -105,7 +105,11 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
             worker = Worker(ctx, target, budget, on_event, storage=storage_obj, study=study)
             worker.run()
         else:
-            lost = _run_processes(config, target, budget, workers, on_event)
+            def settled() -> bool:  # the budget met and no trial running: nothing left for a worker to do
+                taken, running, _ = budget_counts(study)
+                return taken >= budget and not running
+
+            lost = _run_processes(config, target, budget, workers, on_event, settled)
             if lost:
                 _check_budget_met(study, budget, lost, config.name, on_event)
     except KeyboardInterrupt:
@@ -225,17 +229,23 @@ def _signal_name(exitcode: int) -> str:
 
 
 def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, workers: int,
-                   on_event: TrialEventHandler) -> list[str]:
+                   on_event: TrialEventHandler, settled: Callable[[], bool] | None = None) -> list[str]:
     """Run ``workers`` worker processes and pass their events on until every one has stopped.
 
     Returns what happened to workers that died by a signal (their trials are retried by the
-    others); raises the first worker's error, or KeyboardInterrupt after stopping them all."""
+    others); raises the first worker's error, or KeyboardInterrupt after stopping them all.
+
+    A worker that does not stop although a worker finished, the budget is met and no trial runs
+    (``settled``) is paused or hung (SIGSTOP, a debugger): its trial was failed as stale and
+    retried by the others. It is given the study's heartbeat grace period, then stopped, and said so."""
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     threads = max(1, usable_cores() // workers)
     processes = [context.Process(target=_worker_process, args=(config, target, budget, i, events, threads),
                                  name=f"normx-worker-{i}") for i in range(workers)]
     errors: list[str] = []
+    #: pid -> name of the workers stopped because they did not end once the study was settled
+    stuck: dict[int, str] = {}
 
     def drain(block: bool) -> None:
         while True:
@@ -257,11 +267,23 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
             for p in processes:
                 p.start()
         held.raise_pending()
+        done_at = checked_at = None
         while any(p.is_alive() for p in processes):
             drain(block=True)
             if errors:  # a storage that is full fails every worker: stop the others at once
                 _stop_processes(processes, drain)
                 break
+            if settled is None or not any(p.exitcode == 0 for p in processes):
+                continue
+            now = time.monotonic()
+            done_at = done_at if done_at is not None else now
+            if now - done_at >= config.workers.grace_period and (checked_at is None or now - checked_at >= 2.0):
+                checked_at = now
+                if settled():
+                    for p in processes:
+                        if p.is_alive():
+                            stuck[p.pid] = p.name
+                    _stop_processes([p for p in processes if p.is_alive()], drain, first=signal.SIGKILL)
         drain(block=False)
     except KeyboardInterrupt:
         _stop_processes(processes, drain)
@@ -270,20 +292,27 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
         p.join()
     if errors:
         raise NormxError(errors[0])
-    codes = [p.exitcode for p in processes]
+    for pid, name in stuck.items():
+        on_event(TrialEvent(kind="study", study=config.name,
+                            message=f"worker {name} (pid {pid}) did not stop after the budget was met (paused or "
+                                    f"hung for over {config.workers.grace_period} s; its trial was failed as stale "
+                                    "and retried by the other workers): stopped it"))
+    codes = [p.exitcode for p in processes if p.pid not in stuck]
     if 130 in codes:
         raise KeyboardInterrupt
     failed = [c for c in codes if c not in (0, None) and c > 0]
     if failed:
         raise NormxError(f"{len(failed)} worker process(es) failed (exit codes {failed})")
     return [f"worker {p.name} (pid {p.pid}) was killed by {_signal_name(p.exitcode)}"
-            for p in processes if p.exitcode is not None and p.exitcode < 0]
+            for p in processes if p.exitcode is not None and p.exitcode < 0 and p.pid not in stuck]
 
 
-def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None]) -> None:
+def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None],
+                    first: signal.Signals = signal.SIGINT) -> None:
     """Interrupt every live worker and give them :data:`STOP_GRACE_S` together to record their
-    trials; then SIGTERM, then SIGKILL, whatever still runs."""
-    for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    trials; then SIGTERM, then SIGKILL, whatever still runs (``first=SIGKILL``: at once)."""
+    steps = ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+    for sig, grace in steps[[s for s, _ in steps].index(first):]:
         alive = [p for p in processes if p.is_alive()]
         if not alive:
             break
