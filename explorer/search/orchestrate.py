@@ -221,6 +221,12 @@ def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, ind
         sys.exit(2)
 
 
+def stale_grace_s(config: StudyConfig) -> int:
+    """The heartbeat's grace period: the study file's, else Optuna's default (twice the interval)."""
+    w = config.workers
+    return w.grace_period if w.grace_period is not None else 2 * w.heartbeat_interval
+
+
 def _signal_name(exitcode: int) -> str:
     try:
         return signal.Signals(-exitcode).name
@@ -268,6 +274,7 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
                 p.start()
         held.raise_pending()
         done_at = checked_at = None
+        grace = stale_grace_s(config)
         while any(p.is_alive() for p in processes):
             drain(block=True)
             if errors:  # a storage that is full fails every worker: stop the others at once
@@ -277,7 +284,7 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
                 continue
             now = time.monotonic()
             done_at = done_at if done_at is not None else now
-            if now - done_at >= config.workers.grace_period and (checked_at is None or now - checked_at >= 2.0):
+            if now - done_at >= grace and (checked_at is None or now - checked_at >= 2.0):
                 checked_at = now
                 if settled():
                     for p in processes:
@@ -295,7 +302,7 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
     for pid, name in stuck.items():
         on_event(TrialEvent(kind="study", study=config.name,
                             message=f"worker {name} (pid {pid}) did not stop after the budget was met (paused or "
-                                    f"hung for over {config.workers.grace_period} s; its trial was failed as stale "
+                                    f"hung for over {stale_grace_s(config)} s; its trial was failed as stale "
                                     "and retried by the other workers): stopped it"))
     codes = [p.exitcode for p in processes if p.pid not in stuck]
     if 130 in codes:
