@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import threading
 import unicodedata
 from collections.abc import Iterable
 
@@ -45,6 +46,30 @@ class PluginError(NormxError):
 
 class PredictorError(NormxError, ValueError):
     """An unknown predictor name, or a predictor asked for where it cannot be used."""
+
+
+#: Set by every SIGINT/SIGTERM handler of normx before it raises KeyboardInterrupt (the command
+#: line's, a study run's): a KeyboardInterrupt seen while it is clear was raised by code, a plugin's.
+_interrupt_signalled = threading.Event()
+
+
+def note_interrupt_signal() -> None:
+    """A handler of SIGINT/SIGTERM says a real signal arrived (a Ctrl-C, a scheduler's SIGTERM)."""
+    _interrupt_signalled.set()
+
+
+def forget_interrupt_signal() -> None:
+    """The last signal's interruption was handled (or a new run starts)."""
+    _interrupt_signalled.clear()
+
+
+def plugin_failure(err: BaseException) -> bool:
+    """Whether ``err``, raised by a plugin's code, is that plugin's failure rather than the end of
+    the command: any Exception; a SystemExit (``sys.exit()`` in a plugin ends no normx command);
+    a KeyboardInterrupt that no signal caused. A real Ctrl-C is not one: it still interrupts."""
+    if isinstance(err, KeyboardInterrupt):
+        return not _interrupt_signalled.is_set()
+    return isinstance(err, (Exception, SystemExit))
 
 
 def printable(text: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from explorer import hookspecs
-from explorer.errors import PluginError
+from explorer.errors import PluginError, plugin_failure
 from explorer.registry import ModelEntry, PredictorEntry, Preset, Primitive, Registry
 
 ENTRY_POINT_GROUP = "normx"
@@ -66,7 +66,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
         try:
             plugin = ep.load()
             pm.register(plugin, name=name)
-        except Exception as err:  # noqa: BLE001 - any import error of a plugin is a warning
+        except BaseException as err:  # noqa: BLE001 - any import error (or exit) of a plugin is a warning
+            if not plugin_failure(err):
+                raise  # a real Ctrl-C
             _fail(name, err)
             continue
         _versions[name] = ep.dist.version if ep.dist is not None else "?"
@@ -117,7 +119,9 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, kind: type[R], add: Calla
         try:
             impl.function(register=callback)
             items = [replace(_instance_of(kind, args, kwargs), plugin=plugin_name) for args, kwargs in calls]
-        except Exception as err:  # noqa: BLE001 - a broken plugin must not take the others down
+        except BaseException as err:  # noqa: BLE001 - a broken (or exiting) plugin must not take the others down
+            if not plugin_failure(err):
+                raise  # a real Ctrl-C
             _fail(plugin_name, err)
             continue
         for item in items:

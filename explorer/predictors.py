@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from explorer.errors import NormxError
+from explorer.errors import NormxError, plugin_failure
 from explorer.norm import NormalizedLayer
 
 if TYPE_CHECKING:
@@ -221,7 +221,10 @@ def layer_weights(model: nn.Module) -> list[nn.Parameter]:
 
 def failure_reason(err: BaseException) -> str:
     """One line saying why a predictor failed, as it is stored under ``missing``."""
-    return " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    text = f"{type(err).__name__}: {err}"
+    if isinstance(err, (SystemExit, KeyboardInterrupt)):
+        text = f"{type(err).__name__}{f'({err})' if str(err) else ''} raised by the predictor, which may not end the command"
+    return " ".join(text.split())[:300]
 
 
 def too_small_batch(predictor: PredictorEntry, samples: int) -> str | None:
@@ -262,7 +265,8 @@ class Recorder:
     weights as well when a predictor needs weight gradients (one backward for both). Each
     predictor then computes its value from that :class:`BatchPass`. Sums stay on the device;
     :meth:`result` copies them once. A predictor that raises is recorded in ``missing`` with its
-    reason and not asked again; the others go on.
+    reason and not asked again; the others go on. So is one that calls ``sys.exit()`` or raises
+    KeyboardInterrupt itself (:func:`explorer.errors.plugin_failure`); a real Ctrl-C still interrupts.
     """
 
     def __init__(self, model: nn.Module, predictors: Sequence[PredictorEntry] = ()):
@@ -338,7 +342,9 @@ class Recorder:
                 continue
             try:
                 value = torch.as_tensor(predictor.compute(batch), device=device).detach().double().reshape(())
-            except Exception as err:  # noqa: BLE001 - a predictor that fails is missing, not a crash
+            except BaseException as err:  # noqa: BLE001 - a predictor that fails (or exits) is missing, not a crash
+                if not plugin_failure(err):
+                    raise  # a real Ctrl-C
                 self.missing[predictor.name] = failure_reason(err)
                 continue
             total = self._values.get(predictor.name)

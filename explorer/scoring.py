@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from explorer.compile import CompileController, parse_compile_mode
-from explorer.errors import NormxError, PredictorError
+from explorer.errors import NormxError, PredictorError, plugin_failure
 from explorer.models import create_model, resolve_model
 from explorer.predictors import Recorder, SeedPass, failure_reason, too_small_batch
 from explorer.records import DEFAULT_PREDICTORS, PREDICTOR_KEYS, to_float
@@ -188,7 +188,9 @@ def _compute_seed(entry: PredictorEntry, seed: SeedPass, missing: dict[str, str]
         return math.nan
     try:
         value = entry.compute(seed)
-    except Exception as err:  # noqa: BLE001 - a predictor that fails is missing, not a crash
+    except BaseException as err:  # noqa: BLE001 - a predictor that fails (or exits) is missing, not a crash
+        if not plugin_failure(err):
+            raise  # a real Ctrl-C
         missing[entry.name] = failure_reason(err)
         return math.nan
     return value if isinstance(value, dict) else float(value)

@@ -370,3 +370,108 @@ def test_a_screening_criterion_names_any_scalar_predictor_or_fails_naming_the_cl
         parse_study_text(text.format("snp"), "s.toml")
     with pytest.raises(StudyFileError, match="unknown score 'variance_growth'; closest: variance_growth_rate"):
         parse_study_text(text.format("variance_growth"), "s.toml")  # a kind and a rate: no order, its rate has one
+
+
+EXITING = """
+    import os, pathlib, sys, time
+    from explorer import PredictorEntry, hookimpl
+
+    def quit_now(batch):
+        sys.exit(0)
+
+    def interrupt(seed):
+        raise KeyboardInterrupt
+
+    def slow(batch):  # for a real Ctrl-C: says where it is, then takes its time
+        pathlib.Path(os.environ["NORMX_TEST_MARKER"]).write_text("computing")
+        time.sleep(120)
+        return 0.0
+
+    @hookimpl
+    def register_predictors(register):
+        register(PredictorEntry(name="quitter", direction="higher", compute=quit_now))
+        register(PredictorEntry(name="stopper", direction="higher", compute=interrupt, per="seed"))
+        register(PredictorEntry(name="slow", direction="higher", compute=slow))
+"""
+
+EXITING_AT_LOAD = """
+    import sys
+    from explorer import hookimpl
+
+    @hookimpl
+    def register_predictors(register):
+        sys.exit(0)
+"""
+
+
+def test_a_predictor_that_exits_or_raises_keyboard_interrupt_is_missing_not_the_end(tmp_path, normx_exe):
+    """Issue 24, item 6: a plugin predictor calling sys.exit(0) made ``normx score`` exit 0 with no
+    output; one raising KeyboardInterrupt ended it as a Ctrl-C. Either is the plugin's failure:
+    stored as missing with the reason, the other predictors kept."""
+    make_plugin(tmp_path, "exiting-predictor", "0.1", "exiting_predictor", EXITING)
+    result = run_normx(normx_exe, "score", "bn", "--model", "plaincnn(depth=2, width=8)", "--batch-size", "4",
+                       "--batches", "1", "--predictors", "cosine_similarity,quitter,stopper", "--json",
+                       path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["quitter"] == "nan" and data["stopper"] == "nan"
+    assert data["missing"]["quitter"].startswith("SystemExit(0) raised by the predictor")
+    assert data["missing"]["stopper"].startswith("KeyboardInterrupt raised by the predictor")
+    assert isinstance(data["cosine_similarity"], float)
+
+
+def test_a_study_whose_screening_predictor_exits_runs_to_its_budget(tmp_path, normx_exe):
+    """Issue 24, item 6: ``study run`` exited 0 at 0/3 with a trial left RUNNING. Now every trial
+    ends (the predictor missing, with its reason) and the budget is met."""
+    make_plugin(tmp_path, "exiting-predictor", "0.1", "exiting_predictor", EXITING)
+    study = tmp_path / "exits.toml"
+    study.write_text(screening_study("exits", 'cosine_similarity = "minimize"').replace(
+        "batches = 1", 'batches = 1\npredictors = ["cosine_similarity", "quitter", "stopper"]'))
+    store = tmp_path / "exits.db"
+    result = run_normx(normx_exe, "study", "run", str(study), "--storage", str(store), path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = optuna.load_study(study_name="exits", storage=f"sqlite:///{store}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        missing = t.user_attrs["predictors"]["missing"]
+        assert missing["quitter"].startswith("SystemExit(0)") and missing["stopper"].startswith("KeyboardInterrupt")
+
+
+def test_a_real_ctrl_c_during_a_plugin_predictor_still_interrupts(tmp_path, normx_exe):
+    """Only a KeyboardInterrupt that no signal caused is the plugin's: SIGINT while a plugin
+    predictor computes still ends ``normx score`` as interrupted (130)."""
+    import signal
+    import time
+
+    make_plugin(tmp_path, "exiting-predictor", "0.1", "exiting_predictor", EXITING)
+    marker = tmp_path / "marker"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NORMX_")}
+    environ.update(PYTHONPATH=os.pathsep.join([str(tmp_path), environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+                   NORMX_TEST_MARKER=str(marker))
+    process = subprocess.Popen([*normx_exe, "score", "bn", "--model", "plaincnn(depth=2, width=8)", "--batch-size",
+                                "4", "--batches", "1", "--predictors", "cosine_similarity,slow", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert marker.exists(), process.communicate(timeout=10)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)  # well within the predictor's 120 s sleep
+    finally:
+        process.kill()
+    assert process.returncode == 130, (out, err)
+    assert err.strip() == "normx: interrupted" and out == ""
+
+
+def test_a_plugin_that_exits_while_registering_is_skipped_with_a_warning(tmp_path, normx_exe):
+    """A plugin hook calling sys.exit(0) ended every command at once, silently, with status 0."""
+    make_plugin(tmp_path, "exiting-at-load", "0.1", "exiting_at_load", EXITING_AT_LOAD)
+    result = run_normx(normx_exe, "predictors", path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cosine_similarity" in result.stdout
+    assert "plugin 'exiting-at-load:exiting_at_load' failed to load and was skipped: SystemExit: 0" in result.stderr

@@ -277,7 +277,7 @@ def test_sigterm_while_the_storage_is_locked_records_the_interruption(tmp_path, 
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         os.killpg(parent.pid, signal.SIGTERM)
-        time.sleep(3)  # both workers now wait on the lock: heartbeats, progress, the interruption
+        time.sleep(4)  # both workers now wait on the lock: heartbeats, progress, the interruption
     finally:
         blocker.execute("COMMIT")
         blocker.close()
@@ -295,6 +295,9 @@ def test_sigterm_while_the_storage_is_locked_records_the_interruption(tmp_path, 
     for t in running:  # not recorded (the storage stayed busy, or its worker was stopped at the end of the
         # grace period while waiting on the lock): its worker is gone, so the next run finds it lost and retries it
         assert worker_alive(resolve_storage(store), t.user_attrs["worker"]) is False
+        # issue 24, item 9: and one line says so (the worker's last event was dropped by the parent)
+        said = [line for line in out.splitlines() if line.startswith(f"trial {t.number}: running")]
+        assert len(said) == 1 and "the storage refused to record it" in said[0], out
 
 
 def test_deferred_interrupts_hold_a_real_signal_until_the_step_is_done():
@@ -456,3 +459,183 @@ def test_a_trial_on_two_models_reports_its_stages_progress_and_end(tmp_path):
     ends = [(e.trial, e.state, e.spec, e.message) for e in events if e.kind == "trial_finished"]
     assert ends == [(t.number, "PRUNED", t.user_attrs["spec"], t.user_attrs["prune_reason"]) for t in pruned]
     assert not [e for e in events if e.kind == "progress"]
+
+
+# ----------------------------------------------------------------------------- issue 24: no composition lost
+
+
+#: A worker process (the real Worker, on a real storage) that claims trial 0 and leaves it RUNNING,
+#: runs the next trial, then meets a second draw of trial 0's composition: that draw is pruned as
+#: "same composition as trial 0, still running" (what a second worker sees while the first one
+#: trains). Then the process dies by SIGKILL: trial 0 is lost, and only its repeat is stored.
+_REPEAT_OF_A_RUNNING_TRIAL = """
+import os, signal
+from explorer.search import prepare
+from explorer.search.liveness import WorkerLiveness
+from explorer.search.optuna_study import create_or_load_study
+from explorer.search.storage import open_storage, resolve_storage
+from explorer.search.study_file import load_study_file
+from explorer.search.worker import Worker
+
+config = load_study_file({path!r})
+target = resolve_storage({store!r})
+create_or_load_study(config, open_storage(target))
+worker = Worker(prepare(config), target, 3, lambda event: None)  # room for the repeat
+with WorkerLiveness(target, worker.name):
+    worker.connect()
+    first = worker.claim()
+    first.trial.set_user_attr("stage", "training")
+    worker.study.enqueue_trial({{}}, user_attrs={{"baseline": first.trial.user_attrs["baseline"]}})
+    assert worker.run_trial(worker.claim()) is False   # the second preset, evaluated
+    assert worker.run_trial(worker.claim()) is True    # trial 0's composition again: a repeat
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_repeat_of_a_lost_trial_does_not_hold_its_place(tmp_path, normx_exe, kind):
+    """Issue 24, item 3: a trial pruned as "same composition as trial N, still running" kept the
+    composition's place after trial N was lost, so N's retry waited for ever: the run ended
+    "1/2 finished ... 1 waiting" with exit 0, and every later run said it was done."""
+    path, store = str(tmp_path / "rel.toml"), storage_path(tmp_path, kind)
+    (tmp_path / "rel.toml").write_text(tiny_study("rel", n=2, space='presets = ["ln", "rms"]',
+                                                  training="steps = 2\nbatch_size = 32"))
+    script = _REPEAT_OF_A_RUNNING_TRIAL.format(path=path, store=store)
+    died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, env=env())
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    before = {t.number: t for t in load(store)}
+    assert before[0].state == TrialState.RUNNING and before[2].user_attrs["reused_from"] == 0
+    assert before[2].user_attrs["prune_reason"] == "same composition as trial 0, still running"
+
+    result = normx(normx_exe, "study", "run", path, "--storage", store, timeout=240)
+    assert result.returncode == 0, result.stderr
+    no_traceback(result)
+    trials = load(store)
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
+    assert retry.state == TrialState.COMPLETE and "reused_from" not in retry.user_attrs
+    assert retry.user_attrs["spec"] == before[0].user_attrs["spec"]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    fresh = [t for t in trials if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs]
+    assert len(fresh) == 2
+    assert "2/2 finished" in result.stdout and "waiting" not in result.stdout.splitlines()[-1]
+    again = normx(normx_exe, "study", "run", path, "--storage", store, timeout=240)
+    assert again.returncode == 0 and len(load(store)) == len(trials)  # done: nothing more to run
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_output_closed_by_its_reader_interrupts_the_run_and_fails_no_trial(tmp_path, normx_exe, workers):
+    """Issue 24, item 5: ``normx study run … | head -3`` recorded the broken pipe as trial 0's
+    result (FAIL, stage failed, BrokenPipeError), counted in the budget and never retried, and
+    exited 0. Now the run stops as on Ctrl-C: the trial is interrupted and retried (or finished),
+    and the command exits 141 (as a shell reports SIGPIPE), saying nothing."""
+    path, store = write_study(tmp_path, n=3, steps=3000), storage_path(tmp_path, "sqlite")
+    reader = start(normx_exe, "study", "run", path, "--storage", store, "--workers", workers)
+    lines = [reader.stdout.readline() for _ in range(3)]  # a real pipe, read like `head -3`
+    assert all(lines), lines
+    reader.stdout.close()
+    reader.stdout = None
+    _, err = reader.communicate(timeout=180)
+    assert reader.returncode == 141, err
+    assert err == ""
+    trials = load(store)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert not [t for t in trials if t.user_attrs.get("stage") == "failed" or "error" in t.user_attrs]
+    for t in trials:
+        if t.state == TrialState.FAIL:  # interrupted: its retry waits
+            assert t.user_attrs["stage"] == "interrupted"
+            assert [r.user_attrs.get("retry_of") for r in trials].count(t.number) == 1
+    if workers == 1:
+        assert trials[0].state == TrialState.FAIL  # the 4th line was trial 0's: it stopped there
+    result = normx(normx_exe, "study", "run", path, "--storage", store, "--n-trials", 3, "--workers", workers)
+    assert result.returncode == 0, result.stderr
+    assert_settled(load(store), 3)
+
+
+def test_any_command_whose_reader_is_gone_exits_quietly_and_non_zero(normx_exe):
+    """``normx normalizers --json | head -c0``: the reader gone before the output (5 KiB, more
+    than the pipe holds) is written. It exited 0; now 141, and nothing on stderr."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: the listing cannot fit in it
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run([*normx_exe, "normalizers", "--json"], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=120, env=env())
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
+
+
+def test_a_lost_trial_is_interrupted_not_failed_in_every_count(tmp_path, normx_exe):
+    """Issue 24, item 8: a trial asked for and never claimed, found lost and retried, was counted
+    as failed *and* finished: "4/3 finished" in the status line, ``report`` and ``study list``,
+    while the last line said "1 fail". Now it is interrupted everywhere, and nothing is over budget."""
+    path, store = write_study(tmp_path, n=1), storage_path(tmp_path, "sqlite")
+    assert normx(normx_exe, "study", "run", path, "--storage", store).returncode == 0
+    script = ("import os, signal, optuna\n"
+              f"optuna.load_study(study_name='rel', storage='sqlite:///{store}').ask()\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == -signal.SIGKILL
+    result = normx(normx_exe, "study", "run", path, "--storage", store, "--n-trials", 3)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    done = next(line for line in lines if "done:" in line)
+    assert done.endswith("done: 3/3 finished (3 complete, 0 pruned, 0 failed, 1 interrupted), 2 waiting"), done
+    assert lines[-1].startswith("study rel: 3/3 finished (3 complete, 0 pruned, 0 failed, 1 interrupted), 0 running")
+    listed = normx(normx_exe, "study", "list", "--storage", store, "--json")
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    assert json.loads(listed.stdout)[0]["states"] == {"complete": 3, "interrupted": 1, "waiting": 2}
+    report = normx(normx_exe, "report", "rel", "--storage", store)
+    assert report.returncode == 0, report.stderr
+    assert "3/3 finished" in report.stdout and "4/3" not in report.stdout
+
+
+def test_a_worker_paused_while_its_trial_was_failed_as_stale_ends_quietly(tmp_path, normx_exe):
+    """Issue 24, item 7 (its second half): a worker SIGSTOPped while it trains has its trial failed as
+    stale (heartbeat) by the other worker, which runs the retry. After SIGCONT the paused worker
+    died with UpdateFinishedTrialError tracebacks and the command exited 2 although the budget was
+    met; now it drops its result with one line, and the command exits 0 with the exact budget."""
+    path, store = write_study(tmp_path, n=2, steps=1500), storage_path(tmp_path, "sqlite")
+    parent = start(normx_exe, "study", "run", path, "--storage", store, "--workers", 2)
+    trials = wait_for(lambda ts: training(ts, 2), store)
+    victim = next(t for t in trials if t.state == TrialState.RUNNING)
+    child = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(child, signal.SIGSTOP)
+    try:
+        wait_for(lambda ts: next(t for t in ts if t.number == victim.number).state == TrialState.FAIL, store,
+                 timeout=240)
+    finally:
+        os.kill(child, signal.SIGCONT)
+    out, err = parent.communicate(timeout=300)
+    assert parent.returncode == 0, err
+    no_traceback(err)
+    no_traceback(out)
+    assert f"trial {victim.number}: fail" in out and "ended by another worker while this one was paused" in out
+    trials = load(store)
+    assert_settled(trials, 2)
+    assert [t.system_attrs.get("failed_trial") for t in trials].count(victim.number) == 1
+
+
+def test_a_worker_paused_for_good_is_stopped_once_the_budget_is_met(tmp_path, normx_exe):
+    """Issue 24, item 7: one worker of --workers 2 SIGSTOPped and never resumed; the other fails its
+    trial as stale, runs the retry and meets the budget, and the parent waited for ever. Now, the
+    study settled, the parent gives the paused worker the heartbeat's grace period, stops it, says
+    so in one line and exits 0."""
+    path, store = write_study(tmp_path, n=2, steps=1500), storage_path(tmp_path, "sqlite")
+    parent = start(normx_exe, "study", "run", path, "--storage", store, "--workers", 2)
+    trials = wait_for(lambda ts: training(ts, 2), store)
+    victim = next(t for t in trials if t.state == TrialState.RUNNING)
+    child = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(child, signal.SIGSTOP)  # never resumed (the teardown kills the process group)
+    out, err = parent.communicate(timeout=300)
+    assert parent.returncode == 0, err
+    no_traceback(err)
+    assert f"(pid {child}) did not stop after the budget was met" in out and "stopped it" in out
+    assert gone(child)
+    trials = load(store)
+    assert_settled(trials, 2)
+    assert [t.system_attrs.get("failed_trial") for t in trials].count(victim.number) == 1

@@ -368,3 +368,31 @@ def test_an_objective_measured_nan_at_screening_prunes_with_its_reason(tmp_path,
         assert t.state == TrialState.PRUNED and "train" not in t.user_attrs
         assert t.user_attrs["prune_reason"] == (f"objective {broken_score} is NaN on {MLP}: RuntimeError: no score "
                                                 "here")
+
+
+def test_an_interrupted_candidate_is_not_counted_twice_at_the_end(tmp_path):
+    """Issue 24, item 8: a candidate interrupted while it trained, then retried, was counted twice
+    in the last line ("3 candidate(s), fewer than the warm-up of 2"), and that line said "1 fail"
+    where the status line said "0 failed, 1 interrupted"."""
+    store = str(tmp_path / "w.db")
+    config = study("wu", 2, screening="warmup = 2")
+
+    def interrupt(event):
+        if event.kind == "stage" and event.stage == "training":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, storage=store, on_trial_event=interrupt)
+    events = []
+    run_study(config, storage=store, on_trial_event=events.append)
+    end = next(e.message for e in events if e.kind == "study_done")
+    assert "relative screening: 2 candidate(s), fewer than the warm-up of 2" not in end
+    assert "3 candidate(s)" not in end
+    assert "relative screening: 2 candidate(s), none ranked: fewer than the warm-up of 2 had trained" in end
+    waiting = sum(t.state == TrialState.WAITING for t in trials(store, "wu"))
+    assert end.endswith(f"done: 2/2 finished (2 complete, 0 pruned, 0 failed, 1 interrupted), {waiting} waiting"), end
+    from explorer.search.storage import open_readonly
+    from explorer.tui.progress import status_line
+
+    assert status_line(load_study(open_readonly(store), "wu")).startswith("study wu: 2/2 finished (2 complete, 0 pruned, 0 failed, "
+                                                           "1 interrupted), 0 running")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from explorer import __version__
-from explorer.errors import NormxError, printable
+from explorer.errors import NormxError, note_interrupt_signal, printable
 
 #: subcommand -> module in explorer.cli whose ``add_parsers(subparsers)`` adds it, with the function that
 #: runs it as the parser's ``func`` default (one module may add several subcommands).
@@ -50,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    note_ctrl_c()
     try:
         return int(args.func(args) or 0)
     except NormxError as err:
@@ -68,8 +71,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"normx: error: out of memory on the {where}; use a smaller --batch-size, --width or model",
               file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
+    except BrokenPipeError:  # `normx study list | head -1`: quietly and non-zero, as a Unix tool on SIGPIPE
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null: its reader is gone, and the interpreter's flush at exit
+    would print "Exception ignored … BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _ctrl_c(signum: int, frame: object) -> None:
+    note_interrupt_signal()
+    raise KeyboardInterrupt
+
+
+def note_ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt as Python's own handler does, noting that a real signal
+    arrived: a plugin that raises KeyboardInterrupt itself is a failing plugin, not a Ctrl-C
+    (:func:`explorer.errors.plugin_failure`). A SIGINT ignored by the shell stays ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _ctrl_c)
 
 
 def out_of_memory(err: RuntimeError) -> str | None:

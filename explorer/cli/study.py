@@ -71,7 +71,9 @@ def run_run(args: argparse.Namespace) -> int:
             run_study(config, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
                       on_trial_event=display, ctx=ctx)
     except KeyboardInterrupt:
-        return 130
+        from explorer.search.signals import EXIT_OUTPUT_CLOSED, output_closed
+
+        return EXIT_OUTPUT_CLOSED if output_closed() else 130  # `| head`: quietly, as on SIGPIPE
     return 0
 
 

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from explorer.search.signals import close_output
+
 
 @dataclass
 class TrialEvent:
@@ -60,9 +62,15 @@ def ignore(event: TrialEvent) -> None:
 
 def write_line(stream: TextIO, line: str) -> None:
     """One line in one write: ``print`` writes the newline separately, and another thread's line
-    (a status line) could land between the two."""
-    stream.write(line + "\n")
-    stream.flush()
+    (a status line) could land between the two.
+
+    When the reader of the output went away (``| head``), the run is interrupted
+    (:func:`explorer.search.signals.close_output`): output that cannot be written is no trial's failure."""
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        close_output(stream)
 
 
 def _fmt(values: list[float] | None) -> str:

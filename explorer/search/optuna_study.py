@@ -3,7 +3,9 @@
 The study-wide budget counts distinct compositions: a trial holds a place when it is complete,
 pruned, running, or failed with an error (an error is a result: retrying it forever would never
 end the study), and only when no earlier such trial has its composition. Interrupted trials and
-trials whose worker died are retried, so they do not count.
+trials whose worker died are retried, so they do not count. Nor does a repeat (``reused_from``):
+its source holds the composition's place, and when the source is lost or interrupted the place
+is free again for the source's retry.
 
 The writing side of a study, used by the runner and its workers; the study as its readers see it
 is :mod:`explorer.search.results.study_data`, the ``normx study`` commands :mod:`explorer.cli.study`.
@@ -148,7 +150,14 @@ def composition_key(attrs: dict) -> str | None:
 
 
 def holds_a_place(trial: FrozenTrial) -> bool:
-    """A result (complete, pruned, failed with an error) or a trial still running."""
+    """A result (complete, pruned, failed with an error) or a trial still running, that is not a
+    repeat of an earlier trial.
+
+    A repeat (``reused_from``) holds no place of its own: its source does. A repeat pruned as
+    "same composition as trial N, still running" would otherwise keep the composition's place
+    after trial N is lost, and N's retry would wait for ever behind a budget that looks spent."""
+    if TrialAttr.REUSED_FROM in trial.user_attrs:
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
         return True
     return trial.state == TrialState.FAIL and trial.user_attrs.get(TrialAttr.STAGE) == Stage.FAILED

@@ -26,13 +26,13 @@ from explorer.search import default_storage
 from explorer.search.context import StudyContext, file_error, prepare
 from explorer.search.learned import check_prior_studies
 from explorer.search.events import PlainLines, TrialEvent, TrialEventHandler
-from explorer.search.schema import StudyAttr, TrialAttr
+from explorer.search.schema import StudyAttr, TrialAttr, trial_outcome
 from explorer.search.halving import HalvingPolicy
 from explorer.search.screening import RANKING_POLICIES, RelativePolicy
 from explorer.search.signals import (ParentWatch, blocked_signals, deferred_interrupts, interrupt_on_signals,
                                      unblock_interrupts)
 from explorer.search.storage import StorageError, StorageTarget, open_storage, resolve_storage, scrub, storage_failure
-from explorer.search.optuna_study import budget_counts, create_or_load_study, make_sampler, state_counts
+from explorer.search.optuna_study import budget_counts, create_or_load_study, holds_a_place, make_sampler, state_counts
 from explorer.search.study_file import StudyConfig, StudyFileError
 from explorer.search.worker import Worker, worker_name
 
@@ -110,7 +110,11 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
             worker = Worker(ctx, target, budget, on_event, storage=storage_obj, study=study)
             worker.run()
         else:
-            lost = _run_processes(config, target, budget, workers, on_event)
+            def settled() -> bool:  # the budget met and no trial running: nothing left for a worker to do
+                taken, running, _ = budget_counts(study)
+                return taken >= budget and not running
+
+            lost = _run_processes(config, target, budget, workers, on_event, settled)
             if lost:
                 _check_budget_met(study, budget, lost, config.name, on_event)
     except KeyboardInterrupt:
@@ -120,12 +124,36 @@ def run_study(config: StudyConfig, storage: str | None = None, n_trials: int | N
                             message="interrupted; run the same command again to resume"))
         raise
     outcome.counts = state_counts(study)
-    summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(outcome.counts.items()))
+    summary = end_summary(study, budget)
     outcome.exhausted = study.user_attrs.get(StudyAttr.SPACE_EXHAUSTED)
     notes = [f"space exhausted: {outcome.exhausted} distinct compositions"] if outcome.exhausted is not None else []
     notes += warmup_note(config, study)
     on_event(TrialEvent(kind="study_done", study=config.name, message="; ".join([*notes, f"done: {summary}"])))
     return outcome
+
+
+def end_summary(study: optuna.Study, budget: int) -> str:
+    """``3/3 finished (3 complete, 0 pruned, 0 failed, 2 interrupted)``: the counts of the progress
+    status line, ``report`` and ``study list`` (:func:`explorer.search.schema.trial_outcome`): a
+    repeat is not a finished composition, an interrupted or lost trial is neither failed nor finished."""
+    counts = dict.fromkeys(("complete", "pruned", "failed", "interrupted", "running", "waiting"), 0)
+    repeats = 0
+    for t in study.get_trials(deepcopy=False):
+        state = trial_outcome(t.state.name, t.user_attrs)
+        counts[state] = counts.get(state, 0) + 1
+        repeats += TrialAttr.REUSED_FROM in t.user_attrs and state in ("complete", "pruned", "failed")
+    finished = counts["complete"] + counts["pruned"] + counts["failed"] - repeats
+    text = (f"{finished}/{budget} finished ({counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['failed']} failed")
+    if counts["interrupted"]:
+        text += f", {counts['interrupted']} interrupted"
+    if repeats:
+        text += f"; {repeats} repeated"
+    text += ")"
+    for state in ("running", "waiting"):
+        if counts[state]:
+            text += f", {counts[state]} {state}"
+    return text
 
 
 def screening_summary(config: StudyConfig, budget: int) -> str:
@@ -154,11 +182,16 @@ def warmup_note(config: StudyConfig, study: optuna.Study) -> list[str]:
     s = config.screening
     if s.policy not in RANKING_POLICIES or not config.needs_training():
         return []
+    # one decision per distinct candidate: an interrupted or lost attempt (decided, then retried) and
+    # a repeat hold no place (holds_a_place)
     decided = [t.user_attrs[TrialAttr.SCREENING] for t in study.get_trials(deepcopy=False)
-               if isinstance(t.user_attrs.get(TrialAttr.SCREENING), dict) and TrialAttr.REUSED_FROM not in t.user_attrs]
+               if isinstance(t.user_attrs.get(TrialAttr.SCREENING), dict) and holds_a_place(t)]
     if not decided or any(d.get("rank") is not None for d in decided):
         return []
-    return [f"relative screening: {len(decided)} candidate(s), fewer than the warm-up of {s.warmup}: all trained"]
+    if len(decided) < s.warmup:
+        return [f"relative screening: {len(decided)} candidate(s), fewer than the warm-up of {s.warmup}: all trained"]
+    return [f"relative screening: {len(decided)} candidate(s), none ranked: fewer than the warm-up of {s.warmup} "
+            "had trained when each was screened: all trained"]
 
 
 def usable_cores() -> int:
@@ -202,6 +235,12 @@ def _worker_process(config: StudyConfig, target: StorageTarget, budget: int, ind
         sys.exit(2)
 
 
+def stale_grace_s(config: StudyConfig) -> int:
+    """The heartbeat's grace period: the study file's, else Optuna's default (twice the interval)."""
+    w = config.workers
+    return w.grace_period if w.grace_period is not None else 2 * w.heartbeat_interval
+
+
 def _signal_name(exitcode: int) -> str:
     try:
         return signal.Signals(-exitcode).name
@@ -210,17 +249,23 @@ def _signal_name(exitcode: int) -> str:
 
 
 def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, workers: int,
-                   on_event: TrialEventHandler) -> list[str]:
+                   on_event: TrialEventHandler, settled: Callable[[], bool] | None = None) -> list[str]:
     """Run ``workers`` worker processes and pass their events on until every one has stopped.
 
     Returns what happened to workers that died by a signal (their trials are retried by the
-    others); raises the first worker's error, or KeyboardInterrupt after stopping them all."""
+    others); raises the first worker's error, or KeyboardInterrupt after stopping them all.
+
+    A worker that does not stop although a worker finished, the budget is met and no trial runs
+    (``settled``) is paused or hung (SIGSTOP, a debugger): its trial was failed as stale and
+    retried by the others. It is given the study's heartbeat grace period, then stopped, and said so."""
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     threads = max(1, usable_cores() // workers)
     processes = [context.Process(target=_worker_process, args=(config, target, budget, i, events, threads),
                                  name=f"normx-worker-{i}") for i in range(workers)]
     errors: list[str] = []
+    #: pid -> name of the workers stopped because they did not end once the study was settled
+    stuck: dict[int, str] = {}
 
     def drain(block: bool) -> None:
         while True:
@@ -242,11 +287,24 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
             for p in processes:
                 p.start()
         held.raise_pending()
+        done_at = checked_at = None
+        grace = stale_grace_s(config)
         while any(p.is_alive() for p in processes):
             drain(block=True)
             if errors:  # a storage that is full fails every worker: stop the others at once
                 _stop_processes(processes, drain)
                 break
+            if settled is None or not any(p.exitcode == 0 for p in processes):
+                continue
+            now = time.monotonic()
+            done_at = done_at if done_at is not None else now
+            if now - done_at >= grace and (checked_at is None or now - checked_at >= 2.0):
+                checked_at = now
+                if settled():
+                    for p in processes:
+                        if p.is_alive():
+                            stuck[p.pid] = p.name
+                    _stop_processes([p for p in processes if p.is_alive()], drain, first=signal.SIGKILL)
         drain(block=False)
     except KeyboardInterrupt:
         _stop_processes(processes, drain)
@@ -255,23 +313,30 @@ def _run_processes(config: StudyConfig, target: StorageTarget, budget: int, work
         p.join()
     if errors:
         raise NormxError(errors[0])
-    codes = [p.exitcode for p in processes]
+    for pid, name in stuck.items():
+        on_event(TrialEvent(kind="study", study=config.name,
+                            message=f"worker {name} (pid {pid}) did not stop after the budget was met (paused or "
+                                    f"hung for over {stale_grace_s(config)} s; its trial was failed as stale "
+                                    "and retried by the other workers): stopped it"))
+    codes = [p.exitcode for p in processes if p.pid not in stuck]
     if 130 in codes:
         raise KeyboardInterrupt
     failed = [c for c in codes if c not in (0, None) and c > 0]
     if failed:
         raise NormxError(f"{len(failed)} worker process(es) failed (exit codes {failed})")
     return [f"worker {p.name} (pid {p.pid}) was killed by {_signal_name(p.exitcode)}"
-            for p in processes if p.exitcode is not None and p.exitcode < 0]
+            for p in processes if p.exitcode is not None and p.exitcode < 0 and p.pid not in stuck]
 
 
-def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None]) -> None:
+def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None],
+                    first: signal.Signals = signal.SIGINT) -> None:
     """Interrupt every live worker and give them :data:`STOP_GRACE_S` together to record their
-    trials; then SIGTERM, then SIGKILL, whatever still runs."""
-    for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    trials; then SIGTERM, then SIGKILL, whatever still runs (``first=SIGKILL``: at once)."""
+    steps = ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+    for sig, grace in steps[[s for s, _ in steps].index(first):]:
         alive = [p for p in processes if p.is_alive()]
         if not alive:
-            return
+            break
         for p in alive:
             try:
                 os.kill(p.pid, sig)
@@ -283,6 +348,18 @@ def _stop_processes(processes: list[BaseProcess], drain: Callable[[bool], None])
                 drain(block=True)
             except KeyboardInterrupt:  # a second Ctrl-C: go on stopping them
                 pass
+    _drain_last(drain)
+
+
+def _drain_last(drain: Callable[[bool], None]) -> None:
+    """The events the stopped workers sent just before they exited (what each did with its trial:
+    recorded interrupted, or left RUNNING because the storage refused): said, not dropped."""
+    for _ in range(3):
+        try:
+            drain(False)
+            return
+        except KeyboardInterrupt:  # another Ctrl-C while the last lines are printed
+            continue
 
 
 def _check_budget_met(study: optuna.Study, budget: int, lost: list[str], name: str,

@@ -120,9 +120,13 @@ class Recorder:
         """Record ``trial`` as interrupted and queue its retry, with further signals held. A storage
         that stays busy or fails is said in one line: the trial stays RUNNING and the next run
         finds it lost or stale and retries it."""
-        interruption_handled()
-        steps = [*self._steps(trial, INTERRUPTED), partial(self._enqueue_retry, trial)]
+        # held from the start: a second signal (the parent's SIGINT after a SIGTERM to the whole
+        # group) landing before the first write left the trial RUNNING with nothing said
         with deferred_interrupts():
+            interruption_handled()
+            if self._finished(trial):  # it ended before the interruption (its last line could not be written)
+                return
+            steps = [*self._steps(trial, INTERRUPTED), partial(self._enqueue_retry, trial)]
             for step in steps:
                 for attempt in range(INTERRUPT_RECORD_ATTEMPTS):
                     try:
@@ -138,6 +142,13 @@ class Recorder:
                                           "the next run finds it lost and retries it")
                         return
         self._announce(trial, spec_text, INTERRUPTED)
+
+    def _finished(self, trial: optuna.Trial) -> bool:
+        """Whether the stored trial has ended already (told by this worker, or failed by another)."""
+        try:
+            return self.study._storage.get_trial(trial._trial_id).state.is_finished()
+        except Exception:  # noqa: BLE001 - a storage that fails here is said by the steps that follow
+            return False
 
     def _steps(self, trial: optuna.Trial, ending: Ending) -> list[Callable[[], Any]]:
         """The writes that end ``trial``, in order: attributes, constraints, stage, Optuna's state."""

@@ -29,7 +29,7 @@ __all__ = [
     "LAYER_PREDICTORS", "PAPER_PREDICTORS", "PREDICTOR_KEYS", "RESULT_ATTRS", "SCALAR_PREDICTORS", "STAGES",
     "STUDY_ATTRS", "TRAIN_KEYS", "TRIAL_ATTRS",
     "VARIANCE_GROWTH_KINDS", "Predictors", "Stage", "StudyAttr", "TrainResult", "TrialAttr", "TrialRecord",
-    "json_safe", "to_float",
+    "json_safe", "to_float", "trial_outcome",
 ]
 
 
@@ -83,6 +83,25 @@ class TrialAttr:
     RUNGS = "rungs"
     #: the latest training checkpoint: {"artifact_id", "step", "rung"} (explorer.search.checkpoints)
     CHECKPOINT = "checkpoint"
+
+
+def trial_outcome(state: str, attrs: dict[str, Any]) -> str:
+    """What a trial is to every count (the runner's last line, the progress, ``report``, ``list``):
+    complete, pruned, running, waiting, failed (an error: a result that holds its place), or
+    interrupted: a FAIL that is not a result (Ctrl-C, a worker that died or was found stale, a
+    trial asked for and never claimed), which is retried and is not finished.
+
+    ``state`` is Optuna's state name (``"FAIL"``). A FAIL without a stage is interrupted when normx
+    claimed it (it has a ``worker``) or found it lost; one from outside normx stays failed."""
+    if state != "FAIL":
+        return {"COMPLETE": "complete", "RUNNING": "running", "PRUNED": "pruned", "WAITING": "waiting"}.get(
+            state, state.lower())
+    stage = attrs.get(TrialAttr.STAGE) or ""
+    if stage == Stage.FAILED:
+        return "failed"
+    if stage or TrialAttr.WORKER in attrs or str(attrs.get(TrialAttr.ERROR) or "").startswith("lost:"):
+        return "interrupted"
+    return "failed"
 
 
 # Plain strings, not enum members: they go to every storage driver (sqlite3, psycopg2, journal

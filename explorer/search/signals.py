@@ -13,6 +13,7 @@ Ctrl-C while they import torch is delivered then, as an interruption, never as a
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -22,7 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from explorer.errors import forget_interrupt_signal, note_interrupt_signal
+
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+#: The exit status of a command whose output's reader went away, as a shell reports a process
+#: killed by SIGPIPE (``yes | head``): 128 + 13.
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 
 
 #: Set by the handler of :func:`interrupt_on_signals`: a KeyboardInterrupt raised while a weakref
@@ -31,7 +37,18 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 _interrupted = threading.Event()
 
 
+#: Set when the handler raised its KeyboardInterrupt, until the interruption is handled
+#: (:func:`interruption_handled`, which the recording of the interrupted trial calls with the
+#: signals held): a second signal meanwhile (a SIGTERM to the process group, then the parent's
+#: SIGINT) is the same interruption, and raising it again would cut the recording short.
+_stopping = threading.Event()
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    note_interrupt_signal()  # a real one: a plugin's own KeyboardInterrupt is its failure (explorer.errors)
+    if _stopping.is_set():
+        return  # the interruption already on its way
+    _stopping.set()
     _interrupted.set()
     raise KeyboardInterrupt
 
@@ -51,6 +68,43 @@ def _drop_swallowed_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
     _previous_unraisablehook(unraisable)
 
 
+#: Set when a line could not be written because the reader of the output went away (EPIPE:
+#: ``normx study run … | head -3``). Nothing of a trial failed: the run stops as on Ctrl-C (the
+#: running trial interrupted, its retry queued) and the command exits with
+#: :data:`EXIT_OUTPUT_CLOSED`, quietly, like a Unix tool on SIGPIPE.
+_output_closed = threading.Event()
+
+
+class OutputClosed(KeyboardInterrupt):
+    """The reader of the output went away: an interruption, not a failure of the trial."""
+
+
+def output_closed() -> bool:
+    """Whether a write found the output's reader gone (:func:`close_output`)."""
+    return _output_closed.is_set()
+
+
+def close_output(stream: object) -> None:
+    """Called when writing to ``stream`` failed with EPIPE: point its file descriptor at
+    /dev/null, so that no later write fails (the interpreter's flush at exit included), and
+    interrupt the run: raise :class:`OutputClosed` in the main thread, or interrupt the main
+    thread from another one (the progress display's thread) as a Ctrl-C would."""
+    first = not _output_closed.is_set()
+    _output_closed.set()
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())  # type: ignore[attr-defined]
+        finally:
+            os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # not a file: nothing more will be written to it
+        pass
+    if threading.current_thread() is threading.main_thread():
+        raise OutputClosed
+    if first:
+        _thread.interrupt_main()  # SIGINT's handler runs in the main thread (or is held, then raised)
+
+
 def raise_if_interrupted() -> None:
     """Raise the KeyboardInterrupt of a SIGINT/SIGTERM whose own raise was swallowed."""
     if _interrupted.is_set():
@@ -61,6 +115,8 @@ def raise_if_interrupted() -> None:
 def interruption_handled() -> None:
     """The KeyboardInterrupt of the last signal was caught (or a new run starts): nothing is pending."""
     _interrupted.clear()
+    _stopping.clear()
+    forget_interrupt_signal()
 
 
 def interrupt_on_signals() -> None:
@@ -74,6 +130,8 @@ def interrupt_on_signals() -> None:
         return
     global _previous_unraisablehook
     _interrupted.clear()
+    _stopping.clear()
+    forget_interrupt_signal()
     if sys.unraisablehook is not _drop_swallowed_interrupt:
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _drop_swallowed_interrupt
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -88,6 +146,7 @@ class DeferredInterrupts:
 
     def hold(self, signum: int, frame: FrameType | None) -> None:
         self.pending = True
+        note_interrupt_signal()
 
     def raise_pending(self) -> None:
         if self.pending:

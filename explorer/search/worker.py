@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 
 from explorer.errors import NormxError
@@ -200,32 +201,48 @@ class Worker:
         if not isinstance(claimed, Claimed):
             claimed = draw(claimed, self.ctx)
         trial, recorder = claimed.trial, self.recorder
-        with Heartbeat(self.storage, trial._trial_id, self.heartbeat_interval):
-            trial.set_user_attr(TrialAttr.WORKER, self.name)
-            trial.set_user_attr(TrialAttr.STAGE, Stage.SCREENING)
-            self.emit("trial_started", trial=trial.number)
-            spec_text = claimed.spec_text
-            try:
-                if claimed.error is not None:
-                    raise claimed.error
-                if self._reused(trial, spec_text, claimed.composition.key):
-                    return True
-                evaluation = Evaluator(self.ctx, self.study, self.emit).evaluate(trial, claimed.composition)
-                if recorder.record(trial, spec_text, evaluation, self.ctx.config):
-                    self.completed += 1
-            except InvalidComposition as err:
-                spec_text = err.spec or spec_text
-                if self._reused(trial, spec_text, spec_text):
-                    return True
-                recorder.finish(trial, spec_text, pruned(str(err)))
-            except KeyboardInterrupt:
-                recorder.interrupt(trial, spec_text)
-                raise
-            except Exception as err:  # noqa: BLE001 - a broken composition or plugin fails one trial only
-                if storage_failure(err, self.target) is not None:
-                    raise  # the storage, not the trial: Worker.run stops with one line
-                recorder.finish(trial, spec_text, failed(err))
+        try:
+            with Heartbeat(self.storage, trial._trial_id, self.heartbeat_interval):
+                trial.set_user_attr(TrialAttr.WORKER, self.name)
+                trial.set_user_attr(TrialAttr.STAGE, Stage.SCREENING)
+                spec_text = claimed.spec_text
+                try:
+                    self.emit("trial_started", trial=trial.number)
+                    if claimed.error is not None:
+                        raise claimed.error
+                    if self._reused(trial, spec_text, claimed.composition.key):
+                        return True
+                    evaluation = Evaluator(self.ctx, self.study, self.emit).evaluate(trial, claimed.composition)
+                    if recorder.record(trial, spec_text, evaluation, self.ctx.config):
+                        self.completed += 1
+                except InvalidComposition as err:
+                    spec_text = err.spec or spec_text
+                    if self._reused(trial, spec_text, spec_text):
+                        return True
+                    recorder.finish(trial, spec_text, pruned(str(err)))
+                except KeyboardInterrupt:
+                    recorder.interrupt(trial, spec_text)
+                    raise
+                except UpdateFinishedTrialError:
+                    raise  # ended by another worker: below
+                except SystemExit as err:  # sys.exit() in a plugin's code (a normalizer, a model) ends no study
+                    recorder.finish(trial, spec_text, failed(err))
+                except Exception as err:  # noqa: BLE001 - a broken composition or plugin fails one trial only
+                    if storage_failure(err, self.target) is not None:
+                        raise  # the storage, not the trial: Worker.run stops with one line
+                    recorder.finish(trial, spec_text, failed(err))
+        except UpdateFinishedTrialError:
+            self._ended_elsewhere(trial, claimed.spec_text)
         return False
+
+    def _ended_elsewhere(self, trial: optuna.Trial, spec_text: str | None) -> None:
+        """``trial`` was ended by another worker while this one could not beat its heartbeat (the
+        process stopped, SIGSTOP, a machine asleep): failed as stale, its retry queued. This
+        worker's result is dropped, one line says so, and the worker goes on (or finds the budget met)."""
+        state = self.study._storage.get_trial(trial._trial_id).state
+        self.emit("trial_finished", trial=trial.number, spec=spec_text, state=state.name,
+                  message="ended by another worker while this one was paused (its heartbeat went stale; "
+                          "its retry runs in its place): this worker's result is dropped")
 
     def _reused(self, trial: optuna.Trial, spec_text: str | None, key: str | None) -> bool:
         """Whether ``trial`` repeats an earlier composition, ended as such (:mod:`explorer.search.reuse`)."""

@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from explorer.records import LAYER_PREDICTORS, SCALAR_PREDICTORS, predictor_value, to_float
-from explorer.search.schema import Stage, TrialAttr, TrialRecord
+from explorer.search.schema import Stage, TrialAttr, TrialRecord, trial_outcome
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -37,8 +37,6 @@ LAYER_CURVES: tuple[str, ...] = LAYER_PREDICTORS
 #: "interrupted": a FAIL that is not a result (Ctrl-C, or a worker that died); it is retried and,
 #: like the runner's budget, not counted as finished.
 STATES: tuple[str, ...] = ("complete", "running", "pruned", "failed", "interrupted", "waiting")
-_STATE_NAMES = {"COMPLETE": "complete", "RUNNING": "running", "PRUNED": "pruned", "FAIL": "failed",
-                "WAITING": "waiting"}
 
 
 def finite(value: float | None) -> bool:
@@ -164,10 +162,8 @@ def row_from_trial(trial: FrozenTrial | RawTrialRow) -> TrialRow:
     attrs = trial.user_attrs
     predictors = attrs.get(TrialAttr.PREDICTORS)
     train = attrs.get(TrialAttr.TRAIN)
-    state = _STATE_NAMES.get(trial.state.name, trial.state.name.lower())
+    state = trial_outcome(trial.state.name, attrs)
     stage = str(attrs.get(TrialAttr.STAGE) or "")
-    if state == "failed" and stage not in (Stage.FAILED, ""):
-        state = "interrupted"
     if not stage:
         stage = {"complete": Stage.DONE, "failed": Stage.FAILED, "pruned": Stage.PRUNED}.get(state, "")
     reason = attrs.get(TrialAttr.PRUNE_REASON) or attrs.get(TrialAttr.ERROR) or ""
