@@ -162,3 +162,27 @@ def test_a_candidate_killed_between_rungs_resumes_at_its_rung(tmp_path, normx_ex
     assert [p[1] for p in mine["loss_curve"]] == pytest.approx([p[1] for p in theirs["loss_curve"]], rel=1e-4)
     artifacts = tmp_path / "runs.db.normx-artifacts"
     assert not [p for p in artifacts.rglob("*") if p.is_file()]  # a finished candidate's checkpoint is removed
+
+
+def test_the_views_say_which_rung_each_candidate_reached_and_why_it_stopped(halved):
+    from explorer.search.results import StudySource
+    from explorer.search.results.export import report_data
+    from explorer.tui.tables import halving_table
+
+    _, storage, trials = halved
+    data = StudySource(storage, "halved").load()
+    by_number = {r.number: r for r in data.rows}
+    for t in trials:
+        row = by_number[t.number]
+        reached = len(t.user_attrs.get("rungs") or []) + ("train" in t.user_attrs)
+        if (t.user_attrs.get("screening") or {}).get("policy") == "halving":
+            assert row.rung == reached
+        if t.user_attrs.get("prune_reason", "").startswith("stopped at rung"):
+            assert row.progress == f"pruned at rung {reached}" and row.reason.startswith("stopped at rung")
+    records = {r["number"]: r for r in report_data(data, resamples=10)["trials"]}
+    assert {records[t.number]["rung"] for t in trials if "rungs" in t.user_attrs} <= {1, 2, 3}
+    table = halving_table(data)
+    assert table is not None and table.row_count == 4  # rung 0 (screening) to rung 3 (the full run)
+    reached = [int(v) for v in table.columns[1]._cells]
+    assert reached == sorted(reached, reverse=True) and reached[0] == len([r for r in data.rows if r.predictors
+                                                                            and r.reused_from is None])

@@ -173,9 +173,10 @@ def pareto_table(data: StudyData, title: str | None = None) -> Group:
 def halving_table(data: StudyData) -> Table | None:
     """Policy "halving": per rung, how many candidates reached it and how many stopped there (the
     reasons are each trial's ``reason``); None for a study of another policy."""
-    rungs = [(r.rung, r) for r in data.rows if r.rung is not None and r.reused_from is None]
-    if not rungs:
+    if not any(r.rung is not None for r in data.rows):
         return None
+    # a candidate pruned by a threshold before rung 0's ranking has no decision stored: rung 0
+    rungs = [(r.rung or 0, r) for r in data.rows if r.reused_from is None and (r.predictors or r.rung is not None)]
     deepest = max(k for k, _ in rungs)
     table = Table(title="successive halving: the rung each candidate reached")
     for name in ("rung", "reached", "stopped there", "running", "e.g. why"):
