@@ -52,11 +52,13 @@ def finished_study(tmp_path_factory):
     return db
 
 
-@pytest.mark.parametrize("value", [-5, 0])
-def test_validate_bootstrap_must_be_positive(capsys, finished_study, value):
-    """Item 16: ``--bootstrap -5`` was a traceback, ``--bootstrap 0`` printed [+nan, +nan]."""
-    one_line(capsys, ["study", "validate", "bad", "--storage", finished_study, "--bootstrap", value],
-             "--bootstrap must be at least 1")
+@pytest.mark.parametrize("value", [-5, 0, 1, 99])
+def test_validate_resamples_must_make_an_interval(capsys, finished_study, value):
+    """Item 16 of the first pass: ``--bootstrap -5`` was a traceback, ``--bootstrap 0`` printed
+    [+nan, +nan]; issue 24, item 15: ``--bootstrap 1`` printed a "95 % CI" [+0.78, +0.78] that
+    excluded τ. The option has one name in every command, ``--resamples``, and at least 100."""
+    one_line(capsys, ["study", "validate", "bad", "--storage", finished_study, "--resamples", value],
+             "--resamples must be at least 100")
 
 
 @pytest.mark.parametrize("spec, words", [

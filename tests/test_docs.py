@@ -36,7 +36,7 @@ ON_THE_QUICK_STUDY: dict[str, str] = {
     "normx study list": "quick",
     "normx report quick": "quick",
     "normx report quick --json > quick.json": "",
-    "normx study validate quick --json --bootstrap 2000": "combined",
+    "normx study validate quick --json --resamples 2000": "combined",
     "normx report quick --plots figs/": "quick",
 }
 #: the others: where they are tested, or why they cannot run in a test

@@ -105,14 +105,14 @@ def test_a_model_learned_on_one_table_ranks_another_nearly_perfectly(tmp_path):
 
 def test_the_table_learned_command_prints_json_and_a_table(tmp_path, capsys):
     paths = [str(rule_table(n, 30, 1.0, s).save(tmp_path / f"{n}.jsonl")) for n, s in (("a", 0), ("b", 1))]
-    assert main(["table", "learned", *paths, "--json", "--bootstrap", "10"]) == 0
+    assert main(["table", "learned", *paths, "--json", "--resamples", "100"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [e["table"] for e in result] == ["a", "b"] and result[0]["learned"]["note"].startswith("fitted on 30 rows")
-    assert main(["table", "learned", paths[0], "--bootstrap", "10"]) == 0
+    assert main(["table", "learned", paths[0], "--resamples", "100"]) == 0
     text = capsys.readouterr().out
     assert "a, held out" in text and "rule (best single)" in text and "no other table to learn from" in text
-    assert main(["table", "learned", paths[0], "--bootstrap", "0"]) == 2
-    assert "--bootstrap must be at least 1" in capsys.readouterr().err
+    assert main(["table", "learned", paths[0], "--resamples", "0"]) == 2
+    assert "--resamples must be at least 100" in capsys.readouterr().err
 
 
 def test_the_fast_walk_predicts_what_scikit_learn_predicts():

@@ -237,7 +237,7 @@ def test_the_table_commands(built, tmp_path, normx_exe):
 
     listed = normx("list", "--json")
     assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
-    shown = normx("show", path, "--json", "--bootstrap", "20")
+    shown = normx("show", path, "--json", "--resamples", "100")
     assert shown.returncode == 0, shown.stderr
     predictors = {e["predictor"] for e in json.loads(shown.stdout)["correlations"]}
     assert {"cosine_similarity", "parameter_count", "combined"} <= predictors

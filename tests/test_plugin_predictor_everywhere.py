@@ -60,7 +60,7 @@ def test_the_study_lists_the_plugin_predictor_after_the_papers(study):
 
 def test_report_json_and_csv_hold_it_per_trial(study, normx_exe):
     url, name, plugin = study
-    report = run_normx(normx_exe, "report", name, "--storage", url, "--json", "--resamples", "50", path=plugin)
+    report = run_normx(normx_exe, "report", name, "--storage", url, "--json", "--resamples", "100", path=plugin)
     assert report.returncode == 0, report.stderr
     trials = json.loads(report.stdout)["trials"]
     assert trials and all(PLUGIN in t for t in trials)
@@ -75,7 +75,7 @@ def test_report_json_and_csv_hold_it_per_trial(study, normx_exe):
 
 def test_validate_ranks_it(study, normx_exe):
     url, name, plugin = study
-    result = run_normx(normx_exe, "study", "validate", name, "--storage", url, "--json", "--bootstrap", "50",
+    result = run_normx(normx_exe, "study", "validate", name, "--storage", url, "--json", "--resamples", "100",
                        path=plugin)
     assert result.returncode == 0, result.stderr
     validation = json.loads(result.stdout)
@@ -88,7 +88,7 @@ def test_validate_ranks_it(study, normx_exe):
 def test_the_validation_figure_has_a_panel_for_it(study, normx_exe, tmp_path):
     pytest.importorskip("matplotlib")
     url, name, plugin = study
-    result = run_normx(normx_exe, "report", name, "--storage", url, "--plots", str(tmp_path), "--resamples", "50",
+    result = run_normx(normx_exe, "report", name, "--storage", url, "--plots", str(tmp_path), "--resamples", "100",
                        path=plugin)
     assert result.returncode == 0, result.stderr
     svg = (tmp_path / f"{name}-validation.svg").read_text()

@@ -23,7 +23,7 @@ def url(tmp_path_factory):
 def test_rich_report_has_pareto_best_and_validation(url, capsys):
     import optuna
 
-    assert main(["report", "demo", "--storage", url, "--resamples", "50"]) == 0
+    assert main(["report", "demo", "--storage", url, "--resamples", "100"]) == 0
     out = capsys.readouterr().out
     study = optuna.load_study(study_name="demo", storage=url)
     assert f"Pareto front ({len(study.best_trials)} of 31 trials)" in out
@@ -35,7 +35,7 @@ def test_json_export_matches_optuna_and_scipy(url, capsys):
     import optuna
     from scipy import stats
 
-    assert main(["report", "demo", "--storage", url, "--json", "--resamples", "50"]) == 0
+    assert main(["report", "demo", "--storage", url, "--json", "--resamples", "100"]) == 0
     data = json.loads(capsys.readouterr().out)
     study = optuna.load_study(study_name="demo", storage=url)
     assert {r["number"] for r in data["pareto"]} == {t.number for t in study.best_trials}
@@ -126,7 +126,7 @@ def test_json_trials_carry_each_models_predictors_and_training(url, capsys):
     """A study over several models (the transformer placements) is compared per model from --json."""
     import optuna
 
-    assert main(["report", "demo", "--storage", url, "--json", "--resamples", "20"]) == 0
+    assert main(["report", "demo", "--storage", url, "--json", "--resamples", "100"]) == 0
     data = json.loads(capsys.readouterr().out)
     study = optuna.load_study(study_name="demo", storage=url)
     for record in data["trials"]:

@@ -242,7 +242,7 @@ def test_pareto_and_validate_from_the_cli(tmp_path, normx_exe):
     for row in front:
         mine = [row["values"]["test_accuracy"], row["values"]["cosine_similarity"]]
         assert not any(dominates(t.values, mine) for t in complete)
-    out = subprocess.run([*normx_exe, "study", "validate", "val", "--storage", str(db), "--json", "--bootstrap", "200"],
+    out = subprocess.run([*normx_exe, "study", "validate", "val", "--storage", str(db), "--json", "--resamples", "200"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)

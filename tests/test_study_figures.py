@@ -86,7 +86,7 @@ def test_report_plots_writes_every_figure(url, tmp_path, capsys):
     import matplotlib.image
 
     out = tmp_path / "figs" / "new"  # created, parents too
-    assert main(["report", "demo", "--storage", url, "--resamples", "50", "--json", "--plots", str(out)]) == 0
+    assert main(["report", "demo", "--storage", url, "--resamples", "100", "--json", "--plots", str(out)]) == 0
     captured = capsys.readouterr()
     json.loads(captured.out)  # stdout stays one JSON document
     names = sorted(p.name for p in out.iterdir())
@@ -127,7 +127,7 @@ sys.exit(main(sys.argv[1:]))
 def test_without_matplotlib_the_report_prints_with_a_hint(url, tmp_path):
     from explorer.cli.render import PLOTS_HINT
 
-    proc = normx("report", "demo", "--storage", url, "--resamples", "20", "--plots", str(tmp_path / "p"),
+    proc = normx("report", "demo", "--storage", url, "--resamples", "100", "--plots", str(tmp_path / "p"),
                  script=WITHOUT_MATPLOTLIB)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == PLOTS_HINT

@@ -82,15 +82,15 @@ def study_db(tmp_path_factory):
 
 
 def test_validate_at_80_columns(study_db):
-    text = normx("study", "validate", "demo", "--storage", study_db, "--bootstrap", "200")
+    text = normx("study", "validate", "demo", "--storage", study_db, "--resamples", "200")
     check_fits(text, ["cosine_similarity", "grad_explosion_exponent", "stable_rank", "mean training accuracy"])
     check_snapshot("cli_validate_80", text)
 
 
 def test_report_tables_at_80_columns(study_db):
     """The report's tables (best, Pareto front, validation) keep each composition whole on a line."""
-    text = normx("report", "demo", "--storage", study_db, "--resamples", "50")
-    data = json.loads(normx("report", "demo", "--storage", study_db, "--resamples", "50", "--json"))
+    text = normx("report", "demo", "--storage", study_db, "--resamples", "100")
+    data = json.loads(normx("report", "demo", "--storage", study_db, "--resamples", "100", "--json"))
     from rich.cells import cell_len
 
     assert max(cell_len(line) for line in text.splitlines()) <= WIDTH

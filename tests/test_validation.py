@@ -9,6 +9,8 @@ import math
 import subprocess
 
 import pytest
+
+from explorer.direction import Direction
 from scipy import stats
 
 from explorer.search import run_study
@@ -51,7 +53,7 @@ def validate(normx_exe, db, *args, **env):
     import os
 
     environ = {**os.environ, **env}
-    return subprocess.run([*normx_exe, "study", "validate", "digits_val", "--storage", str(db), "--bootstrap", "200",
+    return subprocess.run([*normx_exe, "study", "validate", "digits_val", "--storage", str(db), "--resamples", "200",
                            *args], capture_output=True, text=True, timeout=180, env=environ)
 
 
@@ -90,6 +92,9 @@ def test_validate_ranks_every_stored_predictor_with_the_combined_score(digits_st
     # each verdict follows its interval: chance when it includes 0, else the sign against the direction
     chance = []
     for p in result["pairs"]:
+        if p.get("too_few"):  # too few trials, distinct values or a trustworthy interval: no verdict
+            assert p["verdict"] == "too few" and p["note"]
+            continue
         if p["kendall_tau"] is None:
             assert p["verdict"] is None and p["note"]
             continue
@@ -119,6 +124,23 @@ def test_validate_table_fits_80_columns_with_a_legend_and_says_chance_plainly(di
     if result["chance"]:
         assert f"Not distinguishable from chance: {len(result['chance'])} of {len(result['pairs'])}" in text
     assert "…" not in done.stdout  # nothing truncated
+
+
+def test_too_few_trials_or_distinct_values_is_a_verdict_of_its_own():
+    """Issue 24 item 15 / issue 25 item 4: ``params`` varied in one trial and "agreed" with an
+    interval excluding its own τ; 3-4 trials said "reversed" or "agrees"."""
+    from explorer.search.validation import TOO_FEW, correlation_verdict, judged
+
+    speed = [0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.8, 0.6, 0.4, 0.35]
+    one_differs = judged([5.0] * 9 + [6.0], speed, 1000, 0)
+    assert correlation_verdict(one_differs, Direction.LOWER) == TOO_FEW
+    assert one_differs["note"] == "too few distinct values to judge (1 trial(s) differ from the rest)"
+    four = judged([1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4], 1000, 0)
+    assert correlation_verdict(four, Direction.HIGHER) == TOO_FEW and "fewer than 5" in four["note"]
+    varied = judged(list(range(20)), [v + 0.1 * (v % 3) for v in range(20)], 1000, 0)
+    assert correlation_verdict(varied, Direction.HIGHER) == "agrees" and varied["degenerate_share"] == 0
+    low, high = varied["kendall_tau"]["ci"]
+    assert low <= varied["kendall_tau"]["value"] <= high
 
 
 def test_combined_rank_score_by_hand():

@@ -34,6 +34,27 @@ def add_command_group(sub: argparse._SubParsersAction, name: str, help: str) -> 
     return commands
 
 
+#: The fewest bootstrap resamples a command accepts: a 95 % interval's ends are its 2.5th and
+#: 97.5th percentiles, and from fewer resamples they are a handful of draws, not an interval.
+MIN_RESAMPLES = 100
+
+
+def add_resamples_argument(parser: argparse.ArgumentParser, default: int = 1000) -> None:
+    """``--resamples N``: the bootstrap resamples of a command's confidence intervals (one name
+    in ``report``, ``study validate``, ``table show`` and ``table learned``)."""
+    parser.add_argument("--resamples", type=int, default=default, metavar="N",
+                        help=f"bootstrap resamples for the confidence intervals (at least {MIN_RESAMPLES}; "
+                             f"default {default})")
+
+
+def check_resamples(args: argparse.Namespace) -> int:
+    """``args.resamples``, or one line when it is too few for a 95 % interval."""
+    if args.resamples < MIN_RESAMPLES:
+        raise NormxError(f"--resamples must be at least {MIN_RESAMPLES} (a 95 % interval from fewer "
+                         f"resamples is a few draws, not an interval), got {args.resamples}")
+    return int(args.resamples)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """``STUDY.toml``, ``--storage`` and ``--workers`` of the commands that run a study file's studies
     (``normx study run``, ``normx table build``)."""

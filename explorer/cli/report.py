@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explorer.cli.render import PLOTS_HINT, add_study_arguments, output_dir, path_option, write_error
+from explorer.cli.render import (PLOTS_HINT, add_resamples_argument, add_study_arguments, check_resamples, output_dir,
+                                 path_option, write_error)
 from explorer.errors import NormxError
 
 if TYPE_CHECKING:
@@ -36,8 +37,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="print one CSV row per trial")
     p.add_argument("--output", "-o", metavar="FILE", type=path_option("a file"),
                    help="write to FILE (atomically) instead of stdout")
-    p.add_argument("--resamples", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples for the validation intervals (default 1000)")
+    add_resamples_argument(p)
     p.add_argument("--plots", metavar="DIR", type=path_option(), help="also write the study's figures (PNG and SVG) to DIR: the Pareto "
                    "front, the speed-stability trade-off, each predictor against training speed with Kendall's τ, "
                    "the per-layer curves of the best trials (needs matplotlib: pip install 'norm-explorer[plots]')")
@@ -68,8 +68,7 @@ def run_report(args: argparse.Namespace) -> int:
     from explorer.search.results import StudySource, locate_study  # optuna: imported only when run
     from explorer.search.results.export import report_csv, report_data
 
-    if args.resamples < 1:
-        raise NormxError("--resamples must be at least 1")
+    check_resamples(args)
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise NormxError(f"cannot write {args.output}: no such directory")
     url, name = locate_study(args.study, args.storage)

@@ -6,8 +6,8 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from explorer.cli.render import STORAGE_HELP_SECRET, add_command_group, add_run_arguments, console, show, storage_option
-from explorer.errors import NormxError
+from explorer.cli.render import (STORAGE_HELP_SECRET, add_command_group, add_resamples_argument, add_run_arguments,
+                                 check_resamples, console, show, storage_option)
 from explorer.search import default_storage
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                              "correlation with measured speed and accuracy")
     p.add_argument("name", metavar="NAME|STUDY.toml")
     _storage_arg(p)
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    add_resamples_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_validate)
 
@@ -140,11 +140,9 @@ def _print_pareto(data: StudyData, rows: list[dict[str, Any]]) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     from explorer.search.validation import validate_study
 
-    if args.bootstrap < 1:
-        raise NormxError(f"--bootstrap must be at least 1, got {args.bootstrap}")
-
+    resamples = check_resamples(args)
     data = _load(args.name, args.storage)
-    return show(validate_study(data, n_boot=args.bootstrap), args.json, _print_validation)
+    return show(validate_study(data, n_boot=resamples), args.json, _print_validation)
 
 
 def _print_validation(result: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from explorer.cli.render import add_command_group, add_run_arguments, console
+from explorer.cli.render import add_command_group, add_resamples_argument, add_run_arguments, check_resamples, console
 from explorer.errors import NormxError
 
 
@@ -32,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = commands.add_parser("show", help="a table's metadata and every predictor's correlation with the outcome "
                                          "(Figure 5 of Lubana et al. at scale)")
     p.add_argument("name", metavar="NAME|FILE.jsonl")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    add_resamples_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_show)
 
@@ -41,7 +41,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="*", metavar="NAME|FILE.jsonl",
                    help="the tables held out in turn, each scored by what the others teach (default: every "
                         "committed table)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    add_resamples_argument(p, 200)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_learned)
 
@@ -106,11 +106,10 @@ def run_show(args: argparse.Namespace) -> int:
     from explorer.normbench import load
     from explorer.normbench.correlation import correlations
 
-    if args.bootstrap < 1:
-        raise NormxError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    resamples = check_resamples(args)
     table = load(args.name)
     result = {"name": table.name, "metadata": {k: v for k, v in table.metadata.items() if k != "study_file"},
-              "correlations": correlations(table, n_boot=args.bootstrap)}
+              "correlations": correlations(table, n_boot=resamples)}
     if args.json:
         from explorer.records import json_safe
 
@@ -126,9 +125,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_learned(args: argparse.Namespace) -> int:
     from explorer.normbench.transfer import leave_one_table_out
 
-    if args.bootstrap < 1:
-        raise NormxError(f"--bootstrap must be at least 1, got {args.bootstrap}")
-    result = leave_one_table_out(args.names or None, n_boot=args.bootstrap)
+    result = leave_one_table_out(args.names or None, n_boot=check_resamples(args))
     if args.json:
         from explorer.records import json_safe
 

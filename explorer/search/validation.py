@@ -18,6 +18,7 @@ and the report read them.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,17 @@ LEARNED_FOLDS = 5
 #: The verdict of a correlation whose interval includes 0, and what it means.
 CHANCE = "chance"
 CHANCE_TEXT = "not distinguishable from chance (the 95% interval includes 0)"
+#: A verdict of its own: the trials cannot say (too few of them, too few distinct values, or a
+#: bootstrap whose interval cannot be trusted), rather than a confident "agrees" or "reversed".
+TOO_FEW = "too few"
+#: the fewest trials a verdict rests on (on 3 or 4 the bootstrap repeats a handful of points)
+MIN_JUDGED = 5
+#: the fewest trials whose value differs from the predictor's most common one: a predictor that
+#: varies in one or two trials ranks those against the rest, and its τ is theirs alone
+MIN_DIFFERING = 3
+#: above this share of constant resamples (no rank correlation) the percentile interval is biased
+#: towards the varying ones and may exclude its own estimate: it is not reported as a verdict
+MAX_DEGENERATE = 0.05
 
 
 class ValidationError(NormxError):
@@ -81,12 +93,14 @@ def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0,
     out: dict[str, Any] = {"n": len(xa)}
     rng = np.random.default_rng(seed)
     samples = rng.integers(0, len(xa), size=(n_boot, len(xa)))
+    degenerate = 0
     for name, fn in (("kendall_tau", stats.kendalltau), ("spearman_rho", stats.spearmanr)):
         value = float(fn(xa, ya)[0])
         boots = []
         for index in samples:
             xs, ys = xa[index], ya[index]
             if np.ptp(xs) == 0 or np.ptp(ys) == 0:
+                degenerate += name == "kendall_tau"
                 continue  # a resample with one distinct value has no rank correlation
             boots.append(float(fn(xs, ys)[0]))
         boots = [b for b in boots if math.isfinite(b)]
@@ -94,12 +108,37 @@ def correlate(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0,
         if boots:
             low, high = (float(v) for v in np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2]))
         out[name] = {"value": value, "ci": [low, high]}
+    out["degenerate_share"] = degenerate / max(1, n_boot)
     return out
+
+
+def judged(xs: list[float], ys: list[float], n_boot: int, seed: int) -> dict[str, Any]:
+    """:func:`correlate`, or why the trials cannot be judged (:data:`TOO_FEW`, with a ``note``):
+    fewer than :data:`MIN_JUDGED` trials, a predictor differing from its most common value in
+    fewer than :data:`MIN_DIFFERING`, or an interval from too many constant resamples or one that
+    excludes its own estimate (ties make the percentile bootstrap unreliable)."""
+    differing = len(xs) - max(Counter(xs).values())
+    if differing < MIN_DIFFERING:
+        return {"n": len(xs), "kendall_tau": None, "spearman_rho": None, "too_few": True,
+                "note": f"too few distinct values to judge ({differing} trial(s) differ from the rest)"}
+    result = correlate(xs, ys, n_boot=n_boot, seed=seed)
+    tau = result["kendall_tau"]
+    low, high = tau["ci"]
+    if len(xs) < MIN_JUDGED:
+        result.update(too_few=True, note=f"{len(xs)} trials, fewer than {MIN_JUDGED}: too few to judge")
+    elif result["degenerate_share"] > MAX_DEGENERATE:
+        result.update(too_few=True, note=f"{100 * result['degenerate_share']:.0f} % of the resamples are constant: "
+                                         "too few distinct values to judge")
+    elif not (low <= tau["value"] <= high):
+        result.update(too_few=True, note="the interval excludes its own estimate (ties): too few to judge")
+    return result
 
 
 def correlation_verdict(result: dict[str, Any], direction: Direction | None) -> str | None:
     """``agrees``/``reversed`` when τ's interval excludes 0 (as the direction expects, or
     against it), ``chance`` when it includes 0; None without a correlation."""
+    if result.get("too_few"):
+        return TOO_FEW
     tau = result.get("kendall_tau")
     if not tau:
         return None
@@ -176,7 +215,7 @@ def validate_study(study: StudyData, n_boot: int = 1000, seed: int = 0,
             elif len(set(xs)) < 2 or len(set(ys)) < 2:
                 result = {"n": len(points), "kendall_tau": None, "spearman_rho": None, "note": "constant values"}
             else:
-                result = correlate(xs, ys, n_boot=n_boot, seed=seed)
+                result = judged(xs, ys, n_boot, seed)
             pairs.append({"predictor": name, "measure": measure, "direction": directions[name], **result,
                           "verdict": correlation_verdict(result, directions[name])})
         groups.append(pairs)

@@ -245,7 +245,7 @@ def validation_table(validation: dict[str, Any]) -> Group:
                                                                              for c in ci) else "")
         return [Text(f"{value:+.2f}", style="bold" if abs(value) >= 0.5 else ""), Text(interval)]
 
-    styles = {"agrees": "green", "reversed": "red", "chance": "dim"}
+    styles = {"agrees": "green", "reversed": "red", "chance": "dim", "too few": "yellow"}
     previous = None
     for pair in pairs:
         name = pair["predictor"]
@@ -267,7 +267,8 @@ def validation_table(validation: dict[str, Any]) -> Group:
     notes = ["speed = mean training accuracy (the paper's measure), test = test accuracy; ↓ lower is better, "
              "↑ higher.",
              "verdict: agrees / reversed = the τ interval excludes 0, with / against the predictor's direction; "
-             "chance = " + str(validation.get("chance_means", "the interval includes 0")) + "."]
+             "chance = " + str(validation.get("chance_means", "the interval includes 0")) + "; too few = "
+             "fewer than 5 trials, fewer than 3 differing from the rest, or an interval the ties make unreliable."]
     if combined.get("predictors"):
         notes.append("combined = " + str(combined.get("definition", "")) + " (Fig. 9's speed-stability trade-off).")
     learned = validation.get("learned") or {}
