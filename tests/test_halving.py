@@ -39,6 +39,9 @@ def test_a_rung_with_fewer_than_eta_results_lets_everyone_go_on():
     policy = HalvingPolicy(3, (10, 30, 90))
     decision = promotion_decision(policy, 1, [0.1], [[0.9]], [UP], ["test_accuracy"])
     assert decision.train and "fewer than η = 3" in decision.why and decision.policy == "halving"
+    # with eta results the rung halves: only the best of three goes on
+    assert not promotion_decision(policy, 1, [0.1], [[0.9], [0.5]], [UP]).train
+    assert promotion_decision(policy, 1, [0.95], [[0.9], [0.5]], [UP]).train
 
 
 def test_the_top_third_by_pareto_rank_goes_on():
@@ -72,3 +75,13 @@ def test_a_rung_measures_each_objective_where_it_is_made():
     # the worst model per objective; a NaN loss (diverged) is the worst loss
     assert values == [0.7, math.inf, 0.3]
     assert rung_objective_values(objectives, checkpoints, {"cosine_similarity": 0.3}, "mean")[0] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("training", ["epochs = 2", "", "steps = 0"])
+def test_halving_without_a_number_of_steps_is_one_line(training):
+    from explorer.search.study_file import StudyFileError, parse_study_text
+
+    text = ('name = "h"\nmodels = ["mlp(depth=2, width=8)"]\n[objectives]\ntest_accuracy = "maximize"\n'
+            f'[space]\npresets = ["bn"]\n[screening]\npolicy = "halving"\n[training]\n{training}\n')
+    with pytest.raises(StudyFileError, match=r"h.toml:\d+: screening.policy: halving counts its rungs in steps"):
+        parse_study_text(text, "h.toml")

@@ -257,10 +257,10 @@ class Evaluator:
         return results, None
 
     @staticmethod
-    def _stop_at(step: int, rungs: Rungs | None, model_name: str) -> Any:
+    def _stop_at(step: int, rungs: Rungs, model_name: str) -> Any:
         """The checkpoint callback that keeps the training state at ``step`` and stops the run there."""
         def on_checkpoint(record: dict[str, float], snapshot: Any) -> bool:
-            if int(record["step"]) != step or rungs is None:
+            if int(record["step"]) != step:
                 return True
             rungs.states[model_name] = snapshot()
             return False

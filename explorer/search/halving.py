@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.direction import Direction
+from explorer.records import to_float
+from explorer.search.schema import TrialAttr
 from explorer.search.screening import Decision
+from explorer.search.study_file import objective_source
+
+#: A training objective's key in a checkpoint record, where the names differ.
+CHECKPOINT_KEYS = {"final_loss": "train_loss", "wall_time_s": "train_s"}
 
 #: ``[screening] eta``'s default: a third of each rung goes on (Hyperband's and ASHA's usual η).
 DEFAULT_ETA = 3
@@ -171,24 +177,22 @@ def rung_objective_values(objectives: Mapping[str, Direction], checkpoints: Mapp
     """The study's objectives measured at a rung: training measures from each model's checkpoint
     record at the rung (``final_loss`` is the checkpoint's training loss, ``wall_time_s`` its
     training seconds), predictors from the aggregated record; over models, the worst (or mean)."""
-    from explorer.records import to_float
-
-    keys = {"final_loss": "train_loss", "wall_time_s": "train_s"}
     out = []
     for name, direction in objectives.items():
         direction = Direction.of(direction)
-        if name in ("test_accuracy", "mean_train_accuracy", "final_loss", "wall_time_s"):
-            values = [to_float(c.get(keys.get(name, name))) for c in checkpoints.values()]
-            values = [math.nan if v is None else v for v in values]
-            if name == "final_loss":
-                values = [math.inf if math.isnan(v) else v for v in values]  # diverged: the worst loss
-            if not values:
-                out.append(math.nan)
-            elif aggregate == "mean":
-                out.append(sum(values) / len(values))
-            else:
-                out.append(values[direction.worst_index(values)])
-        else:
-            value = to_float(predictors.get(name))
+        source, key, _ = objective_source(name)
+        if source != TrialAttr.TRAIN:
+            value = to_float(predictors.get(key))
             out.append(math.nan if value is None else value)
+            continue
+        values = [to_float(c.get(CHECKPOINT_KEYS.get(key, key))) for c in checkpoints.values()]
+        values = [math.nan if v is None else v for v in values]
+        if key == "final_loss":
+            values = [math.inf if math.isnan(v) else v for v in values]  # diverged: the worst loss
+        if not values:
+            out.append(math.nan)
+        elif aggregate == "mean":
+            out.append(sum(values) / len(values))
+        else:
+            out.append(values[direction.worst_index(values)])
     return out

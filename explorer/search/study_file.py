@@ -468,8 +468,9 @@ def parse_study_text(text: str, path: str = "<study>") -> StudyConfig:
         raise check.fail(("screening", "top_fraction"), f"must be {A_SHARE[2]}, got {screening.top_fraction!r}")
     config.training = TrainingConfig(**data.get("training", {}))
     training = config.training
-    if screening.policy == "halving" and training.epochs is not None:
-        raise check.fail(("screening", "policy"), "halving counts its rungs in steps: give training.steps, not epochs")
+    if screening.policy == "halving" and not training.steps:
+        raise check.fail(("screening", "policy"), "halving counts its rungs in steps: give training.steps "
+                                                  "(at least 1; not epochs)")
     if screening.policy == "halving" and screening.min_steps is not None and training.steps \
             and screening.min_steps > training.steps:
         raise check.fail(("screening", "min_steps"),
